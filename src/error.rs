@@ -1,0 +1,62 @@
+//! The top-level [`Error`]: wraps each layer's error and alone decides the exit code.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success |
+//! | 1    | the build failed: network, digest mismatch, a task failed |
+//! | 2    | the recipe or the command line is invalid |
+//! | 130  | interrupted (Ctrl-C) |
+
+use std::path::PathBuf;
+
+use crate::engine::{CycleError, JobFailure};
+use crate::recipe::RecipeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error("in recipe `{}`: {source}", recipe.display())]
+    Cycle {
+        recipe: PathBuf,
+        #[source]
+        source: CycleError,
+    },
+    #[error("{}", render_failures(.0))]
+    BuildFailed(Vec<JobFailure>),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) | Self::Recipe(_) | Self::Cycle { .. } => 2,
+            Self::Interrupted => 130,
+            Self::BuildFailed(_) | Self::Io { .. } | Self::Unsupported(_) => 1,
+        }
+    }
+}
+
+fn render_failures(failures: &[JobFailure]) -> String {
+    let mut text = match failures.len() {
+        1 => "1 task failed".to_owned(),
+        n => format!("{n} tasks failed"),
+    };
+    for failure in failures {
+        text.push_str("\n  ");
+        text.push_str(&failure.to_string());
+    }
+    text
+}

@@ -1,0 +1,40 @@
+//! isobuild builds a bootstrap ISO from a YAML recipe without a container daemon.
+//!
+//! # A tour
+//!
+//! A run flows through these layers, each owning one job and one error type:
+//!
+//! 1. [`cli`] holds what the user typed; [`settings`] resolves it with the environment into
+//!    absolute paths, limits and modes, once.
+//! 2. [`recipe`] reads the YAML recipe and validates all of it, reporting every problem with
+//!    file, line, column and field path. Its values are typed ([`reference::ImageRef`],
+//!    [`reference::Digest`], [`recipe::IsoPath`]), never bare strings.
+//! 3. [`plan`] turns a recipe into a graph of typed tasks (copy a file, render a template, run
+//!    a command, …) and seals it: checked acyclic, then frozen.
+//! 4. [`engine`] runs a sealed graph on tokio with bounded concurrency, skips tasks whose
+//!    fingerprint did not change since their last successful run, and stops cleanly on
+//!    failure or Ctrl-C. It knows tasks only through the [`engine::Job`] trait.
+//! 5. [`report`] is the only layer that talks to the terminal: live progress through the
+//!    [`report::Reporter`] trait, and JSON and HTML summaries after the run.
+//! 6. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
+//!
+//! The logic never prints: it returns values and calls the reporter.
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod error;
+pub mod fs;
+pub mod plan;
+pub mod recipe;
+pub mod reference;
+pub mod report;
+pub mod settings;
+
+pub use error::Error;
+
+/// Run the command the user typed.
+pub fn run(cli: cli::Cli) -> Result<(), Error> {
+    commands::dispatch(cli)
+}

@@ -1,0 +1,295 @@
+//! `files:` entries: copying files and trees into the ISO tree, and rendering templates.
+//!
+//! Every file lands with a normalised mode (the entry's `mode`, else 0755 for executables and
+//! 0644 for the rest; folders 0755), whatever the umask, so the tree is the same on any
+//! machine. Symbolic links are copied as the file they point to, and only when that file lies
+//! inside the copied tree or the recipe's folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::{Fingerprint, JobOutput};
+use crate::recipe::{FileEntry, TemplateContext, template_env};
+
+use super::TaskError;
+
+/// Copy `entry.src` (a file or a folder) to `entry.dest` in the tree.
+pub struct CopyJob {
+    entry: FileEntry,
+    tree_root: PathBuf,
+    base_dir: PathBuf,
+}
+
+/// Render the template `entry.src` to `entry.dest` in the tree.
+pub struct TemplateJob {
+    entry: FileEntry,
+    tree_root: PathBuf,
+    base_dir: PathBuf,
+    context: Arc<TemplateContext>,
+}
+
+/// A file found under a `files:` source.
+struct SourceFile {
+    /// Where to read it (a link's target when it was a link).
+    read_from: PathBuf,
+    /// Path below the source root (empty when the source is a single file).
+    relative: PathBuf,
+    executable: bool,
+}
+
+impl CopyJob {
+    pub(super) fn new(entry: FileEntry, tree_root: PathBuf, base_dir: PathBuf) -> Self {
+        Self {
+            entry,
+            tree_root,
+            base_dir,
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
+        format!("file {}", self.entry.dest)
+    }
+
+    pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {
+        let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
+        let mut fingerprint = blocking(move || hash_sources(&src, &base_dir)).await?;
+        add_entry_settings(&mut fingerprint, &self.entry);
+        Ok(fingerprint)
+    }
+
+    pub(super) fn missing_output(&self) -> Option<String> {
+        missing(&self.entry.dest.under(&self.tree_root), &self.entry)
+    }
+
+    pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
+        let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
+        let dest = self.entry.dest.under(&self.tree_root);
+        let mode = self.entry.mode;
+        blocking(move || {
+            let mut bytes = 0;
+            for file in source_files(&src, &base_dir)? {
+                let target = join_relative(&dest, &file.relative);
+                create_dirs(&target)?;
+                crate::fs::copy_atomic(&file.read_from, &target, file_mode(mode, file.executable))?;
+                bytes += fs_err::metadata(&target)?.len();
+            }
+            Ok(JobOutput { bytes })
+        })
+        .await
+    }
+}
+
+impl TemplateJob {
+    pub(super) fn new(
+        entry: FileEntry,
+        tree_root: PathBuf,
+        base_dir: PathBuf,
+        context: Arc<TemplateContext>,
+    ) -> Self {
+        Self {
+            entry,
+            tree_root,
+            base_dir,
+            context,
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
+        format!("template {}", self.entry.dest)
+    }
+
+    pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {
+        let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
+        let mut fingerprint = blocking(move || hash_sources(&src, &base_dir)).await?;
+        add_entry_settings(&mut fingerprint, &self.entry);
+        let context = serde_json::to_vec(&*self.context).map_err(std::io::Error::other)?;
+        fingerprint.add(
+            "template context",
+            crate::reference::Digest::of(&context).to_string(),
+        );
+        Ok(fingerprint)
+    }
+
+    pub(super) fn missing_output(&self) -> Option<String> {
+        missing(&self.entry.dest.under(&self.tree_root), &self.entry)
+    }
+
+    pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
+        let src = self.entry.src.clone();
+        let dest = self.entry.dest.under(&self.tree_root);
+        let mode = self.entry.mode;
+        let context = Arc::clone(&self.context);
+        blocking(move || {
+            let executable = crate::fs::is_executable(&src)?;
+            let text = render_template(&src, &context)?;
+            create_dirs(&dest)?;
+            crate::fs::write_atomic(&dest, text.as_bytes(), file_mode(mode, executable))?;
+            Ok(JobOutput {
+                bytes: text.len() as u64,
+            })
+        })
+        .await
+    }
+}
+
+/// Render the template file at `path` with `context`.
+pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<String, TaskError> {
+    let source = fs_err::read_to_string(path)?;
+    let env = template_env();
+    let name = path.display().to_string();
+    let failed = |error: &minijinja::Error| TaskError::Render {
+        path: path.to_owned(),
+        line: error.line().unwrap_or(0),
+        message: error
+            .detail()
+            .unwrap_or(&error.kind().to_string())
+            .to_owned(),
+    };
+    let template = env
+        .template_from_named_str(&name, &source)
+        .map_err(|e| failed(&e))?;
+    template
+        .render(minijinja::value::Serde(context))
+        .map_err(|e| failed(&e))
+}
+
+/// Run blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))?
+}
+
+fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {
+    fingerprint.add("dest", entry.dest.as_str());
+    fingerprint.add(
+        "mode",
+        entry
+            .mode
+            .map_or_else(|| "default".to_owned(), |mode| format!("{mode:o}")),
+    );
+}
+
+fn missing(dest: &Path, entry: &FileEntry) -> Option<String> {
+    (!dest.exists()).then(|| entry.dest.to_string())
+}
+
+/// 0755 for folders; the explicit mode, else 0755 for executables and 0644 for the rest.
+fn file_mode(explicit: Option<u32>, executable: bool) -> u32 {
+    explicit.unwrap_or(if executable { 0o755 } else { 0o644 })
+}
+
+fn join_relative(dest: &Path, relative: &Path) -> PathBuf {
+    if relative.as_os_str().is_empty() {
+        dest.to_owned()
+    } else {
+        dest.join(relative)
+    }
+}
+
+/// Create the parent folders of `path`, each 0755 whatever the umask.
+fn create_dirs(path: &Path) -> std::io::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    let mut current = parent;
+    while !current.exists() {
+        missing.push(current.to_owned());
+        match current.parent() {
+            Some(up) => current = up,
+            None => break,
+        }
+    }
+    fs_err::create_dir_all(parent)?;
+    for dir in missing {
+        crate::fs::set_mode(&dir, 0o755)?;
+    }
+    Ok(())
+}
+
+/// `input <path>` → content hash for every file under `src`, plus whether it is executable.
+fn hash_sources(src: &Path, base_dir: &Path) -> Result<Fingerprint, TaskError> {
+    let mut fingerprint = Fingerprint::new();
+    for file in source_files(src, base_dir)? {
+        let shown = join_relative(src, &file.relative);
+        let shown = shown.strip_prefix(base_dir).unwrap_or(&shown);
+        let hash = crate::fs::sha256_file(&file.read_from)?;
+        let exec = if file.executable { " x" } else { "" };
+        fingerprint.add(
+            format!("input {}", shown.display()),
+            format!("{hash}{exec}"),
+        );
+    }
+    Ok(fingerprint)
+}
+
+/// Every file under `src` (or `src` itself), sorted by path.
+fn source_files(src: &Path, base_dir: &Path) -> Result<Vec<SourceFile>, TaskError> {
+    let base_real = fs_err::canonicalize(base_dir)?;
+    let metadata = fs_err::symlink_metadata(src)?;
+    if !metadata.is_dir() {
+        let read_from = resolve_link(src, &metadata, &base_real, &base_real)?;
+        return Ok(vec![SourceFile {
+            executable: crate::fs::is_executable(&read_from)?,
+            read_from,
+            relative: PathBuf::new(),
+        }]);
+    }
+    let tree_real = fs_err::canonicalize(src)?;
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(src).sort_by_file_name() {
+        let entry = entry.map_err(|e| TaskError::Io(e.into()))?;
+        let metadata = entry
+            .path()
+            .symlink_metadata()
+            .map_err(|e| TaskError::Io(crate::fs::with_path(e, "read", entry.path())))?;
+        if metadata.is_dir() {
+            continue;
+        }
+        let read_from = resolve_link(entry.path(), &metadata, &tree_real, &base_real)?;
+        files.push(SourceFile {
+            executable: crate::fs::is_executable(&read_from)?,
+            relative: entry
+                .path()
+                .strip_prefix(src)
+                .unwrap_or(entry.path())
+                .to_owned(),
+            read_from,
+        });
+    }
+    Ok(files)
+}
+
+/// The file to read for `path`: itself, or the regular file a link inside `tree` or `base`
+/// points to.
+fn resolve_link(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    tree: &Path,
+    base: &Path,
+) -> Result<PathBuf, TaskError> {
+    if metadata.file_type().is_file() {
+        return Ok(path.to_owned());
+    }
+    if !metadata.file_type().is_symlink() {
+        return Err(TaskError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let target = fs_err::canonicalize(path)?;
+    if !target.starts_with(tree) && !target.starts_with(base) {
+        return Err(TaskError::SymlinkOutside {
+            link: path.to_owned(),
+            target,
+        });
+    }
+    if !target.is_file() {
+        return Err(TaskError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    Ok(target)
+}

@@ -1,0 +1,55 @@
+//! [`RecipeError`]: everything that can be wrong with a recipe, each problem located.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One problem in a recipe: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in: the recipe, or a template it names.
+    pub file: PathBuf,
+    /// 1-based line and column; 0 when unknown.
+    pub line: usize,
+    pub column: usize,
+    /// Field path in the recipe (`images.list[3].digest`).
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.field,
+            self.message
+        )
+    }
+}
+
+/// Why a recipe could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read recipe `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(problems))]
+    Invalid { problems: Vec<Problem> },
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    let mut text = String::new();
+    for (i, problem) in problems.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\nerror: ");
+        }
+        text.push_str(&problem.to_string());
+    }
+    text
+}

@@ -1,0 +1,212 @@
+//! The recipe: what an ISO is made of, as the user wrote it in YAML (schema version 1).
+//!
+//! [`load`] reads a recipe file, checks it completely and returns a [`Recipe`] whose values are
+//! already validated: references and digests are parsed, every path that lands in the ISO tree
+//! is an [`IsoPath`], every template compiles and every `after:` names an existing task without
+//! a cycle. Relative host paths are made absolute against the recipe file's folder.
+//!
+//! Turning a recipe into work is [`crate::plan`]'s job; this module never touches the network
+//! and only reads the recipe and the template files it names.
+
+mod error;
+mod parse;
+mod paths;
+mod template;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::{Problem, RecipeError};
+pub use paths::IsoPath;
+pub use template::{ImageContext, TemplateContext, render_str, template_env};
+
+use crate::reference::{Digest, ImageSource};
+
+/// The schema version this build of isobuild reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// A validated recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The recipe file, absolute.
+    pub file: PathBuf,
+    /// The folder relative paths resolve against (the recipe file's folder), absolute.
+    pub base_dir: PathBuf,
+    pub name: String,
+    pub version: String,
+    /// Free variables, after `--set` overrides.
+    pub vars: BTreeMap<String, String>,
+    /// Seconds since the Unix epoch used for every date in the output, if the recipe sets one.
+    pub epoch: Option<i64>,
+    pub iso: IsoSettings,
+    pub images: Images,
+    /// Registry host rewrites (`docker.io` → `127.0.0.1:5000/docker.io`), recipe-wide.
+    pub mirrors: BTreeMap<String, String>,
+    pub files: Vec<FileEntry>,
+    pub tasks: Vec<CommandTask>,
+}
+
+/// The `iso:` section.
+#[derive(Debug, Clone)]
+pub struct IsoSettings {
+    /// Where the ISO file goes (absolute host path).
+    pub output: PathBuf,
+    /// Where the ISO tree is assembled (absolute host path).
+    pub root: PathBuf,
+    /// The volume id, already rendered.
+    pub volume_id: String,
+    pub implant_md5: bool,
+    /// Where to write the `SHA256SUM` file (absolute host path), if wanted.
+    pub sha256sum: Option<PathBuf>,
+}
+
+/// The `images:` section.
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub platform: Platform,
+    pub format: ImageFormat,
+    /// Template for each image's folder in the ISO tree (`images/{{ name }}/{{ tag }}`).
+    pub path: String,
+    pub registry_config: Option<RegistryConfig>,
+    pub list: Vec<ImageEntry>,
+}
+
+/// An `os/arch[/variant]` platform, chosen from an image index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const OSES: &[&str] = &["linux", "windows", "darwin", "freebsd"];
+        const ARCHES: &[&str] = &[
+            "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
+        ];
+        let parts: Vec<&str> = text.split('/').collect();
+        let (os, architecture, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] if !variant.is_empty() => (*os, *arch, Some((*variant).to_owned())),
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a platform of the form os/arch[/variant]"
+                ));
+            }
+        };
+        if !OSES.contains(&os) {
+            return Err(format!(
+                "unknown operating system `{os}` (expected one of {})",
+                OSES.join(", ")
+            ));
+        }
+        if !ARCHES.contains(&architecture) {
+            return Err(format!(
+                "unknown architecture `{architecture}` (expected one of {})",
+                ARCHES.join(", ")
+            ));
+        }
+        Ok(Self {
+            os: os.to_owned(),
+            architecture: architecture.to_owned(),
+            variant,
+        })
+    }
+}
+
+/// How image manifests are written in the ISO tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// Docker image manifest v2 schema 2: the MetalK8s contract.
+    #[default]
+    V2s2,
+    /// OCI image manifest, kept as served.
+    Oci,
+}
+
+/// `images.registry_config`: the nginx rules that serve the image tree as a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The per-image rules file, inside the ISO tree.
+    pub path: IsoPath,
+    /// The constants file, inside the ISO tree.
+    pub common_path: IsoPath,
+    /// Prefix of every repository name (`metalk8s-129.0.0-dev/`), rendered.
+    pub name_prefix: String,
+    /// The nginx variable or path the image tree is served from, rendered.
+    pub server_root: String,
+}
+
+/// One entry of `images.list`.
+#[derive(Debug, Clone)]
+pub struct ImageEntry {
+    pub name: String,
+    /// The tag in the ISO tree: the recipe's `tag`, or the reference's tag.
+    pub tag: String,
+    pub source: ImageSource,
+    /// Expected digest (index or platform manifest), checked after resolution.
+    pub digest: Option<Digest>,
+    /// Also write a docker-archive tarball at this ISO path.
+    pub archive: Option<IsoPath>,
+    /// Names of `tasks:` that must finish first.
+    pub after: Vec<String>,
+}
+
+/// One entry of `files:`: a file or directory copied (or a file rendered) into the ISO tree.
+#[derive(Debug, Clone)]
+pub struct FileEntry {
+    /// Absolute host path; a directory is copied recursively.
+    pub src: PathBuf,
+    pub dest: IsoPath,
+    /// Render `src` with minijinja instead of copying it.
+    pub template: bool,
+    /// Explicit mode; otherwise 0755 for executables and 0644 for the rest.
+    pub mode: Option<u32>,
+    /// Names of `tasks:` that must finish first (for sources a task produces).
+    pub after: Vec<String>,
+}
+
+/// One entry of `tasks:`: a command with declared inputs and outputs.
+#[derive(Debug, Clone)]
+pub struct CommandTask {
+    pub name: String,
+    /// argv; `run[0]` is looked up in `PATH`.
+    pub run: Vec<String>,
+    /// Glob patterns relative to the recipe folder; their contents make the task's key.
+    pub inputs: Vec<String>,
+    /// Absolute host paths that must exist after the command succeeds.
+    pub outputs: Vec<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub after: Vec<String>,
+}
+
+/// Read and validate the recipe at `path`, with `--set KEY=VALUE` overrides for `vars`.
+///
+/// Every problem in the file is reported at once in the returned [`RecipeError`].
+pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Recipe, RecipeError> {
+    parse::load(path, overrides)
+}

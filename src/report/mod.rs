@@ -1,0 +1,173 @@
+//! Everything a person or a program sees of a run: live progress through the [`Reporter`]
+//! trait, and the after-the-fact [`RunSummary`] written as JSON (`--report`) or as an HTML
+//! timeline (`--timings`).
+//!
+//! The logic (engine, tasks, sources) only calls the trait; which terminal, bars or lines that
+//! turns into is decided here. Only [`progress`] imports indicatif.
+
+mod json;
+mod plain;
+mod progress;
+mod timings;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+pub use json::write_json_report;
+pub use plain::PlainReporter;
+pub use progress::TerminalReporter;
+pub use timings::write_timings_html;
+
+/// Identifies one running task in reporter calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct TaskId(pub usize);
+
+/// Identifies one download in reporter calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DownloadId(pub usize);
+
+/// A task as the reporter sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLabel {
+    pub id: TaskId,
+    /// Unique, human-readable (`file bootstrap.sh`, `task build-salt-master`).
+    pub name: String,
+    /// What sort of work (`copy`, `template`, `command`, `pull-blob`, …).
+    pub kind: &'static str,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum TaskStatus {
+    /// Its fingerprint matched the last successful run: nothing was done.
+    UpToDate,
+    /// It ran and succeeded; `reason` says why it had to run.
+    Ran { reason: String },
+    /// It ran and failed.
+    Failed { reason: String, error: String },
+    /// It did not run because a task it depends on failed or was skipped.
+    Skipped { because: String },
+    /// The run was interrupted before or while it ran.
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::UpToDate | Self::Ran { .. })
+    }
+}
+
+/// Receives progress events from the logic. Every method has a no-op default so reporters
+/// implement only what they show.
+pub trait Reporter: Send + Sync {
+    /// A run of `total` tasks begins.
+    fn on_run_start(&self, _total: usize) {}
+    fn on_task_start(&self, _task: &TaskLabel) {}
+    fn on_task_finish(&self, _task: &TaskLabel, _status: &TaskStatus) {}
+    /// A download of `label` (an image or blob) begins; `size` when known.
+    fn on_download_start(&self, _label: &str, _size: Option<u64>) -> DownloadId {
+        DownloadId(0)
+    }
+    fn on_download_progress(&self, _id: DownloadId, _bytes: u64) {}
+    fn on_download_complete(&self, _id: DownloadId) {}
+    /// A line for the user that is not tied to a task (a warning, a summary).
+    fn on_message(&self, _message: &str) {}
+    /// The run is over (successfully or not).
+    fn on_run_finish(&self) {}
+}
+
+/// Shows nothing: for `-q`, `--progress none` and tests.
+#[derive(Debug, Default)]
+pub struct NullReporter;
+
+impl Reporter for NullReporter {}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Plain timestamped lines.
+    Plain,
+    /// Nothing but errors.
+    None,
+}
+
+/// The reporter for a progress mode and verbosity (`-q` is -1, `-v` is 1, `-vv` is 2).
+pub fn reporter_for(mode: ProgressMode, verbosity: i8) -> Arc<dyn Reporter> {
+    use std::io::IsTerminal;
+    if verbosity < 0 || mode == ProgressMode::None {
+        return Arc::new(NullReporter);
+    }
+    let terminal = std::io::stderr().is_terminal()
+        && std::env::var_os("ISOBUILD_NO_PROGRESS").is_none()
+        && std::env::var("TERM").map_or(true, |term| term != "dumb");
+    match mode {
+        ProgressMode::Auto if terminal => Arc::new(TerminalReporter::new(verbosity)),
+        _ => Arc::new(PlainReporter::new(verbosity)),
+    }
+}
+
+/// One task in the after-the-fact summary of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    pub name: String,
+    pub kind: &'static str,
+    /// Since the start of the run; `None` if the task never started.
+    #[serde(with = "optional_seconds")]
+    pub start: Option<Duration>,
+    #[serde(with = "optional_seconds")]
+    pub end: Option<Duration>,
+    #[serde(flatten)]
+    pub status: TaskStatus,
+    /// Bytes the task wrote or downloaded.
+    pub bytes: u64,
+}
+
+/// What happened in a run, for `--report` and `--timings`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    #[serde(with = "system_time_seconds")]
+    pub started_at: SystemTime,
+    #[serde(with = "optional_seconds")]
+    pub duration: Option<Duration>,
+    pub jobs: usize,
+    pub tasks: Vec<TaskRecord>,
+}
+
+mod optional_seconds {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    #[allow(clippy::ref_option)]
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => serializer.serialize_f64(duration.as_secs_f64()),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+mod system_time_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let seconds = value
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |duration| duration.as_secs_f64());
+        serializer.serialize_f64(seconds)
+    }
+}

@@ -1,0 +1,160 @@
+//! Resolve the command line and the environment into settings, once. Nothing after this
+//! reads `std::env` or sees a clap type: defaults, absolute paths and cross-flag checks
+//! all happen here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{BuildArgs, OutputArgs};
+use crate::error::Error;
+use crate::recipe::Platform;
+use crate::report::ProgressMode;
+
+/// What every command that reads a recipe needs.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// The recipe file, absolute.
+    pub recipe: PathBuf,
+    pub jobs: usize,
+    pub network_jobs: usize,
+    pub cache_dir: PathBuf,
+    pub offline: bool,
+    pub locked: bool,
+    /// Command-line mirrors (`FROM` host → `TO` host and path prefix).
+    pub mirrors: BTreeMap<String, String>,
+    pub insecure_registries: Vec<String>,
+    pub platform: Option<Platform>,
+    /// `--set` overrides of recipe `vars`.
+    pub overrides: BTreeMap<String, String>,
+    pub report: Option<PathBuf>,
+    pub timings: Option<PathBuf>,
+    pub keep_going: bool,
+    pub output: OutputSettings,
+    /// `SOURCE_DATE_EPOCH`, which overrides the recipe's `epoch`.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// How much to print.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputSettings {
+    pub progress: ProgressMode,
+    /// -1 quiet, 0 normal, 1 `-v`, 2 `-vv`.
+    pub verbosity: i8,
+}
+
+impl OutputSettings {
+    pub fn resolve(args: &OutputArgs) -> Self {
+        let verbosity = if args.quiet {
+            -1
+        } else {
+            i8::try_from(args.verbose).unwrap_or(i8::MAX)
+        };
+        Self {
+            progress: args.progress,
+            verbosity,
+        }
+    }
+}
+
+impl BuildSettings {
+    pub fn resolve(args: &BuildArgs) -> Result<Self, Error> {
+        let cwd = current_dir()?;
+        let jobs = match args.jobs {
+            Some(0) => return Err(Error::Usage("`--jobs` must be at least 1".into())),
+            Some(jobs) => jobs,
+            None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        };
+        if args.network_jobs == 0 {
+            return Err(Error::Usage("`--network-jobs` must be at least 1".into()));
+        }
+        let mut mirrors = BTreeMap::new();
+        for mirror in &args.mirror {
+            let (from, to) = split_pair(mirror, "--mirror", "FROM=TO")?;
+            mirrors.insert(from, to);
+        }
+        let mut overrides = BTreeMap::new();
+        for set in &args.set {
+            let (key, value) = split_pair(set, "--set", "KEY=VALUE")?;
+            overrides.insert(key, value);
+        }
+        let platform = args
+            .platform
+            .as_deref()
+            .map(|text| text.parse::<Platform>())
+            .transpose()
+            .map_err(|message| Error::Usage(format!("--platform: {message}")))?;
+        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(text) if !text.is_empty() => Some(text.trim().parse::<i64>().map_err(|_| {
+                Error::Usage(format!(
+                    "SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"
+                ))
+            })?),
+            _ => None,
+        };
+        Ok(Self {
+            recipe: absolute(&cwd, &args.recipe),
+            jobs,
+            network_jobs: args.network_jobs,
+            cache_dir: resolve_cache_dir(&cwd, args.cache_dir.as_deref())?,
+            offline: args.offline,
+            locked: args.locked,
+            mirrors,
+            insecure_registries: args.insecure_registry.clone(),
+            platform,
+            overrides,
+            report: args.report.as_deref().map(|path| absolute(&cwd, path)),
+            timings: args.timings.as_deref().map(|path| absolute(&cwd, path)),
+            keep_going: args.keep_going,
+            output: OutputSettings::resolve(&args.output),
+            source_date_epoch,
+        })
+    }
+}
+
+/// `--set` values for commands that only read the recipe.
+pub fn resolve_overrides(set: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    let mut overrides = BTreeMap::new();
+    for item in set {
+        let (key, value) = split_pair(item, "--set", "KEY=VALUE")?;
+        overrides.insert(key, value);
+    }
+    Ok(overrides)
+}
+
+/// The cache folder: the flag, else `$XDG_CACHE_HOME/isobuild`, else `~/.cache/isobuild`.
+pub fn resolve_cache_dir(cwd: &Path, flag: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(dir) = flag {
+        return Ok(absolute(cwd, dir));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(absolute(cwd, Path::new(&xdg)).join("isobuild"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".cache/isobuild")),
+        None => Err(Error::Usage(
+            "cannot find a cache folder: set `--cache-dir`, XDG_CACHE_HOME or HOME".into(),
+        )),
+    }
+}
+
+pub fn current_dir() -> Result<PathBuf, Error> {
+    std::env::current_dir().map_err(|source| Error::Io {
+        path: PathBuf::from("."),
+        source,
+    })
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        cwd.join(path)
+    }
+}
+
+fn split_pair(text: &str, flag: &str, shape: &str) -> Result<(String, String), Error> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(Error::Usage(format!("{flag} `{text}`: expected {shape}"))),
+    }
+}

@@ -1,0 +1,1 @@
+//! Whole builds of recipes with files, templates and command tasks.

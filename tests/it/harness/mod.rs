@@ -1,0 +1,151 @@
+//! The [`Test`] builder: a temporary project folder with a recipe and files, the `isobuild`
+//! binary run in it, and assertions on its exit code, output and files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A temporary project in which `isobuild` runs.
+pub struct Test {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    current_dir: Option<PathBuf>,
+}
+
+/// What one run of `isobuild` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("isobuild-it-")
+            .tempdir()
+            .expect("temporary folder");
+        Self {
+            dir,
+            env: Vec::new(),
+            current_dir: None,
+        }
+    }
+
+    /// The project folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The cache folder every run uses (inside the project folder, so tests never share one).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join(".cache")
+    }
+
+    /// Write `recipe.yaml`.
+    pub fn recipe(self, yaml: &str) -> Self {
+        self.file("recipe.yaml", yaml)
+    }
+
+    /// Write a file (parents created) in the project folder.
+    pub fn file(self, path: &str, contents: &str) -> Self {
+        self.write(path, contents);
+        self
+    }
+
+    /// Write a file in the project folder after construction.
+    pub fn write(&self, path: &str, contents: &str) {
+        let path = self.path().join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, contents).unwrap();
+    }
+
+    /// Make a project file executable.
+    pub fn executable(self, path: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path().join(path);
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Run `isobuild ARGS` in the project folder.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_isobuild"));
+        command
+            .args(args)
+            .current_dir(self.current_dir.as_deref().unwrap_or(self.path()))
+            .env("ISOBUILD_CACHE_DIR", self.cache_dir())
+            .env("NO_COLOR", "1")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("RUST_LOG");
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("run isobuild");
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Read a file of the project folder.
+    pub fn read(&self, path: &str) -> String {
+        fs_err::read_to_string(self.path().join(path)).unwrap()
+    }
+}
+
+impl Run {
+    /// Assert exit code 0 and return self.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "expected success\n{self}");
+        self
+    }
+
+    /// Assert exit code `code` and return self.
+    #[track_caller]
+    pub fn failure(self, code: i32) -> Self {
+        assert_eq!(self.code, Some(code), "expected exit code {code}\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_contains(self, needle: &str) -> Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_contains(self, needle: &str) -> Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{self}"
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code: {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
