@@ -22,13 +22,13 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             let recipe = load_recipe(&settings)?;
             let _ = output;
             let tree_root = recipe.iso.root.clone();
-            run_plan(&settings, &recipe, tree_root)
+            run_plan(&settings, &recipe, &tree_root)
         }
         Command::Layout { build, dir } => {
             let settings = BuildSettings::resolve(&build)?;
             let recipe = load_recipe(&settings)?;
             let dir = settings::current_dir()?.join(dir);
-            run_plan(&settings, &recipe, dir)
+            run_plan(&settings, &recipe, &dir)
         }
         Command::Fetch { .. } | Command::Lock { .. } => Err(Error::Unsupported(
             "image pulls are not available yet in this build of isobuild".into(),
@@ -107,10 +107,10 @@ fn freshness_dir(cache_dir: &Path, recipe: &Recipe, tree_root: &Path) -> PathBuf
     cache_dir.join("state-v1").join(&id[..32])
 }
 
-fn run_plan(settings: &BuildSettings, recipe: &Recipe, tree_root: PathBuf) -> Result<(), Error> {
-    let plan = plan_for(recipe, tree_root.clone())?;
+fn run_plan(settings: &BuildSettings, recipe: &Recipe, tree_root: &Path) -> Result<(), Error> {
+    let plan = plan_for(recipe, tree_root.to_owned())?;
     let reporter = report::reporter_for(settings.output.progress, settings.output.verbosity);
-    let freshness = FreshnessStore::new(freshness_dir(&settings.cache_dir, recipe, &tree_root));
+    let freshness = FreshnessStore::new(freshness_dir(&settings.cache_dir, recipe, tree_root));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

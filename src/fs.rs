@@ -10,7 +10,7 @@ use std::path::Path;
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut file = temp_beside(path)?;
     file.write_all(bytes)
-        .map_err(|e| with_path(e, "write", file.path()))?;
+        .map_err(|e| with_path(&e, "write", file.path()))?;
     persist(file, path, mode)
 }
 
@@ -18,7 +18,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 pub fn copy_atomic(src: &Path, dest: &Path, mode: u32) -> io::Result<()> {
     let mut reader = fs_err::File::open(src)?;
     let mut file = temp_beside(dest)?;
-    io::copy(&mut reader, &mut file).map_err(|e| with_path(e, "copy into", file.path()))?;
+    io::copy(&mut reader, &mut file).map_err(|e| with_path(&e, "copy into", file.path()))?;
     persist(file, dest, mode)
 }
 
@@ -34,19 +34,19 @@ pub fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
         .prefix(&format!(".{name}."))
         .suffix(".isobuild-tmp")
         .tempfile_in(parent)
-        .map_err(|e| with_path(e, "create a temporary file in", parent))
+        .map_err(|e| with_path(&e, "create a temporary file in", parent))
 }
 
 /// Set `mode`, flush and rename `file` to `dest`.
 pub fn persist(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Result<()> {
     file.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| with_path(e, "set the mode of", file.path()))?;
+        .map_err(|e| with_path(&e, "set the mode of", file.path()))?;
     file.as_file()
         .sync_data()
-        .map_err(|e| with_path(e, "flush", file.path()))?;
+        .map_err(|e| with_path(&e, "flush", file.path()))?;
     file.persist(dest)
-        .map_err(|e| with_path(e.error, "rename into place", dest))?;
+        .map_err(|e| with_path(&e.error, "rename into place", dest))?;
     Ok(())
 }
 
@@ -65,12 +65,12 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     use sha2::Digest as _;
     let mut hasher = sha2::Sha256::new();
     let mut file = fs_err::File::open(path)?;
-    io::copy(&mut file, &mut hasher).map_err(|e| with_path(e, "read", path))?;
+    io::copy(&mut file, &mut hasher).map_err(|e| with_path(&e, "read", path))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
 /// Add "failed to VERB PATH" to an error that lacks its path.
-pub fn with_path(error: io::Error, verb: &str, path: &Path) -> io::Error {
+pub fn with_path(error: &io::Error, verb: &str, path: &Path) -> io::Error {
     io::Error::new(
         error.kind(),
         format!("failed to {verb} `{}`: {error}", path.display()),

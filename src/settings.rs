@@ -80,7 +80,7 @@ impl BuildSettings {
         let platform = args
             .platform
             .as_deref()
-            .map(|text| text.parse::<Platform>())
+            .map(str::parse::<Platform>)
             .transpose()
             .map_err(|message| Error::Usage(format!("--platform: {message}")))?;
         let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {

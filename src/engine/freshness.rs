@@ -44,6 +44,8 @@ impl Fingerprint {
 
     /// Why `self` differs from the fingerprint of the last successful run.
     pub fn why_changed(&self, previous: &Fingerprint) -> Option<String> {
+        // Enough to say why without flooding `-v` when a whole tree changed.
+        const SHOWN: usize = 3;
         let mut reasons = Vec::new();
         for (key, value) in &self.entries {
             match previous.entries.get(key) {
@@ -60,7 +62,6 @@ impl Fingerprint {
         if reasons.is_empty() {
             return None;
         }
-        const SHOWN: usize = 3;
         let more = reasons.len().saturating_sub(SHOWN);
         reasons.truncate(SHOWN);
         let mut text = reasons.join(", ");

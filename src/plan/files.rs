@@ -245,7 +245,7 @@ fn source_files(src: &Path, base_dir: &Path) -> Result<Vec<SourceFile>, TaskErro
         let metadata = entry
             .path()
             .symlink_metadata()
-            .map_err(|e| TaskError::Io(crate::fs::with_path(e, "read", entry.path())))?;
+            .map_err(|e| TaskError::Io(crate::fs::with_path(&e, "read", entry.path())))?;
         if metadata.is_dir() {
             continue;
         }

@@ -1,6 +1,9 @@
 //! isobuild's integration tests: one binary, one module per feature, each driving the real
 //! `isobuild` executable through [`harness::Test`].
 
+// A test binary exports nothing: `pub` only spans its modules.
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
 mod harness;
 
 mod build;

@@ -1,0 +1,139 @@
+//! `cargo xtask ci`: install the test peers if missing, then fmt, clippy, tests and docs.
+//!
+//! CI (`.ci/run`) and people run exactly this command. The integration tests start real peers
+//! (docker-registry, nginx, skopeo, xorriso, podman), so the Debian packages that provide them
+//! are installed first when any is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the tests need, and a binary each provides (to check presence).
+const PEERS: &[(&str, &str)] = &[
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("xorriso", "xorriso"),
+    ("nginx-light", "nginx"),
+    ("podman", "podman"),
+    ("isomd5sum", "implantisomd5"),
+    ("libarchive-tools", "bsdtar"),
+];
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let skip_install = args.iter().any(|arg| arg == "--no-install");
+    let root = workspace_root()?;
+    if !skip_install {
+        install_peers()?;
+    }
+    step(&root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+    step(
+        &root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    if has_nextest() {
+        step(
+            &root,
+            "cargo",
+            &["nextest", "run", "--workspace", "--profile", "ci"],
+            &[],
+        )?;
+    } else {
+        step(&root, "cargo", &["test", "--workspace"], &[])?;
+    }
+    step(
+        &root,
+        "cargo",
+        &[
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--document-private-items",
+        ],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    eprintln!("xtask ci: all checks passed");
+    Ok(())
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest_dir
+        .parent()
+        .context("xtask has no parent folder")?
+        .to_owned())
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
+}
+
+/// `apt-get install` the peers whose binary is missing (once `apt-get update`).
+fn install_peers() -> Result<()> {
+    let missing: Vec<&str> = PEERS
+        .iter()
+        .filter(|(_, binary)| !on_path(binary) && !Path::new("/usr/sbin").join(binary).is_file())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask ci: installing {}", missing.join(" "));
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let run_apt = |args: &[&str]| -> Result<()> {
+        let mut argv: Vec<&str> = sudo.to_vec();
+        argv.push("apt-get");
+        argv.extend_from_slice(args);
+        let status = Command::new(argv[0])
+            .args(&argv[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("cannot run {}", argv.join(" ")))?;
+        if !status.success() {
+            bail!("`{}` failed ({status})", argv.join(" "));
+        }
+        Ok(())
+    };
+    run_apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(missing.iter().copied());
+    run_apt(&install)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+fn step(root: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    eprintln!("xtask ci: {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .envs(env.iter().copied())
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
