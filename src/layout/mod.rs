@@ -1,0 +1,5 @@
+//! The ISO's registry tree (MetalK8s contract): image folders as skopeo's `dir:` transport
+//! writes them, and the nginx rules that serve them.
+
+pub mod convert;
+pub mod nginx;
