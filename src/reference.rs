@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Digest as _;
 
 /// A `sha256:<64 lowercase hex>` content digest.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,7 +17,6 @@ pub struct Digest {
 impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        use sha2::Digest as _;
         Self {
             hex: hex::encode(sha2::Sha256::digest(bytes)),
         }
@@ -24,10 +24,17 @@ impl Digest {
 
     /// From a finished hasher.
     pub fn from_hasher(hasher: sha2::Sha256) -> Self {
-        use sha2::Digest as _;
         Self {
             hex: hex::encode(hasher.finalize()),
         }
+    }
+
+    /// The digest of a file's content, streamed.
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut fs_err::File::open(path)?, &mut hasher)
+            .map_err(|e| crate::fs::with_path(&e, "read", path))?;
+        Ok(Self::from_hasher(hasher))
     }
 
     /// From 64 lowercase hex characters without the algorithm prefix.
