@@ -72,7 +72,11 @@ pub fn write_docker_archive(
         .and_then(serde_json::Value::as_array)
         .ok_or(ArchiveError::BadConfig)?
         .iter()
-        .map(|id| id.as_str().map(str::to_owned).ok_or(ArchiveError::BadConfig))
+        .map(|id| {
+            id.as_str()
+                .map(str::to_owned)
+                .ok_or(ArchiveError::BadConfig)
+        })
         .collect::<Result<_, _>>()?;
     if diff_ids.len() != layers.len() {
         return Err(ArchiveError::LayerCount {
@@ -197,7 +201,9 @@ mod tests {
     fn layer_tar(content: &[u8]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         let mut header = header(0, 0o644, tar::EntryType::Regular, content.len() as u64);
-        builder.append_data(&mut header, "hello.txt", content).unwrap();
+        builder
+            .append_data(&mut header, "hello.txt", content)
+            .unwrap();
         builder.into_inner().unwrap()
     }
 
@@ -217,9 +223,28 @@ mod tests {
         let scratch = dir.path().join("scratch");
         let first = dir.path().join("a.tar");
         let second = dir.path().join("b.tar");
-        write_docker_archive(&first, "registry.k8s.io/pause:3.9", &config_path, &layers, 1_700_000_000, &scratch).unwrap();
-        write_docker_archive(&second, "registry.k8s.io/pause:3.9", &config_path, &layers, 1_700_000_000, &scratch).unwrap();
-        assert_eq!(fs_err::read(&first).unwrap(), fs_err::read(&second).unwrap());
+        write_docker_archive(
+            &first,
+            "registry.k8s.io/pause:3.9",
+            &config_path,
+            &layers,
+            1_700_000_000,
+            &scratch,
+        )
+        .unwrap();
+        write_docker_archive(
+            &second,
+            "registry.k8s.io/pause:3.9",
+            &config_path,
+            &layers,
+            1_700_000_000,
+            &scratch,
+        )
+        .unwrap();
+        assert_eq!(
+            fs_err::read(&first).unwrap(),
+            fs_err::read(&second).unwrap()
+        );
 
         let mut archive = tar::Archive::new(fs_err::File::open(&first).unwrap());
         let names: Vec<String> = archive
@@ -234,7 +259,14 @@ mod tests {
 
         let wrong = serde_json::json!({"rootfs": {"diff_ids": [Digest::of(b"other").to_string()]}});
         fs_err::write(&config_path, serde_json::to_vec(&wrong).unwrap()).unwrap();
-        let error = write_docker_archive(&dir.path().join("c.tar"), "x:1", &config_path, &layers, 0, &scratch);
+        let error = write_docker_archive(
+            &dir.path().join("c.tar"),
+            "x:1",
+            &config_path,
+            &layers,
+            0,
+            &scratch,
+        );
         assert!(matches!(error, Err(ArchiveError::DiffIdMismatch { .. })));
         assert!(!dir.path().join("c.tar").exists());
     }

@@ -20,7 +20,9 @@ pub enum ConvertError {
     Json(#[from] serde_json::Error),
     #[error("the manifest lacks `{0}`")]
     Missing(&'static str),
-    #[error("layer media type `{0}` has no Docker schema 2 equivalent (zstd layers cannot be converted; use `format: oci`)")]
+    #[error(
+        "layer media type `{0}` has no Docker schema 2 equivalent (zstd layers cannot be converted; use `format: oci`)"
+    )]
     UnconvertibleLayer(String),
     #[error("unknown manifest media type `{0}`")]
     UnknownManifest(String),
@@ -33,7 +35,8 @@ fn docker_layer_type(oci: &str) -> Result<&'static str, ConvertError> {
         | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         }
-        "application/vnd.oci.image.layer.v1.tar" | "application/vnd.docker.image.rootfs.diff.tar" => {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => {
             "application/vnd.docker.image.rootfs.diff.tar"
         }
         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
@@ -87,15 +90,24 @@ fn descriptor(
     map: fn(&str) -> Result<&'static str, ConvertError>,
 ) -> Result<Descriptor, ConvertError> {
     let field = |name: &'static str| value.get(name).ok_or(ConvertError::Missing(name));
-    let media = field("mediaType")?.as_str().ok_or(ConvertError::Missing("mediaType"))?;
+    let media = field("mediaType")?
+        .as_str()
+        .ok_or(ConvertError::Missing("mediaType"))?;
     let urls = value
         .get("urls")
         .and_then(Value::as_array)
-        .map(|urls| urls.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|urls| {
+            urls.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     Ok(Descriptor {
         media_type: map(media)?,
-        size: field("size")?.as_u64().ok_or(ConvertError::Missing("size"))?,
+        size: field("size")?
+            .as_u64()
+            .ok_or(ConvertError::Missing("size"))?,
         digest: field("digest")?
             .as_str()
             .ok_or(ConvertError::Missing("digest"))?

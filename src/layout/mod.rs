@@ -4,3 +4,4 @@
 pub mod archive;
 pub mod convert;
 pub mod nginx;
+pub mod verify;

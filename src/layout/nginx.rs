@@ -85,11 +85,17 @@ pub fn image_rules(prefix: &str, server_root: &str, images: &[ServedImage]) -> S
                 ));
             }
         }
-        let name_dir = tags[0].dir.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let name_dir = tags[0]
+            .dir
+            .rsplit_once('/')
+            .map_or("", |(parent, _)| parent);
         let tries: Vec<String> = tags
             .iter()
             .map(|image| {
-                let tag_dir = image.dir.rsplit_once('/').map_or(image.dir.as_str(), |(_, d)| d);
+                let tag_dir = image
+                    .dir
+                    .rsplit_once('/')
+                    .map_or(image.dir.as_str(), |(_, d)| d);
                 format!("{tag_dir}/$1")
             })
             .collect();
@@ -141,9 +147,14 @@ mod tests {
         assert!(alpine < pause);
         assert!(rules.contains(r#"return 200 '{"name": "alpine", "tags": ["3.19", "3.20.1"]}';"#));
         assert_eq!(rules.matches("manifests/sha256:aaaa").count(), 1);
-        assert!(rules.contains("alias $metalk8s_1_0_images/alpine/;\n    try_files 3.19/$1 3.20.1/$1 =404;"));
+        assert!(rules.contains(
+            "alias $metalk8s_1_0_images/alpine/;\n    try_files 3.19/$1 3.20.1/$1 =404;"
+        ));
         assert!(rules.contains("alias $metalk8s_1_0_images/alpine/3.19/;"));
         let shuffled = [images[2].clone(), images[0].clone(), images[1].clone()];
-        assert_eq!(rules, image_rules("metalk8s-1.0/", "$metalk8s_1_0_images", &shuffled));
+        assert_eq!(
+            rules,
+            image_rules("metalk8s-1.0/", "$metalk8s_1_0_images", &shuffled)
+        );
     }
 }

@@ -50,14 +50,25 @@ fn tree(root: &Path) -> BTreeMap<String, (String, String)> {
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.unwrap();
-        let relative = entry.path().strip_prefix(root).unwrap().display().to_string();
-        let mode = format!("{:o}", entry.metadata().unwrap().permissions().mode() & 0o7777);
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .display()
+            .to_string();
+        let mode = format!(
+            "{:o}",
+            entry.metadata().unwrap().permissions().mode() & 0o7777
+        );
         if entry.file_type().is_dir() {
             if !relative.is_empty() {
                 files.insert(format!("{relative}/"), (mode, String::new()));
             }
         } else {
-            files.insert(relative, (mode, fs_err::read_to_string(entry.path()).unwrap()));
+            files.insert(
+                relative,
+                (mode, fs_err::read_to_string(entry.path()).unwrap()),
+            );
         }
     }
     files
@@ -84,7 +95,8 @@ fn statuses(tasks: &[Value]) -> BTreeMap<String, String> {
 #[test]
 fn build_writes_the_expected_tree() {
     let test = tree_project();
-    test.run(["build", "recipe.yaml", "--progress", "plain"]).success();
+    test.run(["build", "recipe.yaml", "--progress", "plain"])
+        .success();
     let expected: BTreeMap<String, (String, String)> = [
         ("docs/", "755", ""),
         ("docs/notes.txt", "600", "notes\n"),
@@ -138,18 +150,32 @@ fn second_build_is_up_to_date_and_touching_an_input_reruns_only_downstream() {
     test.run(["build", "recipe.yaml", "-q", "--report", "second.json"])
         .success();
     let second = statuses(&report(&test, "second.json"));
-    assert!(second.values().all(|status| status == "up-to-date"), "{second:?}");
+    assert!(
+        second.values().all(|status| status == "up-to-date"),
+        "{second:?}"
+    );
 
     // Same content, newer mtime: still up to date (keys hash content, not times).
     test.write("static/a.txt", "a\n");
     test.run(["build", "recipe.yaml", "-q", "--report", "touched.json"])
         .success();
     let touched = statuses(&report(&test, "touched.json"));
-    assert!(touched.values().all(|status| status == "up-to-date"), "{touched:?}");
+    assert!(
+        touched.values().all(|status| status == "up-to-date"),
+        "{touched:?}"
+    );
 
     test.write("gen-input.txt", "there\n");
     let run = test
-        .run(["build", "recipe.yaml", "-v", "--progress", "plain", "--report", "third.json"])
+        .run([
+            "build",
+            "recipe.yaml",
+            "-v",
+            "--progress",
+            "plain",
+            "--report",
+            "third.json",
+        ])
         .success();
     let third = statuses(&report(&test, "third.json"));
     let ran: Vec<&String> = third
@@ -194,12 +220,25 @@ fn sleepers(count: usize, extra: &str) -> String {
 #[test]
 fn never_more_than_jobs_tasks_at_once() {
     let test = Test::new().recipe(&sleepers(6, ""));
-    test.run(["build", "recipe.yaml", "-q", "--jobs", "2", "--report", "r.json"])
-        .success();
+    test.run([
+        "build",
+        "recipe.yaml",
+        "-q",
+        "--jobs",
+        "2",
+        "--report",
+        "r.json",
+    ])
+    .success();
     let tasks = report(&test, "r.json");
     let spans: Vec<(f64, f64)> = tasks
         .iter()
-        .map(|task| (task["start"].as_f64().unwrap(), task["end"].as_f64().unwrap()))
+        .map(|task| {
+            (
+                task["start"].as_f64().unwrap(),
+                task["end"].as_f64().unwrap(),
+            )
+        })
         .collect();
     let max_overlap = spans
         .iter()
@@ -211,7 +250,10 @@ fn never_more_than_jobs_tasks_at_once() {
         })
         .max()
         .unwrap();
-    assert!(max_overlap <= 2, "{max_overlap} tasks overlapped with --jobs 2: {spans:?}");
+    assert!(
+        max_overlap <= 2,
+        "{max_overlap} tasks overlapped with --jobs 2: {spans:?}"
+    );
     assert_eq!(test.read("order.log").lines().count(), 6);
 }
 
@@ -226,7 +268,8 @@ tasks:
   - { name: second, run: [sh, -c, 'echo second >> order.log'], after: [first] }
 ";
     let test = Test::new().recipe(recipe);
-    test.run(["build", "recipe.yaml", "-q", "--jobs", "4"]).success();
+    test.run(["build", "recipe.yaml", "-q", "--jobs", "4"])
+        .success();
     assert_eq!(test.read("order.log"), "first\nsecond\nthird\n");
 }
 
@@ -243,10 +286,18 @@ tasks:
 #[test]
 fn a_failing_task_stops_its_dependants_and_exits_1() {
     let test = Test::new().recipe(FAILING);
-    test.run(["build", "recipe.yaml", "-q", "--jobs", "2", "--report", "r.json"])
-        .failure(1)
-        .stderr_contains("task broken: command `sh -c echo boom >&2; exit 3` exited with status 3")
-        .stderr_contains("boom");
+    test.run([
+        "build",
+        "recipe.yaml",
+        "-q",
+        "--jobs",
+        "2",
+        "--report",
+        "r.json",
+    ])
+    .failure(1)
+    .stderr_contains("task broken: command `sh -c echo boom >&2; exit 3` exited with status 3")
+    .stderr_contains("boom");
     assert!(!test.path().join("after-broken.done").exists());
     // Fail-fast: the task that was already running finishes, nothing new starts.
     assert!(test.path().join("slow.done").exists());
