@@ -55,7 +55,7 @@ pub fn verify_tree(root: &Path) -> Result<TreeSummary, Vec<TreeProblem>> {
             Ok(entry) => entry,
             Err(error) => {
                 problems.push(TreeProblem {
-                    path: error.path().map_or_else(String::new, |p| shown(p)),
+                    path: error.path().map_or_else(String::new, &shown),
                     message: format!("cannot read: {error}"),
                 });
                 continue;
