@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::plan::{Plan, PlanOptions};
 use crate::recipe::{self, Recipe};
 use crate::report::{self, Reporter};
-use crate::settings::{self, BuildSettings};
+use crate::settings::{self, BuildSettings, OutputSettings};
 
 /// Run the command the user typed.
 pub fn dispatch(cli: Cli) -> Result<(), Error> {
@@ -33,9 +33,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Fetch { .. } | Command::Lock { .. } => Err(Error::Unsupported(
             "image pulls are not available yet in this build of isobuild".into(),
         )),
-        Command::Verify { .. } => Err(Error::Unsupported(
-            "`verify` is not available yet in this build of isobuild".into(),
-        )),
+        Command::Verify { target, output } => verify(&target, OutputSettings::resolve(&output)),
         Command::Graph {
             recipe: path,
             format,
@@ -174,4 +172,33 @@ fn summarize(reporter: &dyn Reporter, summary: &report::RunSummary) {
         "{} tasks: {ran} ran, {fresh} up to date in {seconds:.2}s",
         summary.tasks.len()
     ));
+}
+
+/// `isobuild verify DIR`: check every image folder and the registry rules of a tree.
+fn verify(target: &Path, output: OutputSettings) -> Result<(), Error> {
+    if !target.is_dir() {
+        return Err(Error::Unsupported(format!(
+            "`{}` is not a folder; verifying an ISO file is not available yet",
+            target.display()
+        )));
+    }
+    match crate::layout::verify::verify_tree(target) {
+        Ok(summary) => {
+            if output.verbosity >= 0 {
+                print_stdout(&format!(
+                    "{}: {} images, {} blobs ({} bytes) and {} rule files verified\n",
+                    target.display(),
+                    summary.images,
+                    summary.blobs_checked,
+                    summary.bytes_checked,
+                    summary.rule_files
+                ));
+            }
+            Ok(())
+        }
+        Err(problems) => Err(Error::VerifyFailed {
+            target: target.to_owned(),
+            problems: problems.iter().map(ToString::to_string).collect(),
+        }),
+    }
 }

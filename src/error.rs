@@ -36,6 +36,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("`{}` failed verification:\n  {}", target.display(), problems.join("\n  "))]
+    VerifyFailed {
+        target: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 impl Error {
@@ -44,7 +49,10 @@ impl Error {
         match self {
             Self::Usage(_) | Self::Recipe(_) | Self::Cycle { .. } => 2,
             Self::Interrupted => 130,
-            Self::BuildFailed(_) | Self::Io { .. } | Self::Unsupported(_) => 1,
+            Self::BuildFailed(_)
+            | Self::Io { .. }
+            | Self::Unsupported(_)
+            | Self::VerifyFailed { .. } => 1,
         }
     }
 }
