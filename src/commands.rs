@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{CacheCommand, Cli, Command, GraphFormat};
 use crate::engine::{Engine, EngineOptions, FreshnessStore, RunOutcome};
 use crate::error::Error;
+use crate::iso::IsoRequest;
 use crate::plan::{Plan, PlanOptions};
 use crate::recipe::{self, Recipe};
 use crate::report::{self, Reporter};
@@ -20,15 +21,16 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Build { build, output } => {
             let settings = BuildSettings::resolve(&build)?;
             let recipe = load_recipe(&settings)?;
-            let _ = output;
+            let output = output.map(|path| settings::current_dir().map(|cwd| cwd.join(path)));
+            let request = iso_request(&recipe, output.transpose()?);
             let tree_root = recipe.iso.root.clone();
-            run_plan(&settings, &recipe, &tree_root)
+            run_plan(&settings, &recipe, &tree_root, Some(request))
         }
         Command::Layout { build, dir } => {
             let settings = BuildSettings::resolve(&build)?;
             let recipe = load_recipe(&settings)?;
             let dir = settings::current_dir()?.join(dir);
-            run_plan(&settings, &recipe, &dir)
+            run_plan(&settings, &recipe, &dir, None)
         }
         Command::Fetch { .. } | Command::Lock { .. } => Err(Error::Unsupported(
             "image pulls are not available yet in this build of isobuild".into(),
@@ -42,7 +44,11 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             let overrides = settings::resolve_overrides(&set)?;
             let path = settings::current_dir()?.join(path);
             let recipe = recipe::load(&path, &overrides)?;
-            let plan = plan_for(&recipe, recipe.iso.root.clone())?;
+            let plan = plan_for(
+                &recipe,
+                recipe.iso.root.clone(),
+                Some(iso_request(&recipe, None)),
+            )?;
             let text = match format {
                 GraphFormat::Dot => plan.to_dot(),
                 GraphFormat::Json => plan.to_json(),
@@ -71,6 +77,18 @@ fn print_stdout(text: &str) {
     print!("{text}");
 }
 
+/// The ISO `build` makes for `recipe`, at `output` instead of `iso.output` when given.
+fn iso_request(recipe: &Recipe, output: Option<PathBuf>) -> IsoRequest {
+    IsoRequest {
+        root: recipe.iso.root.clone(),
+        output: output.unwrap_or_else(|| recipe.iso.output.clone()),
+        volume_id: recipe.iso.volume_id.clone(),
+        epoch: recipe.epoch.unwrap_or(0),
+        implant_md5: recipe.iso.implant_md5,
+        sha256sum: recipe.iso.sha256sum.clone(),
+    }
+}
+
 fn load_recipe(settings: &BuildSettings) -> Result<Recipe, Error> {
     let mut recipe = recipe::load(&settings.recipe, &settings.overrides)?;
     if let Some(epoch) = settings.source_date_epoch {
@@ -82,14 +100,14 @@ fn load_recipe(settings: &BuildSettings) -> Result<Recipe, Error> {
     Ok(recipe)
 }
 
-fn plan_for(recipe: &Recipe, tree_root: PathBuf) -> Result<Plan, Error> {
+fn plan_for(recipe: &Recipe, tree_root: PathBuf, iso: Option<IsoRequest>) -> Result<Plan, Error> {
     if !recipe.images.list.is_empty() {
         return Err(Error::Unsupported(format!(
             "recipe `{}` lists images, and image pulls are not available yet in this build of isobuild",
             recipe.file.display()
         )));
     }
-    Plan::new(recipe, &PlanOptions { tree_root }).map_err(|source| Error::Cycle {
+    Plan::new(recipe, &PlanOptions { tree_root, iso }).map_err(|source| Error::Cycle {
         recipe: recipe.file.clone(),
         source,
     })
@@ -105,8 +123,13 @@ fn freshness_dir(cache_dir: &Path, recipe: &Recipe, tree_root: &Path) -> PathBuf
     cache_dir.join("state-v1").join(&id[..32])
 }
 
-fn run_plan(settings: &BuildSettings, recipe: &Recipe, tree_root: &Path) -> Result<(), Error> {
-    let plan = plan_for(recipe, tree_root.to_owned())?;
+fn run_plan(
+    settings: &BuildSettings,
+    recipe: &Recipe,
+    tree_root: &Path,
+    iso: Option<IsoRequest>,
+) -> Result<(), Error> {
+    let plan = plan_for(recipe, tree_root.to_owned(), iso)?;
     let reporter = report::reporter_for(settings.output.progress, settings.output.verbosity);
     let freshness = FreshnessStore::new(freshness_dir(&settings.cache_dir, recipe, tree_root));
     let runtime = tokio::runtime::Builder::new_multi_thread()

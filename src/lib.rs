@@ -26,6 +26,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod iso;
 pub mod layout;
 pub mod plan;
 pub mod recipe;

@@ -7,6 +7,7 @@
 
 mod command;
 mod files;
+mod iso;
 mod task;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub struct Plan {
 pub struct PlanOptions {
     /// The ISO tree's root (the recipe's `iso.root`, or the `layout` command's folder).
     pub tree_root: PathBuf,
+    /// Make this ISO once the tree is written (`build`); `None` for `layout`.
+    pub iso: Option<crate::iso::IsoRequest>,
 }
 
 impl Plan {
@@ -79,6 +82,13 @@ impl Plan {
                 if produced || entry.after.contains(&spec.name) {
                     graph.add_edge(by_task_name[spec.name.as_str()], node, ());
                 }
+            }
+        }
+        if let Some(request) = &options.iso {
+            let writers: Vec<NodeIndex> = graph.node_indices().collect();
+            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone())));
+            for writer in writers {
+                graph.add_edge(writer, iso, ());
             }
         }
         Ok(Self {

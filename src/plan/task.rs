@@ -6,6 +6,7 @@ use crate::engine::{BoxFuture, Fingerprint, Job, JobOutput};
 
 use super::command::CommandJob;
 use super::files::{CopyJob, TemplateJob};
+use super::iso::IsoJob;
 
 /// One node of the plan.
 pub enum Task {
@@ -15,6 +16,8 @@ pub enum Task {
     Template(TemplateJob),
     /// Run a command of the recipe's `tasks:`.
     Command(CommandJob),
+    /// Make the ISO from the finished tree.
+    Iso(IsoJob),
 }
 
 /// What can go wrong while running a task.
@@ -48,6 +51,8 @@ pub enum TaskError {
         status: String,
         stderr: String,
     },
+    #[error(transparent)]
+    Iso(#[from] crate::iso::IsoError),
     #[error("the command succeeded but did not write its declared output `{}`", path.display())]
     OutputMissing { path: PathBuf },
 }
@@ -75,6 +80,7 @@ impl Job for Task {
             Self::Copy(job) => job.name(),
             Self::Template(job) => job.name(),
             Self::Command(job) => job.name(),
+            Self::Iso(job) => job.name(),
         }
     }
 
@@ -83,6 +89,7 @@ impl Job for Task {
             Self::Copy(_) => "copy",
             Self::Template(_) => "template",
             Self::Command(_) => "command",
+            Self::Iso(_) => "iso",
         }
     }
 
@@ -91,6 +98,7 @@ impl Job for Task {
             Self::Copy(job) => Box::pin(job.fingerprint()),
             Self::Template(job) => Box::pin(job.fingerprint()),
             Self::Command(job) => Box::pin(job.fingerprint()),
+            Self::Iso(job) => Box::pin(job.fingerprint()),
         }
     }
 
@@ -99,6 +107,7 @@ impl Job for Task {
             Self::Copy(job) => job.missing_output(),
             Self::Template(job) => job.missing_output(),
             Self::Command(job) => job.missing_output(),
+            Self::Iso(job) => job.missing_output(),
         }
     }
 
@@ -107,6 +116,7 @@ impl Job for Task {
             Self::Copy(job) => Box::pin(job.run()),
             Self::Template(job) => Box::pin(job.run()),
             Self::Command(job) => Box::pin(job.run()),
+            Self::Iso(job) => Box::pin(job.run()),
         }
     }
 }

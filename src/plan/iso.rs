@@ -1,0 +1,81 @@
+//! The ISO task: runs [`crate::iso::make_iso`] once everything in the tree is written.
+//!
+//! Its key is the ISO settings and xorriso's version; the engine adds the keys of every task
+//! it depends on (all the tree's writers), so the ISO is remade exactly when something in the
+//! tree changed, without hashing the tree again.
+
+use tokio::process::Command;
+
+use crate::engine::{Fingerprint, JobOutput};
+use crate::iso::{IsoRequest, make_iso};
+
+use super::TaskError;
+
+/// Make the ISO from the finished tree.
+pub struct IsoJob {
+    request: IsoRequest,
+}
+
+impl IsoJob {
+    pub(super) fn new(request: IsoRequest) -> Self {
+        Self { request }
+    }
+
+    pub(super) fn name(&self) -> String {
+        let file = self
+            .request
+            .output
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+        format!("iso {file}")
+    }
+
+    pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {
+        let mut fingerprint = Fingerprint::new();
+        fingerprint
+            .add("output", self.request.output.display().to_string())
+            .add("volume id", self.request.volume_id.clone())
+            .add("epoch", self.request.epoch.to_string())
+            .add("implant md5", self.request.implant_md5.to_string())
+            .add(
+                "sha256sum",
+                self.request
+                    .sha256sum
+                    .as_ref()
+                    .map_or_else(String::new, |path| path.display().to_string()),
+            )
+            .add("xorriso version", xorriso_version().await);
+        Ok(fingerprint)
+    }
+
+    pub(super) fn missing_output(&self) -> Option<String> {
+        std::iter::once(&self.request.output)
+            .chain(self.request.sha256sum.as_ref())
+            .find(|path| !path.exists())
+            .map(|path| path.display().to_string())
+    }
+
+    pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
+        let request = self.request.clone();
+        let result = tokio::task::spawn_blocking(move || make_iso(&request))
+            .await
+            .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
+        Ok(JobOutput { bytes: result.size })
+    }
+}
+
+/// The first line of `xorriso -version`, or `unknown` (then [`make_iso`] explains).
+async fn xorriso_version() -> String {
+    Command::new("xorriso")
+        .arg("-version")
+        .output()
+        .await
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
