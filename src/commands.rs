@@ -199,13 +199,34 @@ fn summarize(reporter: &dyn Reporter, summary: &report::RunSummary) {
 
 /// `isobuild verify DIR`: check every image folder and the registry rules of a tree.
 fn verify(target: &Path, output: OutputSettings) -> Result<(), Error> {
-    if !target.is_dir() {
-        return Err(Error::Unsupported(format!(
-            "`{}` is not a folder; verifying an ISO file is not available yet",
-            target.display()
+    let io_error = |source| Error::Io {
+        path: target.to_owned(),
+        source,
+    };
+    // An ISO is checked through the tree it holds, extracted beside nothing the user owns.
+    let extracted = if target.is_file() {
+        let scratch = tempfile::Builder::new()
+            .prefix("isobuild-verify-")
+            .tempdir()
+            .map_err(io_error)?;
+        let tree = scratch.path().join("tree");
+        crate::iso::extract_iso(target, &tree).map_err(|error| Error::VerifyFailed {
+            target: target.to_owned(),
+            problems: vec![format!("cannot read the ISO: {error}")],
+        })?;
+        Some((scratch, tree))
+    } else if target.is_dir() {
+        None
+    } else {
+        return Err(io_error(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such ISO file or folder",
         )));
-    }
-    match crate::layout::verify::verify_tree(target) {
+    };
+    let tree = extracted
+        .as_ref()
+        .map_or(target, |(_, tree)| tree.as_path());
+    match crate::layout::verify::verify_tree(tree) {
         Ok(summary) => {
             if output.verbosity >= 0 {
                 print_stdout(&format!(

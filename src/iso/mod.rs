@@ -259,6 +259,33 @@ fn unquote(text: &str) -> String {
         .replace("'\"'\"'", "'")
 }
 
+/// Extract the ISO's Rock Ridge tree into `dest` (which must not exist), without mounting.
+/// Extracted files are read-only, as on the ISO; folders are made writable again so that
+/// `dest` can be deleted.
+pub fn extract_iso(iso: &Path, dest: &Path) -> Result<(), IsoError> {
+    require("xorriso", "xorriso")?;
+    let output = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(iso)
+        .args(["-extract", "/"])
+        .arg(dest)
+        .output()?;
+    if !output.status.success() {
+        return Err(IsoError::ToolFailed {
+            program: "xorriso",
+            status: output.status.to_string(),
+            output: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    for entry in walkdir::WalkDir::new(dest) {
+        let entry = entry.map_err(std::io::Error::from)?;
+        if entry.file_type().is_dir() {
+            crate::fs::set_mode(entry.path(), 0o755)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fail with an install hint when `program` is not on PATH.
 fn require(program: &'static str, package: &'static str) -> Result<(), IsoError> {
     let found = std::env::var_os("PATH")
