@@ -38,9 +38,9 @@ pub struct TaskLabel {
     pub kind: &'static str,
 }
 
-/// How a task ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
+/// How a task ended. Serialized (in `json.rs`) as `status`, `reason` and `error` fields, so that
+/// every task of a report has the same shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskStatus {
     /// Its fingerprint matched the last successful run: nothing was done.
     UpToDate,
@@ -55,8 +55,42 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status name, in the order reports list them.
+    pub const NAMES: [&'static str; 5] = ["ran", "up-to-date", "failed", "skipped", "cancelled"];
+
     pub fn is_success(&self) -> bool {
         matches!(self, Self::UpToDate | Self::Ran { .. })
+    }
+
+    /// Its name in reports (one of [`Self::NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ran { .. } => "ran",
+            Self::UpToDate => "up-to-date",
+            Self::Failed { .. } => "failed",
+            Self::Skipped { .. } => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Why the task ended this way, in words: why it ran, why it was skipped, what made it up
+    /// to date. `None` only for a task that failed before it knew whether it had to run.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::UpToDate => Some("unchanged since its last successful run"),
+            Self::Ran { reason } => Some(reason),
+            Self::Failed { reason, .. } => (!reason.is_empty()).then_some(reason.as_str()),
+            Self::Skipped { because } => Some(because),
+            Self::Cancelled => Some("the run was interrupted"),
+        }
+    }
+
+    /// The error of a failed task.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Failed { error, .. } => Some(error),
+            _ => None,
+        }
     }
 }
 
