@@ -8,6 +8,7 @@
 mod json;
 mod plain;
 mod progress;
+mod recording;
 mod timings;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde::Serialize;
 pub use json::write_json_report;
 pub use plain::PlainReporter;
 pub use progress::TerminalReporter;
+pub use recording::{RecordingReporter, ReportEvent};
 pub use timings::write_timings_html;
 
 /// Identifies one running task in reporter calls.
@@ -29,7 +31,7 @@ pub struct TaskId(pub usize);
 pub struct DownloadId(pub usize);
 
 /// A task as the reporter sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskLabel {
     pub id: TaskId,
     /// Unique, human-readable (`file bootstrap.sh`, `task build-salt-master`).
