@@ -26,7 +26,8 @@ pub use timings::write_timings_html;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct TaskId(pub usize);
 
-/// Identifies one download in reporter calls.
+/// Identifies one download in reporter calls. The reporter hands it out in
+/// [`Reporter::on_download_start`]; it is unique within that reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DownloadId(pub usize);
 
@@ -107,6 +108,7 @@ pub trait Reporter: Send + Sync {
     fn on_download_start(&self, _label: &str, _size: Option<u64>) -> DownloadId {
         DownloadId(0)
     }
+    /// `bytes` more bytes of download `id` arrived (a delta, not a running total).
     fn on_download_progress(&self, _id: DownloadId, _bytes: u64) {}
     fn on_download_complete(&self, _id: DownloadId) {}
     /// A line for the user that is not tied to a task (a warning, a summary).
@@ -146,6 +148,22 @@ pub fn reporter_for(mode: ProgressMode, verbosity: i8) -> Arc<dyn Reporter> {
         ProgressMode::Auto if terminal => Arc::new(TerminalReporter::new(verbosity)),
         _ => Arc::new(PlainReporter::new(verbosity)),
     }
+}
+
+/// `1536` → `1.5 KiB`: sizes as people read them, written the same way in lines and in HTML.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // shown with one decimal: f64 is precise enough
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// One task in the after-the-fact summary of a run.
@@ -205,5 +223,46 @@ mod system_time_seconds {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |duration| duration.as_secs_f64());
         serializer.serialize_f64(seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
+    }
+
+    #[test]
+    fn every_status_has_a_listed_name_and_a_reason() {
+        let statuses = [
+            TaskStatus::Ran {
+                reason: "never built".into(),
+            },
+            TaskStatus::UpToDate,
+            TaskStatus::Failed {
+                reason: "input a changed".into(),
+                error: "exit status 1".into(),
+            },
+            TaskStatus::Skipped {
+                because: "`b` failed".into(),
+            },
+            TaskStatus::Cancelled,
+        ];
+        let names: Vec<&str> = statuses.iter().map(TaskStatus::name).collect();
+        assert_eq!(names, TaskStatus::NAMES);
+        assert!(statuses.iter().all(|status| status.reason().is_some()));
+        let early_failure = TaskStatus::Failed {
+            reason: String::new(),
+            error: "cannot read".into(),
+        };
+        assert_eq!(early_failure.reason(), None);
+        assert_eq!(early_failure.error(), Some("cannot read"));
     }
 }
