@@ -3,7 +3,15 @@
 //! timeline (`--timings`).
 //!
 //! The logic (engine, tasks, sources) only calls the trait; which terminal, bars or lines that
-//! turns into is decided here. Only [`progress`] imports indicatif.
+//! turns into is decided here. Only `progress.rs` imports indicatif.
+//!
+//! - [`TerminalReporter`]: indicatif bars on an interactive terminal.
+//! - [`PlainReporter`]: timestamped lines for CI logs and pipes.
+//! - [`NullReporter`]: nothing, for `-q` and `--progress none`.
+//! - [`RecordingReporter`]: every event in order, for tests.
+//!
+//! The summary's text (status names, reasons, byte sizes) is shaped here once so that the lines,
+//! the JSON and the HTML say the same thing.
 
 mod json;
 mod plain;
@@ -144,8 +152,12 @@ pub fn reporter_for(mode: ProgressMode, verbosity: i8) -> Arc<dyn Reporter> {
     let terminal = std::io::stderr().is_terminal()
         && std::env::var_os("ISOBUILD_NO_PROGRESS").is_none()
         && std::env::var("TERM").map_or(true, |term| term != "dumb");
+    // https://no-color.org: set and not empty means no colour.
+    let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     match mode {
-        ProgressMode::Auto if terminal => Arc::new(TerminalReporter::new(verbosity)),
+        ProgressMode::Auto if terminal => {
+            Arc::new(TerminalReporter::new(verbosity).with_color(color))
+        }
         _ => Arc::new(PlainReporter::new(verbosity)),
     }
 }
