@@ -3,11 +3,20 @@
 //! timeline (`--timings`).
 //!
 //! The logic (engine, tasks, sources) only calls the trait; which terminal, bars or lines that
-//! turns into is decided here. Only [`progress`] imports indicatif.
+//! turns into is decided here. Only `progress.rs` imports indicatif.
+//!
+//! - [`TerminalReporter`]: indicatif bars on an interactive terminal.
+//! - [`PlainReporter`]: timestamped lines for CI logs and pipes.
+//! - [`NullReporter`]: nothing, for `-q` and `--progress none`.
+//! - [`RecordingReporter`]: every event in order, for tests.
+//!
+//! The summary's text (status names, reasons, byte sizes) is shaped here once so that the lines,
+//! the JSON and the HTML say the same thing.
 
 mod json;
 mod plain;
 mod progress;
+mod recording;
 mod timings;
 
 use std::sync::Arc;
@@ -18,18 +27,20 @@ use serde::Serialize;
 pub use json::write_json_report;
 pub use plain::PlainReporter;
 pub use progress::TerminalReporter;
+pub use recording::{RecordingReporter, ReportEvent};
 pub use timings::write_timings_html;
 
 /// Identifies one running task in reporter calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct TaskId(pub usize);
 
-/// Identifies one download in reporter calls.
+/// Identifies one download in reporter calls. The reporter hands it out in
+/// [`Reporter::on_download_start`]; it is unique within that reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DownloadId(pub usize);
 
 /// A task as the reporter sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskLabel {
     pub id: TaskId,
     /// Unique, human-readable (`file bootstrap.sh`, `task build-salt-master`).
@@ -38,9 +49,9 @@ pub struct TaskLabel {
     pub kind: &'static str,
 }
 
-/// How a task ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
+/// How a task ended. Serialized (in `json.rs`) as `status`, `reason` and `error` fields, so that
+/// every task of a report has the same shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskStatus {
     /// Its fingerprint matched the last successful run: nothing was done.
     UpToDate,
@@ -55,8 +66,42 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status name, in the order reports list them.
+    pub const NAMES: [&'static str; 5] = ["ran", "up-to-date", "failed", "skipped", "cancelled"];
+
     pub fn is_success(&self) -> bool {
         matches!(self, Self::UpToDate | Self::Ran { .. })
+    }
+
+    /// Its name in reports (one of [`Self::NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ran { .. } => "ran",
+            Self::UpToDate => "up-to-date",
+            Self::Failed { .. } => "failed",
+            Self::Skipped { .. } => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Why the task ended this way, in words: why it ran, why it was skipped, what made it up
+    /// to date. `None` only for a task that failed before it knew whether it had to run.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::UpToDate => Some("unchanged since its last successful run"),
+            Self::Ran { reason } => Some(reason),
+            Self::Failed { reason, .. } => (!reason.is_empty()).then_some(reason.as_str()),
+            Self::Skipped { because } => Some(because),
+            Self::Cancelled => Some("the run was interrupted"),
+        }
+    }
+
+    /// The error of a failed task.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Failed { error, .. } => Some(error),
+            _ => None,
+        }
     }
 }
 
@@ -71,6 +116,7 @@ pub trait Reporter: Send + Sync {
     fn on_download_start(&self, _label: &str, _size: Option<u64>) -> DownloadId {
         DownloadId(0)
     }
+    /// `bytes` more bytes of download `id` arrived (a delta, not a running total).
     fn on_download_progress(&self, _id: DownloadId, _bytes: u64) {}
     fn on_download_complete(&self, _id: DownloadId) {}
     /// A line for the user that is not tied to a task (a warning, a summary).
@@ -106,10 +152,30 @@ pub fn reporter_for(mode: ProgressMode, verbosity: i8) -> Arc<dyn Reporter> {
     let terminal = std::io::stderr().is_terminal()
         && std::env::var_os("ISOBUILD_NO_PROGRESS").is_none()
         && std::env::var("TERM").map_or(true, |term| term != "dumb");
+    // https://no-color.org: set and not empty means no colour.
+    let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     match mode {
-        ProgressMode::Auto if terminal => Arc::new(TerminalReporter::new(verbosity)),
+        ProgressMode::Auto if terminal => {
+            Arc::new(TerminalReporter::new(verbosity).with_color(color))
+        }
         _ => Arc::new(PlainReporter::new(verbosity)),
     }
+}
+
+/// `1536` → `1.5 KiB`: sizes as people read them, written the same way in lines and in HTML.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // shown with one decimal: f64 is precise enough
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// One task in the after-the-fact summary of a run.
@@ -169,5 +235,46 @@ mod system_time_seconds {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |duration| duration.as_secs_f64());
         serializer.serialize_f64(seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
+    }
+
+    #[test]
+    fn every_status_has_a_listed_name_and_a_reason() {
+        let statuses = [
+            TaskStatus::Ran {
+                reason: "never built".into(),
+            },
+            TaskStatus::UpToDate,
+            TaskStatus::Failed {
+                reason: "input a changed".into(),
+                error: "exit status 1".into(),
+            },
+            TaskStatus::Skipped {
+                because: "`b` failed".into(),
+            },
+            TaskStatus::Cancelled,
+        ];
+        let names: Vec<&str> = statuses.iter().map(TaskStatus::name).collect();
+        assert_eq!(names, TaskStatus::NAMES);
+        assert!(statuses.iter().all(|status| status.reason().is_some()));
+        let early_failure = TaskStatus::Failed {
+            reason: String::new(),
+            error: "cannot read".into(),
+        };
+        assert_eq!(early_failure.reason(), None);
+        assert_eq!(early_failure.error(), Some("cannot read"));
     }
 }

@@ -1,34 +1,400 @@
-//! Plain progress lines for CI logs and pipes (placeholder).
+//! [`PlainReporter`]: timestamped lines for CI logs and pipes, where redrawn bars would be noise.
+//!
+//! Every line starts with the seconds since the run started (`[  0.42s] ran file bootstrap.sh
+//! in 0.12s`), so a log shows where the time went without `--timings`. What is printed grows
+//! with the verbosity:
+//!
+//! | verbosity | lines                                                                    |
+//! |-----------|--------------------------------------------------------------------------|
+//! | 0         | tasks that ran, failed, were skipped or cancelled; finished downloads; messages |
+//! | 1         | also why each task ran, and the tasks that were up to date (`fresh …`)   |
+//! | 2         | also each task and download as it starts                                 |
+//!
+//! A task's start is not printed below verbosity 2 because the engine reports it before it
+//! knows whether the task is up to date: most starts of a no-op rebuild would be noise. The
+//! finish line carries the task's duration instead.
 
-use super::{Reporter, TaskLabel, TaskStatus};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-/// One line per finished task on stderr.
-#[derive(Debug)]
+use super::{DownloadId, Reporter, TaskId, TaskLabel, TaskStatus, human_bytes};
+
+/// Where the reporter reads the time; tests replace it to get stable timestamps.
+type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+
+/// Timestamped lines on stderr (or any writer).
 pub struct PlainReporter {
     verbosity: i8,
+    clock: Clock,
+    state: Mutex<State>,
+}
+
+struct State {
+    out: Box<dyn Write + Send>,
+    /// Timestamps count from here: the reporter's creation, then [`Reporter::on_run_start`].
+    origin: Instant,
+    started: HashMap<TaskId, Instant>,
+    downloads: HashMap<DownloadId, Download>,
+    next_download: usize,
+}
+
+struct Download {
+    label: String,
+    size: Option<u64>,
+    received: u64,
+    started: Instant,
 }
 
 impl PlainReporter {
+    /// Lines on stderr.
     pub fn new(verbosity: i8) -> Self {
-        Self { verbosity }
+        Self::with_writer(verbosity, Box::new(std::io::stderr()))
     }
-}
 
-impl Reporter for PlainReporter {
-    #[allow(clippy::print_stderr)]
-    fn on_task_finish(&self, task: &TaskLabel, status: &TaskStatus) {
-        match status {
-            TaskStatus::Ran { reason } if self.verbosity > 0 => {
-                eprintln!("ran {}: {reason}", task.name);
-            }
-            TaskStatus::Ran { .. } => eprintln!("ran {}", task.name),
-            TaskStatus::UpToDate if self.verbosity > 0 => eprintln!("fresh {}", task.name),
-            _ => {}
+    /// Lines on `out`, flushed one by one so that a log tails well.
+    pub fn with_writer(verbosity: i8, out: Box<dyn Write + Send>) -> Self {
+        Self::with_clock(verbosity, out, Box::new(Instant::now))
+    }
+
+    fn with_clock(verbosity: i8, out: Box<dyn Write + Send>, clock: Clock) -> Self {
+        let origin = clock();
+        Self {
+            verbosity,
+            clock,
+            state: Mutex::new(State {
+                out,
+                origin,
+                started: HashMap::new(),
+                downloads: HashMap::new(),
+                next_download: 0,
+            }),
         }
     }
 
-    #[allow(clippy::print_stderr)]
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while printing must not silence every later line.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn line(&mut self, now: Instant, text: fmt::Arguments<'_>) {
+        let at = now.saturating_duration_since(self.origin).as_secs_f64();
+        // Nothing sensible to do when the log itself cannot be written: the run goes on.
+        let _ = writeln!(self.out, "[{at:6.2}s] {text}");
+        let _ = self.out.flush();
+    }
+}
+
+/// `0.12s`, as every duration in the lines is written.
+fn seconds(duration: Duration) -> String {
+    format!("{:.2}s", duration.as_secs_f64())
+}
+
+impl Reporter for PlainReporter {
+    fn on_run_start(&self, total: usize) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        state.origin = now;
+        if self.verbosity >= 2 {
+            state.line(now, format_args!("run {total} tasks"));
+        }
+    }
+
+    fn on_task_start(&self, task: &TaskLabel) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        state.started.insert(task.id, now);
+        if self.verbosity >= 2 {
+            state.line(now, format_args!("start {}", task.name));
+        }
+    }
+
+    fn on_task_finish(&self, task: &TaskLabel, status: &TaskStatus) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let took = state
+            .started
+            .remove(&task.id)
+            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
+        let name = &task.name;
+        let took = seconds(took);
+        match status {
+            TaskStatus::Ran { reason } if self.verbosity >= 1 => {
+                state.line(now, format_args!("ran {name} in {took}: {reason}"));
+            }
+            TaskStatus::Ran { .. } => state.line(now, format_args!("ran {name} in {took}")),
+            TaskStatus::UpToDate if self.verbosity >= 1 => {
+                state.line(now, format_args!("fresh {name}"));
+            }
+            TaskStatus::UpToDate => {}
+            TaskStatus::Failed { reason, error } if self.verbosity >= 1 && !reason.is_empty() => {
+                state.line(
+                    now,
+                    format_args!("failed {name} after {took}: {error} (it ran because: {reason})"),
+                );
+            }
+            TaskStatus::Failed { error, .. } => {
+                state.line(now, format_args!("failed {name} after {took}: {error}"));
+            }
+            TaskStatus::Skipped { because } => {
+                state.line(now, format_args!("skipped {name}: {because}"));
+            }
+            TaskStatus::Cancelled => state.line(now, format_args!("cancelled {name}")),
+        }
+    }
+
+    fn on_download_start(&self, label: &str, size: Option<u64>) -> DownloadId {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let id = DownloadId(state.next_download);
+        state.next_download += 1;
+        if self.verbosity >= 2 {
+            let size = size.map_or_else(|| "size unknown".to_owned(), human_bytes);
+            state.line(now, format_args!("download {label} ({size})"));
+        }
+        state.downloads.insert(
+            id,
+            Download {
+                label: label.to_owned(),
+                size,
+                received: 0,
+                started: now,
+            },
+        );
+        id
+    }
+
+    fn on_download_progress(&self, id: DownloadId, bytes: u64) {
+        if let Some(download) = self.lock().downloads.get_mut(&id) {
+            download.received = download.received.saturating_add(bytes);
+        }
+    }
+
+    fn on_download_complete(&self, id: DownloadId) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let Some(download) = state.downloads.remove(&id) else {
+            return;
+        };
+        // A source that reports no progress still announced the size it expected.
+        let bytes = match (download.received, download.size) {
+            (0, Some(size)) => size,
+            (received, _) => received,
+        };
+        let took = seconds(now.saturating_duration_since(download.started));
+        state.line(
+            now,
+            format_args!(
+                "downloaded {}: {} in {took}",
+                download.label,
+                human_bytes(bytes)
+            ),
+        );
+    }
+
     fn on_message(&self, message: &str) {
-        eprintln!("{message}");
+        let now = (self.clock)();
+        self.lock().line(now, format_args!("{message}"));
+    }
+}
+
+impl fmt::Debug for PlainReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainReporter")
+            .field("verbosity", &self.verbosity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+
+    /// A writer tests can read back.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A clock the test moves by hand, in milliseconds.
+    #[derive(Clone)]
+    struct Script {
+        base: Instant,
+        millis: Arc<AtomicU64>,
+    }
+
+    impl Script {
+        fn at(&self, millis: u64) {
+            self.millis.store(millis, Ordering::SeqCst);
+        }
+    }
+
+    fn reporter(verbosity: i8) -> (PlainReporter, Capture, Script) {
+        let capture = Capture::default();
+        let script = Script {
+            base: Instant::now(),
+            millis: Arc::new(AtomicU64::new(0)),
+        };
+        let clock = script.clone();
+        let reporter = PlainReporter::with_clock(
+            verbosity,
+            Box::new(capture.clone()),
+            Box::new(move || {
+                clock.base + Duration::from_millis(clock.millis.load(Ordering::SeqCst))
+            }),
+        );
+        (reporter, capture, script)
+    }
+
+    fn label(id: usize, name: &str, kind: &'static str) -> TaskLabel {
+        TaskLabel {
+            id: TaskId(id),
+            name: name.into(),
+            kind,
+        }
+    }
+
+    /// A small run: one fresh task, one that runs, a download, one that fails, the summary.
+    fn script_run(verbosity: i8) -> String {
+        let (reporter, capture, clock) = reporter(verbosity);
+        let fresh = label(0, "file product.txt", "template");
+        let ran = label(1, "file bootstrap.sh", "template");
+        let failed = label(2, "task build-salt-master", "command");
+
+        clock.at(5);
+        reporter.on_run_start(3);
+        reporter.on_task_start(&fresh);
+        reporter.on_task_start(&ran);
+        clock.at(25);
+        reporter.on_task_finish(&fresh, &TaskStatus::UpToDate);
+        reporter.on_task_start(&failed);
+        clock.at(425);
+        reporter.on_task_finish(
+            &ran,
+            &TaskStatus::Ran {
+                reason: "input scripts/bootstrap.sh.in changed".into(),
+            },
+        );
+        let download = reporter.on_download_start("docker.io/library/alpine:3.20", Some(3 << 20));
+        reporter.on_download_progress(download, 1 << 20);
+        reporter.on_download_progress(download, 2 << 20);
+        clock.at(1525);
+        reporter.on_download_complete(download);
+        clock.at(2025);
+        reporter.on_task_finish(
+            &failed,
+            &TaskStatus::Failed {
+                reason: "never built".into(),
+                error: "`buildah` exited with status 1".into(),
+            },
+        );
+        clock.at(2045);
+        reporter.on_message("3 tasks: 1 ran, 1 up to date in 2.03s");
+        reporter.on_run_finish();
+        drop(reporter);
+        let bytes = capture.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn verbosity_0_prints_work_done_failures_and_the_summary() {
+        assert_eq!(
+            script_run(0),
+            "\
+[  0.42s] ran file bootstrap.sh in 0.42s
+[  1.52s] downloaded docker.io/library/alpine:3.20: 3.0 MiB in 1.10s
+[  2.02s] failed task build-salt-master after 2.00s: `buildah` exited with status 1
+[  2.04s] 3 tasks: 1 ran, 1 up to date in 2.03s
+"
+        );
+    }
+
+    #[test]
+    fn verbosity_1_adds_reasons_and_fresh_tasks() {
+        assert_eq!(
+            script_run(1),
+            "\
+[  0.02s] fresh file product.txt
+[  0.42s] ran file bootstrap.sh in 0.42s: input scripts/bootstrap.sh.in changed
+[  1.52s] downloaded docker.io/library/alpine:3.20: 3.0 MiB in 1.10s
+[  2.02s] failed task build-salt-master after 2.00s: `buildah` exited with status 1 (it ran because: never built)
+[  2.04s] 3 tasks: 1 ran, 1 up to date in 2.03s
+"
+        );
+    }
+
+    #[test]
+    fn verbosity_2_adds_starts() {
+        let output = script_run(2);
+        let starts: Vec<&str> = output
+            .lines()
+            .filter(|line| line.contains("] start ") || line.contains("] download "))
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "[  0.00s] start file product.txt",
+                "[  0.00s] start file bootstrap.sh",
+                "[  0.02s] start task build-salt-master",
+                "[  0.42s] download docker.io/library/alpine:3.20 (3.0 MiB)",
+            ]
+        );
+        assert!(output.starts_with("[  0.00s] run 3 tasks\n"), "{output}");
+    }
+
+    #[test]
+    fn skipped_and_cancelled_tasks_are_always_shown() {
+        let (reporter, capture, _clock) = reporter(0);
+        let task = label(0, "file a", "copy");
+        reporter.on_task_finish(
+            &task,
+            &TaskStatus::Skipped {
+                because: "`file b` failed".into(),
+            },
+        );
+        reporter.on_task_finish(&task, &TaskStatus::Cancelled);
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "[  0.00s] skipped file a: `file b` failed\n[  0.00s] cancelled file a\n"
+        );
+    }
+
+    #[test]
+    fn a_download_without_progress_reports_its_announced_size() {
+        let (reporter, capture, clock) = reporter(0);
+        let first = reporter.on_download_start("blob a", Some(2048));
+        let second = reporter.on_download_start("blob b", None);
+        assert_ne!(first, second);
+        clock.at(500);
+        reporter.on_download_complete(first);
+        reporter.on_download_progress(second, 100);
+        reporter.on_download_complete(second);
+        // Completing twice, or an unknown id, prints nothing.
+        reporter.on_download_complete(second);
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "[  0.50s] downloaded blob a: 2.0 KiB in 0.50s\n\
+             [  0.50s] downloaded blob b: 100 B in 0.50s\n"
+        );
     }
 }
