@@ -356,3 +356,50 @@ fn timings_and_report_are_written() {
     let html = test.read("t.html");
     assert!(html.contains("task generate"));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly() {
+    let recipe = r"isobuild: 1
+name: t
+version: '1'
+files:
+  - { src: big/, dest: big/ }
+tasks:
+  - { name: slow, run: [sh, -c, 'echo $$ > slow.pid; exec sleep 30'] }
+";
+    let test = Test::new().recipe(recipe);
+    for i in 0..20 {
+        test.write(&format!("big/file-{i}.txt"), &"x".repeat(100_000));
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isobuild"))
+        .args(["build", "recipe.yaml", "-q", "--jobs", "2"])
+        .current_dir(test.path())
+        .env("ISOBUILD_CACHE_DIR", test.cache_dir())
+        .spawn()
+        .unwrap();
+    let pid_file = test.path().join("slow.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !pid_file.exists() || test.read("slow.pid").trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the slow task never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sleeper = test.read("slow.pid").trim().to_owned();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "interrupted runs exit with 130");
+    // The command was killed with the run, not left behind.
+    let state = fs_err::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "sleep still runs: {state}");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(test.path())
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".isobuild-tmp"))
+        .map(|entry| entry.path().to_owned())
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(!test.path().join("_build/t.iso").exists());
+}
