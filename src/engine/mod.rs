@@ -6,7 +6,7 @@
 //!
 //! 1. [`JobGraph::seal`] checks the graph is acyclic (naming a cycle if there is one) and
 //!    freezes it: nothing can be added once it may run.
-//! 2. [`Engine::run`] puts every job without dependencies in the [`queue`]. Each loop turn
+//! 2. [`Engine::run`] puts every job without dependencies in the dependency queue. Each loop turn
 //!    starts ready jobs while their resource has room (`--jobs` for local work, a separate
 //!    bound for network jobs), then waits for one job to end or for cancellation.
 //! 3. A started job first computes its fingerprint (its own inputs plus the fingerprint keys of
