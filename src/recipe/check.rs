@@ -467,6 +467,11 @@ impl Checker<'_> {
         let volume_id = {
             let (text, field_at) = match &raw.volume_id {
                 Some(located) => (located.value.clone(), located.at.clone()),
+                // Without a name or a version the default is meaningless, and their
+                // absence is already reported.
+                None if self.context.name.is_empty() || self.context.version.is_empty() => {
+                    (None, at.child("volume_id"))
+                }
                 None => (
                     Some("{{ name }} {{ version }}".to_owned()),
                     at.child("volume_id"),
