@@ -183,6 +183,10 @@ fn syntax_location(error: &serde_saphyr::Error) -> At {
 
 fn syntax_message(error: &serde_saphyr::Error) -> String {
     use serde_saphyr::MessageFormatter as _;
+    // serde-saphyr's own wording for this one names its API, not the user's mistake.
+    if let serde_saphyr::Error::MultipleDocuments { .. } = error {
+        return "a recipe is one YAML document, and this file has another after `---`".into();
+    }
     let message = serde_saphyr::DefaultMessageFormatter.format_message(error);
     // One problem is one line: the message must not break it.
     let message: String = message
@@ -946,9 +950,8 @@ impl Checker<'_> {
             );
             return None;
         }
-        let digits = text.strip_prefix("0o").unwrap_or(text);
-        let parsed = (!digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-            .then(|| u32::from_str_radix(digits, 8).ok())
+        let parsed = (!text.is_empty() && text.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+            .then(|| u32::from_str_radix(text, 8).ok())
             .flatten();
         match parsed {
             Some(mode) if mode <= 0o7777 => Some(mode),

@@ -62,6 +62,8 @@ impl Node {
             // Duplicate keys are reported by the recipe's own pass with the others, so
             // that one does not hide the rest of the file.
             duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+            // `.inf` and `.nan` are text where a string is wanted, like any other number.
+            non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
             with_snippet: false,
         };
         let mut node: Self = serde_saphyr::from_str_with_options(source, options)?;

@@ -733,3 +733,37 @@ fn the_shipped_minimal_recipe_loads() {
     let recipe = super::load(&path, &BTreeMap::new()).unwrap();
     assert_eq!(recipe.base_dir, path.parent().unwrap());
 }
+
+#[test]
+fn vars_keep_the_text_of_any_scalar() {
+    let recipe = Project::new().load(&format!(
+        "{HEAD}vars: {{ a: 0x1F, b: 1e3, c: .inf, d: ~, e: \"q\", f: 010, g: yes, h: 129.0 }}\n"
+    ));
+    let vars: Vec<(&str, &str)> = recipe
+        .vars
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [
+            ("a", "0x1F"),
+            ("b", "1e3"),
+            ("c", ".inf"),
+            ("d", ""),
+            ("e", "q"),
+            ("f", "010"),
+            ("g", "yes"),
+            ("h", "129.0"),
+        ]
+    );
+}
+
+recipe_error! {
+    name: several_documents,
+    yaml: format!("{HEAD}---\nname: other\n"),
+    line: 5,
+    column: 1,
+    field: "",
+    message: "a recipe is one YAML document, and this file has another after `---`",
+}
