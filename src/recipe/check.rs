@@ -456,13 +456,7 @@ impl Checker<'_> {
 
     fn iso(&mut self, raw: Option<&Located<RawIso>>, document: &At) -> Option<IsoSettings> {
         let at = raw.map_or_else(|| document.child("iso"), |raw| raw.at.clone());
-        let empty = RawIso {
-            output: None,
-            root: None,
-            volume_id: None,
-            implant_md5: None,
-            sha256sum: None,
-        };
+        let empty = RawIso::default();
         // An `iso:` that is not a mapping is already reported; go on with the defaults.
         let raw = raw.and_then(|raw| raw.value.as_ref()).unwrap_or(&empty);
         let default_output = format!("_build/{}.iso", self.context.name.to_lowercase());

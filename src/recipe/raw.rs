@@ -36,7 +36,7 @@ pub(super) struct RawRecipe {
 }
 
 /// `iso:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIso {
     #[serde(default)]
