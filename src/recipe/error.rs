@@ -11,29 +11,28 @@ pub struct Problem {
     /// 1-based line and column; 0 when unknown.
     pub line: usize,
     pub column: usize,
-    /// Field path in the recipe (`images.list[3].digest`).
+    /// Field path in the recipe (`images.list[3].digest`); empty for the whole document.
     pub field: String,
     pub message: String,
 }
 
 impl fmt::Display for Problem {
+    /// `recipes/x.yaml:14:9: images.list[3].digest: message`; problems about the document
+    /// as a whole (YAML syntax, a missing top-level field) have no field path.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.field,
-            self.message
-        )
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
     }
 }
 
 /// Why a recipe could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
-    #[error("cannot read recipe `{}`", path.display())]
+    // The source is in the message because `main` prints only this error's Display.
+    #[error("cannot read recipe `{}`: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -8,9 +8,13 @@
 //! Turning a recipe into work is [`crate::plan`]'s job; this module never touches the network
 //! and only reads the recipe and the template files it names.
 
+mod check;
+mod de;
 mod error;
+mod node;
 mod parse;
 mod paths;
+mod raw;
 mod template;
 
 use std::collections::BTreeMap;
@@ -172,6 +176,9 @@ pub struct ImageEntry {
     pub digest: Option<Digest>,
     /// Also write a docker-archive tarball at this ISO path.
     pub archive: Option<IsoPath>,
+    /// The image's folder in the ISO tree: `images.path` rendered with this image's name
+    /// and tag.
+    pub path: IsoPath,
     /// Names of `tasks:` that must finish first.
     pub after: Vec<String>,
 }
@@ -210,3 +217,5 @@ pub struct CommandTask {
 pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Recipe, RecipeError> {
     parse::load(path, overrides)
 }
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The recipe as written: serde types that mirror the YAML of schema version 1.
+//!
+//! Every field is optional and [`Located`], so that one wrong or missing value never stops
+//! the others from being read; which fields are required, and what each value may be, is
+//! decided by [`super::check`], which turns these into the validated model. Field names here
+//! are the schema: renaming one is a schema change.
+
+use serde::Deserialize;
+
+use super::de::{Entries, Located, ScalarText};
+
+/// A whole recipe document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecipe {
+    #[serde(default)]
+    pub(super) isobuild: Option<Located<i64>>,
+    #[serde(default)]
+    pub(super) name: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) version: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) vars: Option<Located<Entries<ScalarText>>>,
+    #[serde(default)]
+    pub(super) epoch: Option<Located<i64>>,
+    #[serde(default)]
+    pub(super) iso: Option<Located<RawIso>>,
+    #[serde(default)]
+    pub(super) images: Option<Located<RawImages>>,
+    #[serde(default)]
+    pub(super) mirrors: Option<Located<Entries<String>>>,
+    #[serde(default)]
+    pub(super) files: Option<Located<Vec<Located<RawFile>>>>,
+    #[serde(default)]
+    pub(super) tasks: Option<Located<Vec<Located<RawTask>>>>,
+}
+
+/// `iso:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIso {
+    #[serde(default)]
+    pub(super) output: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) root: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) volume_id: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) implant_md5: Option<Located<bool>>,
+    #[serde(default)]
+    pub(super) sha256sum: Option<Located<String>>,
+}
+
+/// `images:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawImages {
+    #[serde(default)]
+    pub(super) platform: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) format: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) path: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) registry_config: Option<Located<RawRegistryConfig>>,
+    #[serde(default)]
+    pub(super) list: Option<Located<Vec<Located<RawImage>>>>,
+}
+
+/// `images.registry_config:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegistryConfig {
+    #[serde(default)]
+    pub(super) path: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) common_path: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) name_prefix: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) server_root: Option<Located<String>>,
+}
+
+/// One entry of `images.list`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawImage {
+    #[serde(default)]
+    pub(super) name: Option<Located<String>>,
+    #[serde(default, rename = "ref")]
+    pub(super) reference: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) tag: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) digest: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) archive: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) after: Option<Located<Vec<Located<String>>>>,
+}
+
+/// One entry of `files:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) src: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) dest: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) template: Option<Located<bool>>,
+    /// Read as any scalar: `mode: 0755` unquoted is a number in YAML, and deserves a
+    /// problem that says so rather than a plain type error.
+    #[serde(default)]
+    pub(super) mode: Option<Located<ScalarText>>,
+    #[serde(default)]
+    pub(super) after: Option<Located<Vec<Located<String>>>>,
+}
+
+/// One entry of `tasks:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    #[serde(default)]
+    pub(super) name: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) run: Option<Located<Vec<Located<String>>>>,
+    #[serde(default)]
+    pub(super) inputs: Option<Located<Vec<Located<String>>>>,
+    #[serde(default)]
+    pub(super) outputs: Option<Located<Vec<Located<String>>>>,
+    #[serde(default)]
+    pub(super) env: Option<Located<Entries<String>>>,
+    #[serde(default)]
+    pub(super) after: Option<Located<Vec<Located<String>>>>,
+}
