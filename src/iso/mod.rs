@@ -123,6 +123,8 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     if request.implant_md5 {
         require("implantisomd5", "isomd5sum")?;
     }
+    // A recipe without files still makes a (nearly empty) ISO.
+    fs_err::create_dir_all(&request.root)?;
     let temp = crate::fs::temp_beside(&request.output)?;
     let args = xorriso_args(request, temp.path())?;
     let output = Command::new("xorriso")

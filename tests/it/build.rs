@@ -183,7 +183,7 @@ fn second_build_is_up_to_date_and_touching_an_input_reruns_only_downstream() {
         .filter(|(_, status)| *status == "ran")
         .map(|(name, _)| name)
         .collect();
-    assert_eq!(ran, ["file generated.txt", "task generate"]);
+    assert_eq!(ran, ["file generated.txt", "iso demo.iso", "task generate"]);
     assert!(
         run.stderr.contains("input gen-input.txt changed"),
         "-v says why:\n{}",
@@ -347,7 +347,7 @@ fn timings_and_report_are_written() {
     ])
     .success();
     let tasks = report(&test, "r.json");
-    assert_eq!(tasks.len(), 6);
+    assert_eq!(tasks.len(), 7, "6 tree tasks and the ISO");
     for task in &tasks {
         for key in ["name", "kind", "start", "end", "status", "bytes"] {
             assert!(task.get(key).is_some(), "{key} missing in {task}");
