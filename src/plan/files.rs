@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::engine::{Fingerprint, JobOutput};
 use crate::recipe::{FileEntry, TemplateContext, template_env};
 
-use super::TaskError;
+use super::{TaskError, TreeClaim};
 
 /// Copy `entry.src` (a file or a folder) to `entry.dest` in the tree.
 pub struct CopyJob {
@@ -48,6 +48,24 @@ impl CopyJob {
 
     pub(super) fn name(&self) -> String {
         format!("file {}", self.entry.dest)
+    }
+
+    /// The files this copy writes when its source exists now; else its whole destination.
+    pub(super) fn claim(&self, claim: &mut TreeClaim) {
+        let dest = self.entry.dest.as_str();
+        if let Ok(files) = source_files(&self.entry.src, &self.base_dir) {
+            for file in files {
+                let relative = file.relative.to_string_lossy();
+                if relative.is_empty() {
+                    claim.files.insert(dest.to_owned());
+                } else {
+                    claim.files.insert(format!("{dest}/{relative}"));
+                }
+            }
+        } else {
+            claim.files.insert(dest.to_owned());
+            claim.dirs.insert(dest.to_owned());
+        }
     }
 
     pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {
@@ -96,6 +114,10 @@ impl TemplateJob {
 
     pub(super) fn name(&self) -> String {
         format!("template {}", self.entry.dest)
+    }
+
+    pub(super) fn claim(&self, claim: &mut TreeClaim) {
+        claim.files.insert(self.entry.dest.to_string());
     }
 
     pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {

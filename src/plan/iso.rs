@@ -4,21 +4,24 @@
 //! it depends on (all the tree's writers), so the ISO is remade exactly when something in the
 //! tree changed, without hashing the tree again.
 
+use std::path::Path;
+
 use tokio::process::Command;
 
 use crate::engine::{Fingerprint, JobOutput};
 use crate::iso::{IsoRequest, make_iso};
 
-use super::TaskError;
+use super::{TaskError, TreeClaim};
 
 /// Make the ISO from the finished tree.
 pub struct IsoJob {
     request: IsoRequest,
+    claim: TreeClaim,
 }
 
 impl IsoJob {
-    pub(super) fn new(request: IsoRequest) -> Self {
-        Self { request }
+    pub(super) fn new(request: IsoRequest, claim: TreeClaim) -> Self {
+        Self { request, claim }
     }
 
     pub(super) fn name(&self) -> String {
@@ -57,9 +60,13 @@ impl IsoJob {
 
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
         let request = self.request.clone();
-        let result = tokio::task::spawn_blocking(move || make_iso(&request))
-            .await
-            .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
+        let claim = self.claim.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            prune_tree(&request.root, &claim)?;
+            make_iso(&request)
+        })
+        .await
+        .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
         Ok(JobOutput { bytes: result.size })
     }
 }
@@ -78,4 +85,35 @@ async fn xorriso_version() -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Delete what no task of this plan wrote (left by an earlier version of the recipe), then
+/// the folders that became empty, so the ISO holds exactly what the recipe says.
+fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
+    if !root.exists() {
+        return Ok(());
+    }
+    let mut dirs = Vec::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1) {
+        let entry = entry.map_err(std::io::Error::from)?;
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        if entry.file_type().is_dir() {
+            dirs.push(entry.path().to_owned());
+        } else if !claim.owns(&relative) {
+            tracing::debug!("removing stale `{relative}` from the ISO tree");
+            fs_err::remove_file(entry.path())?;
+        }
+    }
+    // Deepest first, so a folder is looked at after its children.
+    for dir in dirs.iter().rev() {
+        if fs_err::read_dir(dir)?.next().is_none() {
+            fs_err::remove_dir(dir)?;
+        }
+    }
+    Ok(())
 }

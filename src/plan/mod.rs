@@ -10,7 +10,7 @@ mod files;
 mod iso;
 mod task;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -86,7 +86,11 @@ impl Plan {
         }
         if let Some(request) = &options.iso {
             let writers: Vec<NodeIndex> = graph.node_indices().collect();
-            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone())));
+            let mut claim = TreeClaim::default();
+            for task in graph.node_weights() {
+                task.claim(&mut claim);
+            }
+            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone(), claim)));
             for writer in writers {
                 graph.add_edge(writer, iso, ());
             }
@@ -146,6 +150,28 @@ impl Plan {
         let mut json = serde_json::to_string_pretty(&graph).unwrap_or_default();
         json.push('\n');
         json
+    }
+}
+
+/// What the plan's tasks write in the ISO tree: exact files, and folders owned whole (their
+/// content is only known when the task runs). Anything else in the tree is stale, from an
+/// earlier version of the recipe, and is removed before the ISO is made.
+#[derive(Debug, Clone, Default)]
+pub struct TreeClaim {
+    /// `/`-separated paths relative to the tree root.
+    pub files: BTreeSet<String>,
+    pub dirs: BTreeSet<String>,
+}
+
+impl TreeClaim {
+    /// Whether `relative` (a file) is written by some task.
+    pub fn owns(&self, relative: &str) -> bool {
+        self.files.contains(relative)
+            || self.dirs.iter().any(|dir| {
+                relative
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
     }
 }
 

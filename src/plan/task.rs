@@ -72,6 +72,17 @@ fn stderr_tail(stderr: &str) -> String {
     text
 }
 
+impl Task {
+    /// Add what this task writes in the ISO tree to `claim`.
+    pub(super) fn claim(&self, claim: &mut super::TreeClaim) {
+        match self {
+            Self::Copy(job) => job.claim(claim),
+            Self::Template(job) => job.claim(claim),
+            Self::Command(_) | Self::Iso(_) => {}
+        }
+    }
+}
+
 impl Job for Task {
     type Error = TaskError;
 

@@ -414,3 +414,20 @@ tasks:
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     assert!(!test.path().join("_build/t.iso").exists());
 }
+
+#[test]
+fn files_the_recipe_no_longer_writes_leave_the_tree() {
+    let test = tree_project();
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    let root = test.path().join("_build/root");
+    assert!(root.join("static/sub/b.txt").is_file());
+    fs_err::remove_file(test.path().join("static/sub/b.txt")).unwrap();
+    test.write("_build/root/leftover.txt", "from an older recipe\n");
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    assert!(
+        !root.join("static/sub").exists(),
+        "stale file and its empty folder removed"
+    );
+    assert!(!root.join("leftover.txt").exists());
+    assert!(root.join("static/a.txt").is_file());
+}
