@@ -793,6 +793,14 @@ impl Checker<'_> {
                 format!("`{digest}` differs from the digest in `ref` (`{pinned}`)"),
             );
         }
+        let image_id = match &raw.image_id {
+            Some(located) => located.value.as_ref().and_then(|text| {
+                text.parse::<Digest>()
+                    .map_err(|error| self.problems.add(&located.at, error.to_string()))
+                    .ok()
+            }),
+            None => None,
+        };
         let archive = match &raw.archive {
             Some(Located {
                 value: Some(text),
@@ -843,6 +851,7 @@ impl Checker<'_> {
             tag,
             source: source?.0,
             digest,
+            image_id,
             archive,
             path,
             after,

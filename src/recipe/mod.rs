@@ -172,8 +172,15 @@ pub struct ImageEntry {
     /// The tag in the ISO tree: the recipe's `tag`, or the reference's tag.
     pub tag: String,
     pub source: ImageSource,
-    /// Expected digest (index or platform manifest), checked after resolution.
+    /// Expected digest of what the reference resolves to (an image index or a platform
+    /// manifest), checked after resolution.
     pub digest: Option<Digest>,
+    /// Expected image ID: the digest of the chosen platform's config blob, which is what
+    /// `docker images` shows and what some projects pin (MetalK8s pins `pause` this way,
+    /// because its old build compared the pin with the Docker SDK's `image.id`). Checked
+    /// after pulling. Unlike `digest`, it survives a manifest rewrite (v2s2 conversion) and
+    /// does not depend on which registry served the image.
+    pub image_id: Option<Digest>,
     /// Also write a docker-archive tarball at this ISO path.
     pub archive: Option<IsoPath>,
     /// The image's folder in the ISO tree: `images.path` rendered with this image's name

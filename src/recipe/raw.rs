@@ -94,6 +94,8 @@ pub(super) struct RawImage {
     #[serde(default)]
     pub(super) digest: Option<Located<String>>,
     #[serde(default)]
+    pub(super) image_id: Option<Located<String>>,
+    #[serde(default)]
     pub(super) archive: Option<Located<String>>,
     #[serde(default)]
     pub(super) after: Option<Located<Vec<Located<String>>>>,

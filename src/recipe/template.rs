@@ -31,7 +31,12 @@ pub struct ImageContext {
 }
 
 /// The environment every template renders in: strict undefined values, trailing newline kept,
-/// and the `underscore` filter (`129.0.0-dev` → `129_0_0_dev`, for nginx variable names).
+/// and two filters:
+/// - `underscore`: `129.0.0-dev` → `129_0_0_dev`, for nginx variable names;
+/// - `timestamp`: seconds since the epoch → `2023-11-14T22:13:20Z` (UTC, the format of
+///   MetalK8s' `BUILD_TIMESTAMP`), so dates in the ISO come from the recipe's `epoch` and
+///   not from the clock. minijinja has no date filter without its `contrib` crate, and one
+///   fixed format is all recipes need.
 pub fn template_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -42,7 +47,33 @@ pub fn template_env() -> Environment<'static> {
         env.set_syntax(syntax);
     }
     env.add_filter("underscore", |value: String| value.replace(['.', '-'], "_"));
+    env.add_filter("timestamp", timestamp);
     env
+}
+
+/// The `timestamp` filter: `{{ epoch | timestamp }}`.
+fn timestamp(value: &minijinja::Value) -> Result<String, minijinja::Error> {
+    use minijinja::{Error, ErrorKind};
+    if value.is_none() || value.is_undefined() {
+        // `epoch` is optional in a recipe; say what to add rather than a type error.
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "`timestamp` needs a number of seconds, and the value is none; does the recipe set `epoch`?",
+        ));
+    }
+    let seconds = i64::try_from(value.clone()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`timestamp` needs a whole number of seconds, not `{value}`"),
+        )
+    })?;
+    let instant = jiff::Timestamp::from_second(seconds).map_err(|error| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`{seconds}` seconds is not a date `timestamp` can write: {error}"),
+        )
+    })?;
+    Ok(instant.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 /// Render a one-line template from the recipe (`volume_id`, `path`, …).
@@ -65,5 +96,38 @@ mod tests {
             "$metalk8s_129_0_0_dev_images"
         );
         assert!(render_str("{{ nope }}", &context).is_err());
+    }
+
+    #[test]
+    fn timestamp_filter_formats_the_epoch_in_utc() {
+        let context = TemplateContext {
+            epoch: Some(1_700_000_000),
+            ..TemplateContext::default()
+        };
+        let render = |template: &str| render_str(template, &context);
+        assert_eq!(
+            render("{{ epoch | timestamp }}").unwrap(),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            render("{{ 0 | timestamp }}").unwrap(),
+            "1970-01-01T00:00:00Z"
+        );
+        // One second before a leap year's end: no off-by-one in the calendar.
+        assert_eq!(
+            render("{{ 1735689599 | timestamp }}").unwrap(),
+            "2024-12-31T23:59:59Z"
+        );
+        let problem = |template: &str| render(template).unwrap_err().to_string();
+        let without_epoch = render_str("{{ epoch | timestamp }}", &TemplateContext::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            without_epoch.contains("does the recipe set `epoch`?"),
+            "{without_epoch}"
+        );
+        assert!(problem("{{ 'now' | timestamp }}").contains("not `now`"));
+        assert!(problem("{{ 1.5 | timestamp }}").contains("whole number"));
+        assert!(problem("{{ 99999999999999 | timestamp }}").contains("not a date"));
     }
 }

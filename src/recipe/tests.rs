@@ -334,6 +334,24 @@ recipe_error! {
 }
 
 recipe_error! {
+    name: image_id_without_algorithm,
+    yaml: format!("{HEAD}images:\n  list:\n    - {{ name: a, ref: a:1, image_id: {} }}\n", "a".repeat(64)),
+    line: 6,
+    column: 38,
+    field: "images.list[0].image_id",
+    message: format!("`{}` is not a sha256 digest (expected `sha256:` and 64 lowercase hex characters)", "a".repeat(64)),
+}
+
+recipe_error! {
+    name: image_id_not_a_string,
+    yaml: format!("{HEAD}images:\n  list:\n    - {{ name: a, ref: a:1, image_id: [x] }}\n"),
+    line: 6,
+    column: 38,
+    field: "images.list[0].image_id",
+    message: "expected a string, found a list",
+}
+
+recipe_error! {
     name: image_listed_twice,
     yaml: format!("{HEAD}images:\n  list:\n    - {{ name: a, ref: a:1 }}\n    - {{ name: a, ref: b:1 }}\n"),
     line: 7,
@@ -581,6 +599,35 @@ fn minimal_recipe_takes_the_defaults() {
     assert!(recipe.images.registry_config.is_none());
     assert!(recipe.images.list.is_empty() && recipe.files.is_empty() && recipe.tasks.is_empty());
     assert_eq!(recipe.epoch, None);
+}
+
+/// `digest` pins what the reference resolves to, `image_id` the config blob: both may be
+/// given, either alone, or neither.
+#[test]
+fn image_pins_digest_and_image_id() {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let recipe = Project::new().load(&format!(
+        "{HEAD}images:\n  list:\n    - {{ name: both, ref: r/both:1, digest: \"sha256:{a}\", image_id: \"sha256:{b}\" }}\n    - {{ name: id, ref: r/id:1, image_id: \"sha256:{b}\" }}\n    - {{ name: none, ref: r/none:1 }}\n"
+    ));
+    let pins: Vec<(Option<String>, Option<String>)> = recipe
+        .images
+        .list
+        .iter()
+        .map(|image| {
+            (
+                image.digest.as_ref().map(ToString::to_string),
+                image.image_id.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pins,
+        [
+            (Some(format!("sha256:{a}")), Some(format!("sha256:{b}"))),
+            (None, Some(format!("sha256:{b}"))),
+            (None, None),
+        ]
+    );
 }
 
 /// The example of DESIGN.md §2, with the files it names.

@@ -261,7 +261,7 @@ error_case! {
 error_case! {
     name: image_unknown_field,
     recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      digets: sha256:0\n"),
-    problems: ["recipe.yaml:8:7: images.list[0].digets: unknown field `digets`; expected one of `name`, `ref`, `tag`, `digest`, `archive`, `after`"],
+    problems: ["recipe.yaml:8:7: images.list[0].digets: unknown field `digets`; expected one of `name`, `ref`, `tag`, `digest`, `image_id`, `archive`, `after`"],
 }
 
 error_case! {
@@ -306,6 +306,35 @@ error_case! {
         a = "a".repeat(64),
         b = "b".repeat(64),
     )],
+}
+
+// `image_id` is the config digest (`docker images`' IMAGE ID) in full, with its algorithm:
+// not the bare hex MetalK8s wrote for fluent-bit, nor the 12-character short ID.
+error_case! {
+    name: image_id_without_algorithm,
+    recipe: format!(
+        "{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      image_id: {id}\n",
+        id = "e".repeat(64),
+    ),
+    problems: [&*format!(
+        "recipe.yaml:8:17: images.list[0].image_id: `{id}` is not a sha256 digest (expected `sha256:` and 64 lowercase hex characters)",
+        id = "e".repeat(64),
+    )],
+}
+
+error_case! {
+    name: image_id_short_and_uppercase,
+    recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      image_id: sha256:E6F1\n"),
+    problems: ["recipe.yaml:8:17: images.list[0].image_id: `sha256:E6F1` is not a sha256 digest (expected `sha256:` and 64 lowercase hex characters)"],
+}
+
+error_case! {
+    name: image_id_short_and_digest_bad,
+    recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      digest: md5:0\n      image_id: e6f181688397\n"),
+    problems: [
+        "recipe.yaml:8:15: images.list[0].digest: `md5:0` is not a sha256 digest (expected `sha256:` and 64 lowercase hex characters)",
+        "recipe.yaml:9:17: images.list[0].image_id: `e6f181688397` is not a sha256 digest (expected `sha256:` and 64 lowercase hex characters)",
+    ],
 }
 
 error_case! {

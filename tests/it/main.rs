@@ -9,3 +9,4 @@ mod harness;
 mod build;
 mod cli;
 mod errors;
+mod metalk8s;

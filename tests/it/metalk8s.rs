@@ -1,0 +1,439 @@
+//! `recipes/metalk8s.yaml`, loaded against the stand-in checkout in
+//! `tests/fixtures/metalk8s-src`: its 37 images with their pins, the registry and ISO
+//! settings, the local-image tasks, and its `product.txt` and `versions.json` templates
+//! rendered whole. Through the library, since `build` cannot pull images yet.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use isobuild::recipe::{self, ImageFormat, Recipe, TemplateContext};
+use isobuild::reference::ImageSource;
+use pretty_assertions::assert_eq;
+
+fn project_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture_checkout() -> PathBuf {
+    project_dir().join("tests/fixtures/metalk8s-src")
+}
+
+/// The recipe with `--set` overrides, `metalk8s_src` pointing at the stand-in checkout.
+fn load(extra: &[(&str, &str)]) -> Recipe {
+    let mut overrides = BTreeMap::from([(
+        "metalk8s_src".to_owned(),
+        fixture_checkout().display().to_string(),
+    )]);
+    for (key, value) in extra {
+        overrides.insert((*key).to_owned(), (*value).to_owned());
+    }
+    match recipe::load(&project_dir().join("recipes/metalk8s.yaml"), &overrides) {
+        Ok(recipe) => recipe,
+        Err(error) => panic!("recipes/metalk8s.yaml does not load: {error:?}"),
+    }
+}
+
+/// Render one of the recipe's own templates (`recipes/metalk8s/NAME`) as a build would.
+fn render(name: &str, context: &TemplateContext) -> String {
+    let path = project_dir().join("recipes/metalk8s").join(name);
+    let source = fs_err::read_to_string(&path).unwrap();
+    let env = recipe::template_env();
+    let template = env.template_from_str(&source).unwrap();
+    template
+        .render(minijinja::value::Serde(context))
+        .unwrap_or_else(|error| panic!("{name}: {error:#}"))
+}
+
+const LOCAL: [&str; 7] = [
+    "metalk8s-alert-logger",
+    "metalk8s-keepalived",
+    "salt-master",
+    "metalk8s-ui",
+    "metalk8s-utils",
+    "metalk8s-operator",
+    "storage-operator",
+];
+
+#[test]
+fn metalk8s_recipe_loads_with_the_iso_settings_of_metalk8s() {
+    let recipe = load(&[]);
+    let recipes = project_dir().join("recipes");
+    assert_eq!(recipe.name, "MetalK8s");
+    assert_eq!(recipe.version, "129.0.0-dev");
+    assert_eq!(recipe.epoch, Some(1_725_148_800));
+    let vars: Vec<(&str, &str)> = recipe
+        .vars
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let checkout = fixture_checkout().display().to_string();
+    assert_eq!(
+        vars,
+        [
+            ("build_host", "isobuild"),
+            ("git", ""),
+            ("kubernetes_version", "1.29.8"),
+            ("metalk8s_src", checkout.as_str()),
+            ("salt_version", "3002.9"),
+            ("short_version", "129.0"),
+        ]
+    );
+    assert_eq!(recipe.iso.output, recipes.join("_build/metalk8s.iso"));
+    assert_eq!(recipe.iso.root, recipes.join("_build/root"));
+    assert_eq!(recipe.iso.volume_id, "MetalK8s 129.0.0-dev");
+    assert!(recipe.iso.implant_md5);
+    assert_eq!(recipe.iso.sha256sum, Some(recipes.join("_build/SHA256SUM")));
+
+    let images = &recipe.images;
+    assert_eq!(images.platform.to_string(), "linux/amd64");
+    assert_eq!(images.format, ImageFormat::V2s2);
+    let registry = images.registry_config.as_ref().unwrap();
+    assert_eq!(
+        registry.path.as_str(),
+        "salt/metalk8s/repo/files/metalk8s-registry.inc"
+    );
+    assert_eq!(
+        registry.common_path.as_str(),
+        "salt/metalk8s/repo/files/metalk8s-registry-common.inc"
+    );
+    assert_eq!(registry.name_prefix, "metalk8s-129.0.0-dev/");
+    assert_eq!(registry.server_root, "$metalk8s_129_0_0_dev_images");
+}
+
+#[test]
+fn metalk8s_recipe_lists_37_images_with_their_pins() {
+    let recipe = load(&[]);
+    let list = &recipe.images.list;
+    assert_eq!(list.len(), 37);
+    let by_name = |name: &str| list.iter().find(|image| image.name == name).unwrap();
+
+    // 30 pulled by tag, 28 of them pinned by the digest the tag resolves to.
+    let pulled: Vec<_> = list
+        .iter()
+        .filter(|image| matches!(image.source, ImageSource::Registry(_)))
+        .collect();
+    assert_eq!(pulled.len(), 30);
+    let by_digest: Vec<&str> = pulled
+        .iter()
+        .filter(|image| image.digest.is_some())
+        .map(|image| image.name.as_str())
+        .collect();
+    assert_eq!(by_digest.len(), 28);
+    assert!(!by_digest.contains(&"pause") && !by_digest.contains(&"nginx"));
+    for image in &pulled {
+        assert_eq!(
+            image.path.as_str(),
+            format!("images/{}/{}", image.name, image.tag)
+        );
+    }
+    assert_eq!(
+        by_name("nginx-ingress-controller").source.to_string(),
+        "docker://registry.k8s.io/ingress-nginx/controller:v1.10.3"
+    );
+    assert_eq!(by_name("calico-cni").tag, "v3.28.1");
+
+    // pause: pinned by image ID (config digest), as MetalK8s records it.
+    let pause = by_name("pause");
+    assert_eq!(pause.digest, None);
+    assert_eq!(
+        pause.image_id.as_ref().unwrap().to_string(),
+        "sha256:e6f1816883972d4be47bd48879a08919b96afcd344132622e4d444987919323c"
+    );
+    // fluent-bit: MetalK8s' pin lacks `sha256:`; the recipe writes it whole.
+    assert_eq!(
+        by_name("fluent-bit").digest.as_ref().unwrap().to_string(),
+        "sha256:a93d6119f67f804843f6d4d97dd8448389abed7e821e7513c5b8f387e57edfb9"
+    );
+    // nginx: no pin at all (Docker Hub republishes the tag).
+    let nginx = by_name("nginx");
+    assert_eq!((&nginx.digest, &nginx.image_id), (&None, &None));
+    assert!(
+        list.iter()
+            .all(|image| image.image_id.is_none() || image.name == "pause")
+    );
+
+    // Only pause and nginx are also written as docker-archive tarballs.
+    let archives: Vec<(&str, &str)> = list
+        .iter()
+        .filter_map(|image| Some((image.name.as_str(), image.archive.as_ref()?.as_str())))
+        .collect();
+    assert_eq!(
+        archives,
+        [
+            ("nginx", "images/nginx-1.27.0-alpine.tar"),
+            ("pause", "images/pause-3.9.tar"),
+        ]
+    );
+
+    // 7 built from the checkout into OCI archives, each after its own build task.
+    let archives_dir = project_dir().join("recipes/_build/images");
+    for name in LOCAL {
+        let image = by_name(name);
+        assert_eq!(
+            image.source,
+            ImageSource::OciArchive(archives_dir.join(format!("{name}.tar"))),
+            "{name}"
+        );
+        assert_eq!(image.after, [format!("build-{name}")], "{name}");
+        assert_eq!(image.digest, None, "{name}");
+        let tag = if name == "salt-master" {
+            "3002.9-1"
+        } else {
+            "129.0.0-dev"
+        };
+        assert_eq!(image.tag, tag, "{name}");
+    }
+}
+
+#[test]
+fn metalk8s_recipe_builds_local_images_with_buildah_in_the_checkout() {
+    let recipe = load(&[]);
+    let checkout = fixture_checkout();
+    let archives_dir = project_dir().join("recipes/_build/images");
+    let names: Vec<&str> = recipe.tasks.iter().map(|task| task.name.as_str()).collect();
+    let mut expected = vec!["images-dir".to_owned()];
+    expected.extend(LOCAL.iter().map(|name| format!("build-{name}")));
+    assert_eq!(names, expected);
+    for name in LOCAL {
+        let task = recipe
+            .tasks
+            .iter()
+            .find(|task| task.name == format!("build-{name}"))
+            .unwrap();
+        let folder = match name {
+            "metalk8s-operator" => checkout.join("operator"),
+            "storage-operator" => checkout.join("storage-operator"),
+            _ => checkout.join("images").join(name),
+        };
+        let folder = folder.display().to_string();
+        let run = &task.run;
+        assert_eq!(
+            run[..4],
+            ["buildah", "build", "--format", "docker"],
+            "{name}"
+        );
+        // `-f DOCKERFILE -t oci-archive:ARCHIVE CONTEXT` close the command.
+        assert_eq!(
+            run[run.len() - 5..],
+            [
+                "-f".to_owned(),
+                format!("{folder}/Dockerfile"),
+                "-t".to_owned(),
+                format!("oci-archive:_build/images/{name}.tar"),
+                folder.clone(),
+            ],
+            "{name}"
+        );
+        assert!(
+            run.windows(2)
+                .any(|pair| pair == ["--timestamp", "1725148800"]),
+            "{name}: {run:?}"
+        );
+        assert!(
+            Path::new(&format!("{folder}/Dockerfile")).is_file(),
+            "{name}: the fixture has no Dockerfile at {folder}"
+        );
+        assert_eq!(task.inputs, [folder], "{name}");
+        assert_eq!(task.outputs, [archives_dir.join(format!("{name}.tar"))]);
+        assert_eq!(task.after, ["images-dir"], "{name}");
+    }
+    let salt_master = recipe
+        .tasks
+        .iter()
+        .find(|task| task.name == "build-salt-master")
+        .unwrap();
+    assert!(
+        salt_master
+            .run
+            .windows(2)
+            .any(|pair| pair == ["--build-arg", "SALT_VERSION=3002.9"])
+    );
+}
+
+#[test]
+fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
+    let recipe = load(&[]);
+    let checkout = fixture_checkout();
+    let recipes = project_dir().join("recipes");
+    let files: Vec<(String, &str, bool, Option<u32>)> = recipe
+        .files
+        .iter()
+        .map(|file| {
+            let src = file
+                .src
+                .strip_prefix(&checkout)
+                .map(|path| format!("<checkout>/{}", path.display()))
+                .or_else(|_| {
+                    file.src
+                        .strip_prefix(&recipes)
+                        .map(|path| format!("<recipes>/{}", path.display()))
+                })
+                .unwrap();
+            (src, file.dest.as_str(), file.template, file.mode)
+        })
+        .collect();
+    let script = |name: &str, dest: &'static str, template: bool| {
+        (
+            format!("<checkout>/scripts/{name}"),
+            dest,
+            template,
+            Some(0o755),
+        )
+    };
+    let example = |name: &'static str| (format!("<checkout>/{name}"), name, false, None::<u32>);
+    assert_eq!(
+        files,
+        [
+            (
+                "<recipes>/metalk8s/product.txt.j2".to_owned(),
+                "product.txt",
+                true,
+                None
+            ),
+            (
+                "<recipes>/metalk8s/versions.json.j2".to_owned(),
+                "salt/metalk8s/versions.json",
+                true,
+                None
+            ),
+            script("bootstrap.sh.in", "bootstrap.sh", true),
+            script("backup.sh.in", "backup.sh", true),
+            script("restore.sh.in", "restore.sh", true),
+            script("upgrade.sh.in", "upgrade.sh", true),
+            script("downgrade.sh.in", "downgrade.sh", true),
+            script("common.sh.in", "common.sh", true),
+            script("iso-manager.sh", "iso-manager.sh", false),
+            script("solutions.sh", "solutions.sh", false),
+            example("examples/new-node.yaml"),
+            example("examples/new-node_vagrant.yaml"),
+            example("examples/prometheus-sparse.yaml"),
+            example("examples/loki-sparse.yaml"),
+            ("<checkout>/salt".to_owned(), "salt", false, None),
+            ("<checkout>/pillar".to_owned(), "pillar", false, None),
+        ]
+    );
+}
+
+#[test]
+fn metalk8s_product_txt_has_metalk8s_keys_in_order() {
+    let recipe = load(&[
+        ("git", "129.0.0-dev-41-gac251c2f"),
+        ("build_host", "builder-7"),
+    ]);
+    let context = isobuild::plan::template_context(&recipe);
+    assert_eq!(
+        render("product.txt.j2", &context),
+        "NAME=MetalK8s\n\
+         VERSION=129.0.0-dev\n\
+         SHORT_VERSION=129.0\n\
+         GIT=129.0.0-dev-41-gac251c2f\n\
+         DEVELOPMENT_RELEASE=1\n\
+         BUILD_TIMESTAMP=2024-09-01T00:00:00Z\n\
+         BUILD_HOST=builder-7\n"
+    );
+}
+
+/// A release (no `-dev`) says DEVELOPMENT_RELEASE=0; GIT stays empty when not given, and the
+/// timestamp follows the epoch (as SOURCE_DATE_EPOCH would set it).
+#[test]
+fn metalk8s_product_txt_for_a_release() {
+    let context = TemplateContext {
+        name: "MetalK8s".into(),
+        version: "129.0.1".into(),
+        vars: BTreeMap::from([
+            ("short_version".into(), "129.0".into()),
+            ("git".into(), String::new()),
+            ("build_host".into(), "isobuild".into()),
+        ]),
+        epoch: Some(1_700_000_000),
+        images: Vec::new(),
+    };
+    assert_eq!(
+        render("product.txt.j2", &context),
+        "NAME=MetalK8s\n\
+         VERSION=129.0.1\n\
+         SHORT_VERSION=129.0\n\
+         GIT=\n\
+         DEVELOPMENT_RELEASE=0\n\
+         BUILD_TIMESTAMP=2023-11-14T22:13:20Z\n\
+         BUILD_HOST=isobuild\n"
+    );
+}
+
+/// Two images, written out: the exact bytes of Python's
+/// `json.dump(obj, fp, sort_keys=True, indent=2)`, without a final newline.
+#[test]
+fn metalk8s_versions_json_is_pythons_json_dump() {
+    let image = |name: &str, tag: &str| recipe::ImageContext {
+        name: name.into(),
+        tag: tag.into(),
+        reference: format!("example.org/{name}:{tag}"),
+        digest: None,
+    };
+    let context = TemplateContext {
+        name: "MetalK8s".into(),
+        version: "129.0.0-dev".into(),
+        vars: BTreeMap::from([("kubernetes_version".into(), "1.29.8".into())]),
+        epoch: Some(0),
+        images: vec![image("pause", "3.9"), image("alpine", "3.20.1")],
+    };
+    assert_eq!(
+        render("versions.json.j2", &context),
+        r#"{
+  "images": {
+    "alpine": {
+      "version": "3.20.1"
+    },
+    "pause": {
+      "version": "3.9"
+    }
+  },
+  "kubernetes": {
+    "version": "1.29.8"
+  },
+  "metalk8s": {
+    "version": "129.0.0-dev"
+  },
+  "packages": {}
+}"#
+    );
+    let empty = TemplateContext {
+        images: Vec::new(),
+        ..context
+    };
+    assert!(
+        render("versions.json.j2", &empty).starts_with("{\n  \"images\": {},\n  \"kubernetes\""),
+        "no images: an empty object, as json.dump writes it"
+    );
+}
+
+/// All 37 images, against serde_json's pretty printer over sorted maps, which writes what
+/// `json.dump(sort_keys=True, indent=2)` writes for these values.
+#[test]
+fn metalk8s_versions_json_lists_every_image() {
+    let recipe = load(&[]);
+    let context = isobuild::plan::template_context(&recipe);
+    let images: serde_json::Map<String, serde_json::Value> = recipe
+        .images
+        .list
+        .iter()
+        .map(|image| {
+            (
+                image.name.clone(),
+                serde_json::json!({ "version": image.tag }),
+            )
+        })
+        .collect();
+    assert_eq!(images.len(), 37);
+    let expected = serde_json::json!({
+        "images": images,
+        "kubernetes": { "version": "1.29.8" },
+        "metalk8s": { "version": "129.0.0-dev" },
+        "packages": {},
+    });
+    let rendered = render("versions.json.j2", &context);
+    assert_eq!(rendered, serde_json::to_string_pretty(&expected).unwrap());
+    assert!(
+        rendered.contains("\n    \"salt-master\": {\n      \"version\": \"3002.9-1\"\n    },\n")
+    );
+}
