@@ -16,7 +16,10 @@
 //!    failure or Ctrl-C. It knows tasks only through the [`engine::Job`] trait.
 //! 5. [`report`] is the only layer that talks to the terminal: live progress through the
 //!    [`report::Reporter`] trait, and JSON and HTML summaries after the run.
-//! 6. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//! 6. [`source`] resolves image references to manifests and streams blobs from registries
+//!    (mirrors, credentials, retries, resumption) into the [`store`], the content-addressed
+//!    cache shared by every recipe and every concurrent run.
+//! 7. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
 //!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
 //!
 //! The logic never prints: it returns values and calls the reporter.
@@ -31,6 +34,7 @@ pub mod recipe;
 pub mod reference;
 pub mod report;
 pub mod settings;
+pub mod store;
 
 pub use error::Error;
 

@@ -1,0 +1,250 @@
+//! [`BlobWriter`]: the only way a streamed blob enters the cache. It hashes while it writes
+//! into `tmp/`, resumes an interrupted partial, and renames into `blobs-v1/` only when size
+//! and digest match. See the flow in [`super`].
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::OwnedMutexGuard;
+
+use super::{BLOB_MODE, Store, StoreError};
+use crate::reference::Digest;
+
+/// Writes go through a buffer this large, so the file sees few large writes instead of one
+/// per network chunk (each write of a tokio file is a trip to the blocking pool).
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// A blob being written into the cache; see [`Store::blob_writer`].
+///
+/// Dropping it without [`finish`](Self::finish) keeps a resumable partial for the next
+/// attempt (or deletes a non-resumable one) and never touches `blobs-v1/`; call
+/// [`flush`](Self::flush) first, or up to a buffer's worth of bytes is lost.
+#[derive(Debug)]
+pub struct BlobWriter {
+    digest: Digest,
+    expected_size: Option<u64>,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    partial: Partial,
+    hasher: Sha256,
+    written: u64,
+    dest: PathBuf,
+    /// Keeps other tasks of this process from writing the same digest meanwhile.
+    _guard: OwnedMutexGuard<()>,
+}
+
+#[derive(Debug)]
+enum Partial {
+    /// `tmp/<hex>.partial`, locked by us; kept when dropped so a later run resumes it.
+    Resumable(PathBuf),
+    /// Another process holds the resumable partial: a private file, deleted when dropped.
+    Private(tempfile::TempPath),
+}
+
+impl Partial {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Resumable(path) => path,
+            Self::Private(path) => path,
+        }
+    }
+}
+
+impl BlobWriter {
+    pub(super) async fn open(
+        store: &Store,
+        digest: Digest,
+        expected_size: Option<u64>,
+        guard: OwnedMutexGuard<()>,
+    ) -> Result<Self, StoreError> {
+        let tmp = store.tmp_dir();
+        let path = tmp.join(format!("{}.partial", digest.hex()));
+        let (file, partial) = if let Some(file) = lock_partial(&path)? {
+            (file, Partial::Resumable(path))
+        } else {
+            let temp = tempfile::Builder::new()
+                .prefix(&format!("{}.", digest.hex()))
+                .suffix(".partial")
+                .tempfile_in(&tmp)
+                .map_err(|e| StoreError::io(&tmp, e))?;
+            let (file, temp_path) = temp.into_parts();
+            (file, Partial::Private(temp_path))
+        };
+        // Hash what an interrupted run left, so the caller can ask only for the rest.
+        let partial_path = partial.path().to_owned();
+        let (file, hasher, written) = tokio::task::spawn_blocking(move || {
+            rehash(file, expected_size).map_err(|e| StoreError::io(&partial_path, e))
+        })
+        .await
+        .map_err(|e| StoreError::io(partial.path(), std::io::Error::other(e)))??;
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(std::io::SeekFrom::End(0))
+            .await
+            .map_err(|e| StoreError::io(partial.path(), e))?;
+        Ok(Self {
+            dest: store.blob_path(&digest),
+            digest,
+            expected_size,
+            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            partial,
+            hasher,
+            written,
+            _guard: guard,
+        })
+    }
+
+    /// The digest being written.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Bytes already written, including those of a resumed partial: where the next byte of
+    /// the blob goes (the start of an HTTP `Range`).
+    pub fn offset(&self) -> u64 {
+        self.written
+    }
+
+    /// Append the next bytes of the blob.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let after = self.written + chunk.len() as u64;
+        if let Some(expected) = self.expected_size
+            && after > expected
+        {
+            return Err(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected,
+                actual: after,
+            });
+        }
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| StoreError::io(self.partial.path(), e))?;
+        self.hasher.update(chunk);
+        self.written = after;
+        Ok(())
+    }
+
+    /// Push buffered bytes to the partial file, so a caller giving up (a dropped connection)
+    /// leaves everything it received for the resumption.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| StoreError::io(self.partial.path(), e))
+    }
+
+    /// Forget what was written and start again from byte 0 (the server ignored a `Range`).
+    pub async fn restart(&mut self) -> Result<(), StoreError> {
+        let path = self.partial.path().to_owned();
+        self.file
+            .flush()
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        let file = self.file.get_mut();
+        file.set_len(0)
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        self.hasher = Sha256::new();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Check size and digest; on a match, move the blob into the cache and return its size.
+    /// On a mismatch the partial is deleted (its bytes are wrong, resuming it cannot help).
+    pub async fn finish(mut self) -> Result<u64, StoreError> {
+        let path = self.partial.path().to_owned();
+        self.file
+            .flush()
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        let actual = Digest::from_hasher(self.hasher.clone());
+        let mismatch = if let Some(expected) = self.expected_size
+            && expected != self.written
+        {
+            Some(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected,
+                actual: self.written,
+            })
+        } else if actual != self.digest {
+            Some(StoreError::DigestMismatch {
+                expected: self.digest.clone(),
+                actual,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = mismatch {
+            if let Partial::Resumable(path) = &self.partial {
+                fs_err::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+            }
+            // A private partial is deleted when `self` drops.
+            return Err(error);
+        }
+        let file = self.file.get_mut();
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(BLOB_MODE))
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        // Data on disk before the rename makes it visible: a crash never leaves a short blob.
+        file.sync_data()
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        match self.partial {
+            Partial::Resumable(ref path) => {
+                fs_err::rename(path, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+            }
+            Partial::Private(temp) => {
+                temp.persist(&self.dest)
+                    .map_err(|e| StoreError::io(&self.dest, e.error))?;
+            }
+        }
+        Ok(self.written)
+    }
+}
+
+/// Open and lock `path` exclusively, or `None` when another process holds it.
+fn lock_partial(path: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
+    // The holder may rename the partial into `blobs-v1/` between our open and our lock; then
+    // the file we locked is a finished blob, not the partial. Check and try again.
+    for _ in 0..3 {
+        let file = super::lock::open(path)?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs4::TryLockError::Error(e)) => return Err(StoreError::io(path, e)),
+        }
+        let locked = file.metadata().map_err(|e| StoreError::io(path, e))?;
+        match fs_err::metadata(path) {
+            Ok(current) if current.ino() == locked.ino() && current.dev() == locked.dev() => {
+                return Ok(Some(file));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(path, e)),
+        }
+    }
+    // Someone keeps replacing it: fall back to a private partial.
+    Ok(None)
+}
+
+/// Hash the bytes a partial already holds. A partial longer than the blob can only be wrong,
+/// so it is emptied.
+fn rehash(
+    mut file: std::fs::File,
+    expected_size: Option<u64>,
+) -> std::io::Result<(std::fs::File, Sha256, u64)> {
+    let len = file.metadata()?.len();
+    if expected_size.is_some_and(|expected| len > expected) {
+        file.set_len(0)?;
+        return Ok((file, Sha256::new(), 0));
+    }
+    let mut hasher = Sha256::new();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+    let written = std::io::copy(&mut file, &mut hasher)?;
+    Ok((file, hasher, written))
+}

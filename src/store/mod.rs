@@ -1,0 +1,505 @@
+//! The content-addressed cache: every manifest, index, config and layer isobuild has ever
+//! verified, stored once by digest and shared by every recipe and every concurrent run.
+//!
+//! This module owns the on-disk tree below; nothing else writes into it. Turning cached
+//! blobs into an ISO tree is the layout's job, getting them from a registry is
+//! [`crate::source`]'s.
+//!
+//! # On-disk tree
+//!
+//! ```text
+//! <cache>/CACHEDIR.TAG                          marks the folder for backup tools
+//! <cache>/lock                                  inter-process lock: runs share it, `cache gc` owns it
+//! <cache>/blobs-v1/sha256/<hex>                 verified blobs, mode 0644: manifests, indexes,
+//!                                               configs and layers, all by digest
+//! <cache>/tags-v1/<registry>/<repository>/<tag>.json
+//!                                               last resolution of a tag ([`TagRecord`])
+//! <cache>/tmp/<hex>.partial                     a download in progress, resumable
+//! <cache>/tmp/<hex>.<random>.partial            a second concurrent download of the same blob
+//! <cache>/tmp/put-<random>                      a small blob being written
+//! ```
+//!
+//! The `-v1` suffixes version the formats: a change to what lives in a folder (another hash
+//! layout, another tag record shape) bumps the name, so an old isobuild never misreads a new
+//! cache and the other way round.
+//!
+//! # Flow of a blob
+//!
+//! 1. [`Store::blob_writer`] waits for any other task of this process writing the same
+//!    digest, then returns `None` if the blob is already present.
+//! 2. Otherwise it opens `tmp/<hex>.partial` and takes an exclusive `flock` on it. If another
+//!    process holds it, the writer uses a uniquely named partial instead, so two runs never
+//!    write into one file (both then download; the second rename is harmless).
+//! 3. Bytes already in a partial left by an interrupted run are hashed again, so
+//!    [`BlobWriter::offset`] tells the caller where to resume (an HTTP `Range` request).
+//! 4. [`BlobWriter::finish`] checks size and digest, flushes, and renames the file into
+//!    `blobs-v1/`. On a mismatch the partial is deleted and nothing enters the store.
+//!
+//! # Invariants
+//!
+//! - A file under `blobs-v1/sha256/` always hashes to its name: it is renamed into place
+//!   only after verification, and renames within one filesystem are atomic. Small blobs read
+//!   back with [`Store::read_blob`] are verified again.
+//! - Every run holds a shared lock on `<cache>/lock` for as long as its [`Store`] lives;
+//!   [`Store::gc`] needs [`Store::open_exclusive`], so it never deletes a blob a running
+//!   build is about to hard-link.
+//! - Tag records are a cache of registry answers, never a source of truth for a pinned
+//!   digest: they only let `--offline` runs find what a tag last pointed to.
+
+mod blob;
+mod lock;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use serde::{Deserialize, Serialize};
+
+pub use blob::BlobWriter;
+use lock::LockFile;
+
+use crate::reference::{Digest, ImageRef};
+
+/// Errors of the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cache I/O error on `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob `{expected}` has the wrong content: its bytes hash to `{actual}`")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob `{digest}` has the wrong size: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob `{digest}` is not in the cache `{}`", root.display())]
+    MissingBlob { digest: Digest, root: PathBuf },
+    #[error("cached blob `{}` does not match its digest and was removed; it will be fetched again", path.display())]
+    CorruptBlob { path: PathBuf },
+    #[error("tag record `{}` is unreadable", path.display())]
+    CorruptTagRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the cache `{}` is in use by another isobuild process", root.display())]
+    Busy { root: PathBuf },
+    #[error("cleaning the cache needs exclusive access (open it with `Store::open_exclusive`)")]
+    NotExclusive,
+}
+
+impl StoreError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+const BLOBS: &str = "blobs-v1/sha256";
+const TAGS: &str = "tags-v1";
+const TMP: &str = "tmp";
+const LOCK: &str = "lock";
+const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+const CACHEDIR_TAG_CONTENT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+    # This file is a cache directory tag created by isobuild.\n\
+    # For information about cache directory tags see https://bford.info/cachedir/\n";
+/// Blobs are world-readable so that an ISO tree hard-linking them can be served by nginx
+/// workers running as `nobody`, and carry the mode the ISO tree uses for every file.
+const BLOB_MODE: u32 = 0o644;
+
+/// The cache. Cheap to clone; clones share the lock and the in-process writer table.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    exclusive: bool,
+    /// Held for the store's lifetime; dropping it releases the inter-process lock.
+    _lock: LockFile,
+    /// One async mutex per digest being written by this process, so two tasks wanting the
+    /// same blob download it once: the second waits, then finds it present.
+    writers: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+/// What a tag pointed to when it was last resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRecord {
+    /// The reference as resolved (`docker.io/library/alpine:3.20`), for people reading `ls`.
+    pub reference: String,
+    /// Digest of what the tag points to: an index or a manifest.
+    pub digest: Digest,
+    pub media_type: String,
+    /// When `digest` is an index: the manifest chosen for each platform resolved so far
+    /// (`linux/amd64` → digest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platforms: BTreeMap<String, Digest>,
+    /// Seconds since the Unix epoch.
+    pub resolved_at: i64,
+}
+
+/// One verified blob in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// Everything the cache holds, for `isobuild cache ls`.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Sorted by reference.
+    pub tags: Vec<TagRecord>,
+    /// Sorted by digest.
+    pub blobs: Vec<BlobEntry>,
+    /// Interrupted or running downloads, with their current size.
+    pub partials: Vec<(PathBuf, u64)>,
+}
+
+impl Listing {
+    /// Bytes used by verified blobs.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|blob| blob.size).sum()
+    }
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub removed_blobs: usize,
+    pub removed_partials: usize,
+    pub freed_bytes: u64,
+}
+
+impl Store {
+    /// Open (creating it if needed) the cache at `root`, shared with other running
+    /// isobuild processes. Blocks while a `cache gc` holds the cache.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with(root, false)
+    }
+
+    /// Open the cache for `cache gc`: fails with [`StoreError::Busy`] instead of waiting when
+    /// another process uses it.
+    pub fn open_exclusive(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with(root, true)
+    }
+
+    fn open_with(root: &Path, exclusive: bool) -> Result<Self, StoreError> {
+        for dir in [BLOBS, TAGS, TMP] {
+            let path = root.join(dir);
+            fs_err::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        let tag = root.join(CACHEDIR_TAG);
+        if !tag.exists() {
+            crate::fs::write_atomic(&tag, CACHEDIR_TAG_CONTENT.as_bytes(), 0o644)
+                .map_err(|e| StoreError::io(&tag, e))?;
+        }
+        let lock = if exclusive {
+            LockFile::try_exclusive(&root.join(LOCK))?.ok_or_else(|| StoreError::Busy {
+                root: root.to_owned(),
+            })?
+        } else {
+            LockFile::shared(&root.join(LOCK))?
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root: root.to_owned(),
+                exclusive,
+                _lock: lock,
+                writers: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The cache folder.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Where the blob `digest` lives (whether or not it is there yet).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.root.join(BLOBS).join(digest.hex())
+    }
+
+    /// Whether the blob is in the cache. Presence is enough: nothing unverified is ever
+    /// renamed into `blobs-v1/`.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Read a small blob (a manifest or an index), verifying it again. A corrupt file is
+    /// removed, so the next run fetches it afresh.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = match fs_err::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob {
+                    digest: digest.clone(),
+                    root: self.inner.root.clone(),
+                });
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        if Digest::of(&bytes) != *digest {
+            // Best effort: if the removal fails, the error below still stops the run.
+            let _ = fs_err::remove_file(&path);
+            return Err(StoreError::CorruptBlob { path });
+        }
+        Ok(bytes)
+    }
+
+    /// Store `bytes` as blob `digest` after checking they hash to it.
+    pub fn put_blob_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let actual = Digest::of(bytes);
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let dest = self.blob_path(digest);
+        if dest.is_file() {
+            return Ok(());
+        }
+        let tmp = self.tmp_dir();
+        let mut file = tempfile::Builder::new()
+            .prefix("put-")
+            .tempfile_in(&tmp)
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(|e| StoreError::io(file.path(), e))?;
+        crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+    }
+
+    /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache
+    /// (possibly because another task of this process just wrote it while this call waited).
+    ///
+    /// `expected_size`, when known, is enforced while writing: a body longer than announced is
+    /// cut off at the first extra byte.
+    pub async fn blob_writer(
+        &self,
+        digest: &Digest,
+        expected_size: Option<u64>,
+    ) -> Result<Option<BlobWriter>, StoreError> {
+        let mutex = self.writer_mutex(digest);
+        let guard = mutex.lock_owned().await;
+        if self.has_blob(digest) {
+            return Ok(None);
+        }
+        let writer = BlobWriter::open(self, digest.clone(), expected_size, guard).await?;
+        // Another process may have finished this blob while we opened our partial.
+        if self.has_blob(digest) {
+            return Ok(None);
+        }
+        Ok(Some(writer))
+    }
+
+    fn writer_mutex(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut writers = self
+            .inner
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mutex) = writers.get(digest).and_then(Weak::upgrade) {
+            return mutex;
+        }
+        // Forget digests nobody is writing any more, so the table stays small.
+        writers.retain(|_, weak| weak.strong_count() > 0);
+        let mutex = Arc::new(tokio::sync::Mutex::new(()));
+        writers.insert(digest.clone(), Arc::downgrade(&mutex));
+        mutex
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.inner.root.join(TMP)
+    }
+
+    fn tag_path(&self, image: &ImageRef) -> PathBuf {
+        // Registry hosts, repository components and tags are validated by `ImageRef` to
+        // characters that are safe in file names (`:` of a port included), and never `..`.
+        self.inner
+            .root
+            .join(TAGS)
+            .join(&image.registry)
+            .join(&image.repository)
+            .join(format!("{}.json", image.tag_or_latest()))
+    }
+
+    /// Remember what `image`'s tag points to.
+    pub fn record_tag(&self, image: &ImageRef, record: &TagRecord) -> Result<(), StoreError> {
+        let path = self.tag_path(image);
+        let mut json =
+            serde_json::to_vec_pretty(record).map_err(|e| StoreError::CorruptTagRecord {
+                path: path.clone(),
+                source: e,
+            })?;
+        json.push(b'\n');
+        crate::fs::write_atomic(&path, &json, 0o644).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// What `image`'s tag pointed to when last resolved, if it ever was.
+    pub fn lookup_tag(&self, image: &ImageRef) -> Result<Option<TagRecord>, StoreError> {
+        let path = self.tag_path(image);
+        match fs_err::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::CorruptTagRecord { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Every tag record, blob and partial download in the cache.
+    pub fn ls(&self) -> Result<Listing, StoreError> {
+        let mut listing = Listing::default();
+        let tags = self.inner.root.join(TAGS);
+        for entry in walkdir::WalkDir::new(&tags) {
+            let entry = entry.map_err(|e| walk_error(&tags, e))?;
+            if entry.file_type().is_file()
+                && entry.path().extension().is_some_and(|ext| ext == "json")
+            {
+                let bytes =
+                    fs_err::read(entry.path()).map_err(|e| StoreError::io(entry.path(), e))?;
+                let record = serde_json::from_slice(&bytes).map_err(|source| {
+                    StoreError::CorruptTagRecord {
+                        path: entry.path().to_owned(),
+                        source,
+                    }
+                })?;
+                listing.tags.push(record);
+            }
+        }
+        listing
+            .tags
+            .sort_by(|a: &TagRecord, b| a.reference.cmp(&b.reference));
+        listing.blobs = self.blobs()?;
+        listing.partials = self.partials()?;
+        Ok(listing)
+    }
+
+    fn blobs(&self) -> Result<Vec<BlobEntry>, StoreError> {
+        let dir = self.inner.root.join(BLOBS);
+        let mut blobs = Vec::new();
+        for entry in fs_err::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            // Anything not named by a digest is not ours to list (or to delete).
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| Digest::from_hex(name).ok())
+            else {
+                continue;
+            };
+            let size = entry
+                .metadata()
+                .map_err(|e| StoreError::io(&entry.path(), e))?
+                .len();
+            blobs.push(BlobEntry { digest, size });
+        }
+        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(blobs)
+    }
+
+    fn partials(&self) -> Result<Vec<(PathBuf, u64)>, StoreError> {
+        let dir = self.tmp_dir();
+        let mut partials = Vec::new();
+        for entry in fs_err::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            // A file can vanish between listing and stat when a download finishes meanwhile.
+            if let Ok(metadata) = entry.metadata() {
+                partials.push((entry.path(), metadata.len()));
+            }
+        }
+        partials.sort();
+        Ok(partials)
+    }
+
+    /// The digests reachable from recorded tags: each tag's index or manifest, the manifests
+    /// an index lists, and each manifest's config and layers. Blobs that are missing are
+    /// still listed (an index whose other platforms were never fetched, say).
+    pub fn reachable_from_tags(&self) -> Result<HashSet<Digest>, StoreError> {
+        let mut reachable = HashSet::new();
+        // Only manifests and indexes are read (never layers, which can be large): tags point to
+        // them, and an index lists manifests; configs and layers end the walk.
+        let mut manifests: Vec<Digest> =
+            self.ls()?.tags.into_iter().map(|tag| tag.digest).collect();
+        while let Some(digest) = manifests.pop() {
+            if !reachable.insert(digest.clone()) {
+                continue;
+            }
+            let Ok(bytes) = self.read_blob(&digest) else {
+                continue;
+            };
+            if let Ok(refs) = serde_json::from_slice::<References>(&bytes) {
+                manifests.extend(refs.manifests.into_iter().map(|entry| entry.digest));
+                reachable.extend(
+                    refs.config
+                        .into_iter()
+                        .chain(refs.layers)
+                        .map(|descriptor| descriptor.digest),
+                );
+            }
+        }
+        Ok(reachable)
+    }
+
+    /// Delete every blob not in `keep`, and every partial download. Needs a store opened
+    /// with [`Store::open_exclusive`], so no other run is using what is deleted.
+    pub fn gc(&self, keep: &HashSet<Digest>) -> Result<GcReport, StoreError> {
+        if !self.inner.exclusive {
+            return Err(StoreError::NotExclusive);
+        }
+        let mut report = GcReport::default();
+        for blob in self.blobs()? {
+            if !keep.contains(&blob.digest) {
+                let path = self.blob_path(&blob.digest);
+                fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                report.removed_blobs += 1;
+                report.freed_bytes += blob.size;
+            }
+        }
+        for (path, size) in self.partials()? {
+            fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            report.removed_partials += 1;
+            report.freed_bytes += size;
+        }
+        Ok(report)
+    }
+}
+
+/// The descriptor fields of a manifest or index, all that reachability needs.
+#[derive(Deserialize)]
+struct References {
+    config: Option<DigestOnly>,
+    #[serde(default)]
+    layers: Vec<DigestOnly>,
+    #[serde(default)]
+    manifests: Vec<DigestOnly>,
+}
+
+#[derive(Deserialize)]
+struct DigestOnly {
+    digest: Digest,
+}
+
+fn walk_error(root: &Path, error: walkdir::Error) -> StoreError {
+    let path = error.path().unwrap_or(root).to_owned();
+    StoreError::Io {
+        path,
+        source: error
+            .into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
