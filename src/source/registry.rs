@@ -569,7 +569,12 @@ impl RegistryClient {
         };
 
         // What the reference points to: by digest when pinned, else by tag.
-        let previous = store.lookup_tag(image).map_err(store_error)?;
+        // Online, an unreadable record is just replaced; offline it is all there is.
+        let previous = match store.lookup_tag(image) {
+            Ok(previous) => previous,
+            Err(e) if self.inner.offline => return Err(store_error(e)),
+            Err(_) => None,
+        };
         let (top_digest, top_bytes, from_tag) = if let Some(digest) = &image.digest {
             let bytes = self
                 .manifest_by_digest(image, &endpoint, digest, None, store)
@@ -594,6 +599,7 @@ impl RegistryClient {
         };
 
         let parsed = parse(image, &endpoint, &top_digest, &top_bytes)?;
+        let top_media_type = parsed.media_type().to_owned();
         let (index_digest, manifest_digest, manifest_bytes, manifest) = match parsed {
             Manifest::Image(manifest) => (None, top_digest.clone(), top_bytes, manifest),
             Manifest::Index(index) => {
@@ -650,14 +656,7 @@ impl RegistryClient {
                     image.tag_or_latest()
                 ),
                 digest: top_digest.clone(),
-                media_type: if index_digest.is_some() {
-                    // The top document's type, re-read rather than carried around.
-                    manifest::parse(&store.read_blob(&top_digest).map_err(store_error)?)
-                        .map(|top| top.media_type().to_owned())
-                        .unwrap_or_default()
-                } else {
-                    manifest.media_type.clone()
-                },
+                media_type: top_media_type,
                 platforms,
                 resolved_at: jiff::Timestamp::now().as_second(),
             };

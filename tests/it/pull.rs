@@ -264,51 +264,58 @@ fn a_shared_layer_is_fetched_once_and_a_second_fetch_requests_no_blob() {
     let host = proxy.host();
     let client = client(&host);
     let (_dir, store) = new_store();
-    let alpha = image(&host, "test/alpha:1.0");
-    let beta = image(&host, "test/beta:2.0");
+    let images = [
+        image(&host, "test/alpha:1.0"),
+        image(&host, "test/beta:2.0"),
+        image(&host, "test/multi:3.0"),
+    ];
+    let platform = amd64();
+    let pull_all = || async {
+        let reporter = RecordingReporter::default();
+        let pulls = images
+            .iter()
+            .map(|image| pull(&client, image, &platform, &store, &reporter));
+        let downloaded: u64 = futures_util::future::join_all(pulls)
+            .await
+            .into_iter()
+            .map(|result| result.unwrap().1)
+            .sum();
+        (downloaded, reporter.started.lock().unwrap().len())
+    };
 
     let cold = Instant::now();
-    let platform = amd64();
-    let (first, second) = block_on(async {
-        let reporter = RecordingReporter::default();
-        tokio::join!(
-            pull(&client, &alpha, &platform, &store, &reporter),
-            pull(&client, &beta, &platform, &store, &reporter),
-        )
-    });
+    let (downloaded, _) = block_on(pull_all());
     let cold = cold.elapsed();
-    let downloaded = first.unwrap().1 + second.unwrap().1;
     let base = set.base.digest.to_string();
     assert_eq!(proxy.count("GET", &format!("/blobs/{base}")), 1);
-    // 2 configs + 3 distinct layers.
-    assert_eq!(proxy.count("GET", "/blobs/sha256:"), 5);
+    // alpha and beta: 2 configs + 3 distinct layers; multi for amd64: 1 config + 1 layer.
+    assert_eq!(proxy.count("GET", "/blobs/sha256:"), 7);
+    let amd64_image = set.multi.image("linux/amd64");
     let distinct: u64 = set.alpha.config.len() as u64
         + set.beta.config.len() as u64
         + set.base.size
         + set.alpha.layers[1].size
-        + set.beta.layers[1].size;
+        + set.beta.layers[1].size
+        + amd64_image.config.len() as u64
+        + amd64_image.layers[0].size;
     assert_eq!(downloaded, distinct);
+    let blob_requests = proxy.count("GET", "/blobs/");
+    let all_requests = proxy.seen().len();
 
     proxy.clear();
     let warm = Instant::now();
-    let again = block_on(async {
-        let reporter = RecordingReporter::default();
-        let (a, b) = tokio::join!(
-            pull(&client, &alpha, &platform, &store, &reporter),
-            pull(&client, &beta, &platform, &store, &reporter),
-        );
-        (
-            a.unwrap().1 + b.unwrap().1,
-            reporter.started.lock().unwrap().len(),
-        )
-    });
+    let again = block_on(pull_all());
     let warm = warm.elapsed();
     assert_eq!(again, (0, 0), "nothing downloaded, no download started");
     assert_eq!(proxy.count("GET", "/blobs/"), 0);
-    // Tags are asked again (they move), nothing else.
-    assert_eq!(proxy.count("GET", "/manifests/"), 2);
+    // Tags are asked again (they move); the platform manifest, by digest, is not.
+    assert_eq!(proxy.count("GET", "/manifests/"), 3);
     report_timing(
-        "alpha+beta (shared base), via proxy",
+        &format!(
+            "test set (alpha, beta, multi; cold: {all_requests} requests, {blob_requests} blob GETs; \
+             warm: {} requests)",
+            proxy.seen().len()
+        ),
         downloaded,
         cold,
         warm,
@@ -447,6 +454,41 @@ fn a_cut_download_resumes_with_a_range_request() {
         downloaded,
         image_data.config.len() as u64 + layer.size,
         "every byte counted once"
+    );
+
+    // A partial left by an interrupted run (another process, a crash) is resumed too.
+    let (_dir, store) = new_store();
+    let bytes = layer.bytes();
+    let left = 123_456;
+    fs_err::write(
+        store
+            .root()
+            .join(format!("tmp/{}.partial", layer.digest.hex())),
+        &bytes[..left],
+    )
+    .unwrap();
+    proxy.clear();
+    let reporter = RecordingReporter::default();
+    let (_, downloaded) = block_on(pull(&client, &reference, &amd64(), &store, &reporter)).unwrap();
+    assert_eq!(fs_err::read(store.blob_path(&layer.digest)).unwrap(), bytes);
+    assert_eq!(
+        downloaded,
+        image_data.config.len() as u64 + layer.size - left as u64
+    );
+    let gets: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.method == "GET" && seen.path.contains(&layer.digest.to_string()))
+        .collect();
+    assert_eq!(gets.len(), 1);
+    assert_eq!(
+        gets[0].header("Range"),
+        Some(format!("bytes={left}-").as_str())
+    );
+    // The progress bar starts where the partial ended.
+    assert_eq!(
+        reporter.bytes.load(Ordering::SeqCst),
+        image_data.config.len() as u64 + layer.size
     );
 }
 

@@ -2,6 +2,7 @@
 //! loopback port, with or without basic auth. Each peer lives in its own temporary folder
 //! and is killed when dropped.
 
+use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -137,10 +138,11 @@ fn config(dir: &Path, port: u16, credentials: Option<&(String, String)>) -> Stri
             .format_for_version(bcrypt::Version::TwoY);
         let htpasswd = dir.join("htpasswd");
         fs_err::write(&htpasswd, format!("{username}:{hash}\n")).unwrap();
-        config.push_str(&format!(
+        let _ = write!(
+            config,
             "auth:\n  htpasswd:\n    realm: isobuild-test\n    path: {}\n",
             htpasswd.display()
-        ));
+        );
     }
     config
 }

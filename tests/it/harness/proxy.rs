@@ -5,6 +5,7 @@
 //! One request per connection (`Connection: close` both ways) keeps it small: std threads,
 //! no parsing beyond the request line, headers and `Content-Length`.
 
+use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,7 +182,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 body.len()
             );
             for (key, value) in headers {
-                head.push_str(&format!("{key}: {value}\r\n"));
+                let _ = write!(head, "{key}: {value}\r\n");
             }
             head.push_str("\r\n");
             client.write_all(head.as_bytes())?;
@@ -202,7 +203,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut head = format!("{request_line}\r\n");
     for (key, value) in &headers {
         if !key.eq_ignore_ascii_case("connection") {
-            head.push_str(&format!("{key}: {value}\r\n"));
+            let _ = write!(head, "{key}: {value}\r\n");
         }
     }
     head.push_str("Connection: close\r\n\r\n");
@@ -214,7 +215,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut head = format!("{status_line}\r\n");
     for (key, value) in &response_headers {
         if !key.eq_ignore_ascii_case("connection") {
-            head.push_str(&format!("{key}: {value}\r\n"));
+            let _ = write!(head, "{key}: {value}\r\n");
         }
     }
     head.push_str("Connection: close\r\n\r\n");
