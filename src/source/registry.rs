@@ -517,7 +517,9 @@ impl RegistryClient {
                     RegistryAuth::Basic(username.clone(), password.expose().to_owned())
                 }
             };
-            let oci = oci_client::Client::new(oci_client::client::ClientConfig {
+            // `Client::new` would fall back to a default (HTTPS, default platform) client on
+            // a configuration error: refuse instead.
+            let oci = oci_client::Client::try_from(oci_client::client::ClientConfig {
                 protocol: if endpoint.insecure {
                     oci_client::client::ClientProtocol::Http
                 } else {
@@ -529,7 +531,13 @@ impl RegistryClient {
                 read_timeout: Some(self.inner.read_timeout),
                 user_agent: USER_AGENT,
                 ..Default::default()
-            });
+            })
+            .map_err(|e| SourceError::Protocol {
+                image: Box::new(image.clone()),
+                registry: Box::new(endpoint.registry.clone()),
+                blob: None,
+                message: format!("cannot set up an HTTP client: {e}"),
+            })?;
             Ok(Arc::new(Access {
                 host: self.host(&endpoint.registry.host),
                 endpoint: endpoint.clone(),
@@ -792,15 +800,16 @@ impl RegistryClient {
                 blob: Some(blob.digest.clone()),
             });
         }
+        // Credentials first: a failure there should not leave an empty partial behind.
+        let access = self.access(image, &endpoint).await?;
+        let had_credentials = !access.credential.is_anonymous();
         let Some(mut writer) = store
             .blob_writer(&blob.digest, Some(blob.size))
             .await
-            .map_err(|e| error(Failure::Store(e), 0, false))?
+            .map_err(|e| error(Failure::Store(e), 0, had_credentials))?
         else {
             return Ok(0);
         };
-        let access = self.access(image, &endpoint).await?;
-        let had_credentials = !access.credential.is_anonymous();
         let label = format!("{image} {}", short(&blob.digest));
         let id = reporter.on_download_start(&label, Some(blob.size));
         if writer.offset() > 0 {

@@ -658,6 +658,51 @@ fn basic_auth_works_with_a_docker_config_and_fails_clearly_without() {
 }
 
 #[test]
+fn bearer_tokens_from_the_challenge_are_used_for_manifests_and_blobs() {
+    let registry = Registry::start();
+    let set = TestSet::new();
+    set.push(&Pusher::new(&registry), "");
+    let proxy = Proxy::start(registry.addr());
+    proxy.require_bearer("opaque-token-42");
+    let host = proxy.host();
+    let client = client(&host);
+    let (_dir, store) = new_store();
+    let alpha = image(&host, "test/alpha:1.0");
+    block_on(pull(
+        &client,
+        &alpha,
+        &amd64(),
+        &store,
+        &RecordingReporter::default(),
+    ))
+    .unwrap();
+    for digest in set.alpha.blob_digests() {
+        assert!(store.has_blob(&digest));
+    }
+    let seen = proxy.seen();
+    let token_requests = seen.iter().filter(|s| s.path.starts_with("/token")).count();
+    assert!(token_requests >= 1);
+    assert!(
+        seen.iter()
+            .find(|s| s.path.starts_with("/token"))
+            .unwrap()
+            .path
+            .contains("scope=repository%3Atest%2Falpha%3Apull"),
+        "{seen:?}"
+    );
+    for request in seen
+        .iter()
+        .filter(|s| s.path.contains("/blobs/") || s.path.contains("/manifests/"))
+    {
+        assert_eq!(
+            request.header("Authorization"),
+            Some("Bearer opaque-token-42"),
+            "{request:?}"
+        );
+    }
+}
+
+#[test]
 fn blob_redirects_do_not_carry_registry_credentials() {
     let registry = Registry::start_with_auth("builder", "s3cret-pass");
     let layer = Layer::generate(7, 1, 10_000);

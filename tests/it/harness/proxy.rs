@@ -55,6 +55,10 @@ struct Rule {
 
 struct Shared {
     upstream: SocketAddr,
+    /// When set, `/v2/…` wants `Authorization: Bearer <token>` and `/token` hands it out, as
+    /// a registry with a token server does.
+    bearer: Mutex<Option<String>>,
+    addr: SocketAddr,
     seen: Mutex<Vec<Seen>>,
     rules: Mutex<Vec<Rule>>,
     stop: AtomicBool,
@@ -74,6 +78,8 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             upstream,
+            bearer: Mutex::default(),
+            addr,
             seen: Mutex::default(),
             rules: Mutex::default(),
             stop: AtomicBool::new(false),
@@ -113,6 +119,12 @@ impl Proxy {
             fault,
             remaining: times,
         });
+    }
+
+    /// Ask for a bearer token on every `/v2/` request, handing out `token` at `/token`
+    /// (to anyone: the registry behind stays anonymous).
+    pub(crate) fn require_bearer(&self, token: &str) {
+        *self.shared.bearer.lock().unwrap() = Some(token.to_owned());
     }
 
     /// Every request so far.
@@ -161,6 +173,33 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
 
+    let bearer = shared.bearer.lock().unwrap().clone();
+    if let Some(token) = bearer {
+        if path.starts_with("/token") {
+            return respond(
+                &mut client,
+                200,
+                &[],
+                format!(r#"{{"token":"{token}"}}"#).as_bytes(),
+            );
+        }
+        let authorized = headers.iter().any(|(key, value)| {
+            key.eq_ignore_ascii_case("authorization") && *value == format!("Bearer {token}")
+        });
+        if path.starts_with("/v2/") && !authorized {
+            let challenge = format!(
+                r#"Bearer realm="http://{}/token",service="isobuild-test""#,
+                shared.addr
+            );
+            return respond(
+                &mut client,
+                401,
+                &[("WWW-Authenticate".to_owned(), challenge)],
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#,
+            );
+        }
+    }
+
     let fault = {
         let mut rules = shared.rules.lock().unwrap();
         rules
@@ -176,19 +215,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
             status,
             headers,
             body,
-        }) => {
-            let mut head = format!(
-                "HTTP/1.1 {status} Fault\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (key, value) in headers {
-                let _ = write!(head, "{key}: {value}\r\n");
-            }
-            head.push_str("\r\n");
-            client.write_all(head.as_bytes())?;
-            client.write_all(&body)?;
-            return client.flush();
-        }
+        }) => return respond(&mut client, status, &headers, &body),
         Some(Fault::Redirect(location)) => {
             let head = format!(
                 "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -243,6 +270,26 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
             io::copy(&mut upstream_reader, &mut client)?;
         }
     }
+    client.flush()
+}
+
+/// Answer without asking upstream.
+fn respond(
+    client: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} Canned\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (key, value) in headers {
+        let _ = write!(head, "{key}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    client.write_all(head.as_bytes())?;
+    client.write_all(body)?;
     client.flush()
 }
 
