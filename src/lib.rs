@@ -36,6 +36,7 @@ pub mod recipe;
 pub mod reference;
 pub mod report;
 pub mod settings;
+pub mod source;
 pub mod store;
 
 pub use error::Error;

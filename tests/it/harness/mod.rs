@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod images;
+pub(crate) mod peers;
+pub(crate) mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,1223 @@
+//! The OCI registry client: resolves a reference to exact manifest bytes and streams blobs
+//! into the store, through mirrors, with credentials, retries and a bound on connections
+//! per registry.
+//!
+//! # How requests are made
+//!
+//! - Manifests go through `oci-client`'s `pull_manifest_raw`, which keeps the bytes exact
+//!   and checks them against `Docker-Content-Digest` and a pinned digest. Its `pull()` is
+//!   never used: it holds whole layers in memory.
+//! - The auth handshake (the `/v2/` challenge, then a bearer token, or basic auth) is
+//!   `oci-client`'s too ([`oci_client::Client::auth`]).
+//! - Blobs are plain `GET`s on the same `reqwest` stack, written chunk by chunk into a
+//!   [`BlobWriter`]: doing them here rather than through `pull_blob_stream_partial` gives
+//!   access to `Retry-After`, lets a `206` be checked against the `Range` asked for, and
+//!   keeps memory flat whatever the layer size.
+//! - Redirects (most registries send blobs to object storage) are followed by reqwest,
+//!   which drops `Authorization` when the scheme, host or port changes, so registry
+//!   credentials never reach the storage host. `tests/it/pull.rs` checks it.
+//!
+//! # Retries
+//!
+//! Connection errors, timeouts, `408`, `429` and `5xx` are retried up to
+//! [`RetryPolicy::attempts`] times with exponential backoff and jitter; `429` and `503` wait
+//! as long as `Retry-After` says (manifest requests cannot see that header through
+//! `oci-client` and back off instead). A blob cut short resumes from what reached the disk
+//! with a `Range` request; the whole blob is verified at the end either way. Wrong bytes
+//! and a rejected token are retried once. Then the error names image, registry and blob.
+//!
+//! # Mirrors and plain HTTP
+//!
+//! A mirror rewrites a registry host to another host and a path prefix, as containers'
+//! `registries.conf` does: with `docker.io=127.0.0.1:5000/docker.io`,
+//! `docker.io/library/alpine` is fetched as repository `docker.io/library/alpine` from
+//! `127.0.0.1:5000`. Caching is by the original reference, so a mirror never changes what
+//! is cached. Only hosts listed as insecure are spoken to over plain HTTP.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use reqwest::StatusCode;
+use reqwest::header;
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::auth::{AuthFiles, Credential, Secret};
+use super::manifest::{self, Manifest, media_type};
+use super::retry::{RetryPolicy, parse_retry_after};
+use super::{ClientSetupError, Descriptor, Registry, ResolvedImage, SourceError};
+use crate::recipe::Platform;
+use crate::reference::{Digest, ImageRef};
+use crate::report::Reporter;
+use crate::store::{BlobWriter, Store, StoreError, TagRecord};
+
+const USER_AGENT: &str = concat!("isobuild/", env!("CARGO_PKG_VERSION"));
+/// A blob token is reused this long. Registries issue them for 60 s or more; the margin
+/// covers clock skew, and a token only has to be valid when a request starts.
+const TOKEN_TTL: Duration = Duration::from_secs(45);
+
+/// Configures a [`RegistryClient`].
+#[derive(Debug, Clone)]
+pub struct RegistryClientBuilder {
+    mirrors: BTreeMap<String, String>,
+    insecure_hosts: Vec<String>,
+    per_registry_connections: usize,
+    offline: bool,
+    auth: AuthFiles,
+    retry: RetryPolicy,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl Default for RegistryClientBuilder {
+    fn default() -> Self {
+        Self {
+            mirrors: BTreeMap::new(),
+            insecure_hosts: Vec::new(),
+            per_registry_connections: 8,
+            offline: false,
+            auth: AuthFiles::none(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RegistryClientBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registry host → `HOST[:PORT][/PREFIX]` rewrites (`docker.io` → `127.0.0.1:5000/docker.io`).
+    #[must_use]
+    pub fn mirrors(mut self, mirrors: BTreeMap<String, String>) -> Self {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// Hosts (`HOST` or `HOST:PORT`) spoken to over plain HTTP; a bare `HOST` covers every
+    /// port. Everything else is HTTPS with verified certificates.
+    #[must_use]
+    pub fn insecure_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.insecure_hosts = hosts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// At most this many requests in flight to one registry host (default 8).
+    #[must_use]
+    pub fn per_registry_connections(mut self, connections: usize) -> Self {
+        self.per_registry_connections = connections.max(1);
+        self
+    }
+
+    /// Never open a connection: resolve from the tag index and fail on what is missing.
+    #[must_use]
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
+    /// Where credentials come from (default: none, anonymous access).
+    #[must_use]
+    pub fn auth(mut self, auth: AuthFiles) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Connect timeout, and the longest wait for any read (not for a whole download).
+    #[must_use]
+    pub fn timeouts(mut self, connect: Duration, read: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.read_timeout = read;
+        self
+    }
+
+    pub fn build(self) -> Result<RegistryClient, ClientSetupError> {
+        let mut mirrors = BTreeMap::new();
+        for (registry, target) in &self.mirrors {
+            let mirror = Mirror::parse(target).ok_or_else(|| ClientSetupError::InvalidMirror {
+                registry: registry.clone(),
+                mirror: target.clone(),
+            })?;
+            mirrors.insert(canonical_registry(registry).to_owned(), mirror);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .build()
+            .map_err(ClientSetupError::Http)?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                mirrors,
+                insecure_hosts: self.insecure_hosts,
+                connections: self.per_registry_connections,
+                offline: self.offline,
+                auth: self.auth,
+                retry: self.retry,
+                connect_timeout: self.connect_timeout,
+                read_timeout: self.read_timeout,
+                http,
+                hosts: Mutex::default(),
+                access: Mutex::default(),
+            }),
+        })
+    }
+}
+
+/// Resolves images and fetches blobs from OCI registries. Cheap to clone; clones share
+/// connections, tokens and per-registry limits.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    mirrors: BTreeMap<String, Mirror>,
+    insecure_hosts: Vec<String>,
+    connections: usize,
+    offline: bool,
+    auth: AuthFiles,
+    retry: RetryPolicy,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    /// Blob requests; pooled connections are shared by every registry.
+    http: reqwest::Client,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Per host and repository, since credentials may be scoped to a repository.
+    access: Mutex<HashMap<(String, String), AccessCell>>,
+}
+
+/// An [`Access`], created by the first task that needs it.
+type AccessCell = Arc<OnceCell<Arc<Access>>>;
+
+/// A mirror target: a host and an optional repository prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mirror {
+    host: String,
+    prefix: Option<String>,
+}
+
+impl Mirror {
+    fn parse(target: &str) -> Option<Self> {
+        let target = target.trim_end_matches('/');
+        if target.contains("://") {
+            return None;
+        }
+        let (host, prefix) = match target.split_once('/') {
+            Some((host, prefix)) => (host, Some(prefix.trim_matches('/').to_owned())),
+            None => (target, None),
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        valid_host.then(|| Self {
+            host: host.to_owned(),
+            prefix: prefix.filter(|prefix| !prefix.is_empty()),
+        })
+    }
+}
+
+/// Docker Hub's other names, so a mirror for any of them applies to `docker.io` references.
+fn canonical_registry(registry: &str) -> &str {
+    match registry {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        other => other,
+    }
+}
+
+/// Where an image is actually fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    registry: Registry,
+    repository: String,
+    insecure: bool,
+}
+
+/// One registry host: its connection limit.
+#[derive(Debug)]
+struct Host {
+    permits: Semaphore,
+}
+
+/// What talking to one repository on one host needs: its credential, an `oci-client`
+/// configured for it, and the token used for blob requests.
+struct Access {
+    host: Arc<Host>,
+    endpoint: Endpoint,
+    credential: Credential,
+    auth: RegistryAuth,
+    oci: oci_client::Client,
+    token: tokio::sync::Mutex<Option<(BlobAuth, Instant)>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("endpoint", &self.endpoint)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one try of a request failed; [`Attempts`] decides whether to try again, and
+/// [`Failure::into_error`] names image, registry and blob when giving up.
+#[derive(Debug)]
+enum Failure {
+    Transport(Box<dyn std::error::Error + Send + Sync>),
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    Unauthorized,
+    NotFound,
+    /// The bytes did not match the digest (or the size).
+    BlobMismatch(StoreError),
+    ManifestMismatch {
+        expected: Digest,
+        actual: Digest,
+    },
+    Protocol(String),
+    Store(StoreError),
+}
+
+impl Failure {
+    fn into_error(
+        self,
+        image: &ImageRef,
+        endpoint: &Endpoint,
+        blob: Option<&Digest>,
+        attempts: u32,
+        had_credentials: bool,
+    ) -> SourceError {
+        let image = Box::new(image.clone());
+        let registry = Box::new(endpoint.registry.clone());
+        let blob = blob.cloned();
+        match self {
+            Self::Transport(source) => SourceError::Unreachable {
+                image,
+                registry,
+                blob,
+                attempts,
+                source,
+            },
+            Self::Status {
+                status, message, ..
+            } => SourceError::Status {
+                image,
+                registry,
+                blob,
+                status,
+                attempts,
+                message,
+            },
+            Self::Unauthorized => SourceError::Unauthorized {
+                image,
+                registry,
+                blob,
+                had_credentials,
+            },
+            Self::NotFound => SourceError::NotFound {
+                image,
+                registry,
+                blob,
+            },
+            Self::BlobMismatch(source) => match blob {
+                Some(blob) => SourceError::BlobMismatch {
+                    image,
+                    registry,
+                    blob,
+                    attempts,
+                    source,
+                },
+                None => SourceError::Store {
+                    image,
+                    registry,
+                    blob,
+                    source,
+                },
+            },
+            Self::ManifestMismatch { expected, actual } => SourceError::ManifestDigestMismatch {
+                image,
+                registry,
+                expected,
+                actual,
+            },
+            Self::Protocol(message) => SourceError::Protocol {
+                image,
+                registry,
+                blob,
+                message,
+            },
+            Self::Store(source) => SourceError::Store {
+                image,
+                registry,
+                blob,
+                source,
+            },
+        }
+    }
+}
+
+/// Counts tries of one request and sleeps between them.
+struct Attempts<'a> {
+    policy: &'a RetryPolicy,
+    tries: u32,
+    mismatches: u32,
+    unauthorized: u32,
+}
+
+impl<'a> Attempts<'a> {
+    fn new(policy: &'a RetryPolicy) -> Self {
+        Self {
+            policy,
+            tries: 0,
+            mismatches: 0,
+            unauthorized: 0,
+        }
+    }
+
+    /// Record a failed try: wait before the next one, or hand the failure back when it is
+    /// final.
+    async fn failed(&mut self, failure: Failure) -> Result<(), Failure> {
+        self.tries += 1;
+        let (retry, retry_after, immediately) = match &failure {
+            Failure::Transport(_) => (true, None, false),
+            Failure::Status {
+                status,
+                retry_after,
+                ..
+            } => (
+                *status == 408 || *status == 429 || (500..600).contains(status),
+                *retry_after,
+                false,
+            ),
+            // Wrong bytes may be a glitch on the way; twice is the registry's doing.
+            Failure::BlobMismatch(_) | Failure::ManifestMismatch { .. } => {
+                self.mismatches += 1;
+                (self.mismatches <= 1, None, false)
+            }
+            // A token may have expired between fetching and using it: once, without delay.
+            Failure::Unauthorized => {
+                self.unauthorized += 1;
+                (self.unauthorized <= 1, None, true)
+            }
+            Failure::NotFound | Failure::Protocol(_) | Failure::Store(_) => (false, None, false),
+        };
+        if !retry || self.tries >= self.policy.attempts {
+            return Err(failure);
+        }
+        tracing::debug!(
+            tries = self.tries,
+            ?failure,
+            "registry request failed, retrying"
+        );
+        if !immediately {
+            tokio::time::sleep(self.policy.delay(self.tries, retry_after)).await;
+        }
+        Ok(())
+    }
+}
+
+impl RegistryClient {
+    /// A client with default settings (no mirrors, HTTPS only, anonymous).
+    pub fn builder() -> RegistryClientBuilder {
+        RegistryClientBuilder::new()
+    }
+
+    fn endpoint(&self, image: &ImageRef) -> Endpoint {
+        let inner = &self.inner;
+        let (host, repository, mirror_of) =
+            match inner.mirrors.get(canonical_registry(&image.registry)) {
+                Some(mirror) => (
+                    mirror.host.clone(),
+                    match &mirror.prefix {
+                        Some(prefix) => format!("{prefix}/{}", image.repository),
+                        None => image.repository.clone(),
+                    },
+                    Some(image.registry.clone()),
+                ),
+                None => (image.registry.clone(), image.repository.clone(), None),
+            };
+        let insecure = is_insecure(&host, &inner.insecure_hosts);
+        Endpoint {
+            registry: Registry { host, mirror_of },
+            repository,
+            insecure,
+        }
+    }
+
+    fn host(&self, name: &str) -> Arc<Host> {
+        let mut hosts = self
+            .inner
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hosts
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    permits: Semaphore::new(self.inner.connections),
+                })
+            })
+            .clone()
+    }
+
+    /// The access for an endpoint, created once: reading credentials may run a helper.
+    async fn access(
+        &self,
+        image: &ImageRef,
+        endpoint: &Endpoint,
+    ) -> Result<Arc<Access>, SourceError> {
+        let key = (endpoint.registry.host.clone(), endpoint.repository.clone());
+        let cell = {
+            let mut access = self
+                .inner
+                .access
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            access.entry(key).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            let files = self.inner.auth.clone();
+            let host = endpoint.registry.host.clone();
+            let repository = endpoint.repository.clone();
+            let credential = tokio::task::spawn_blocking(move || files.lookup(&host, &repository))
+                .await
+                .map_err(|e| SourceError::Protocol {
+                    image: Box::new(image.clone()),
+                    registry: Box::new(endpoint.registry.clone()),
+                    blob: None,
+                    message: format!("credential lookup did not finish: {e}"),
+                })?
+                .map_err(|source| SourceError::Credentials {
+                    image: Box::new(image.clone()),
+                    registry: Box::new(endpoint.registry.clone()),
+                    source,
+                })?;
+            let auth = match &credential {
+                Credential::Anonymous => RegistryAuth::Anonymous,
+                Credential::Basic { username, password } => {
+                    RegistryAuth::Basic(username.clone(), password.expose().to_owned())
+                }
+            };
+            // `Client::new` would fall back to a default (HTTPS, default platform) client on
+            // a configuration error: refuse instead.
+            let oci = oci_client::Client::try_from(oci_client::client::ClientConfig {
+                protocol: if endpoint.insecure {
+                    oci_client::client::ClientProtocol::Http
+                } else {
+                    oci_client::client::ClientProtocol::Https
+                },
+                // Platforms are chosen here, from the exact index bytes.
+                platform_resolver: None,
+                connect_timeout: Some(self.inner.connect_timeout),
+                read_timeout: Some(self.inner.read_timeout),
+                user_agent: USER_AGENT,
+                ..Default::default()
+            })
+            .map_err(|e| SourceError::Protocol {
+                image: Box::new(image.clone()),
+                registry: Box::new(endpoint.registry.clone()),
+                blob: None,
+                message: format!("cannot set up an HTTP client: {e}"),
+            })?;
+            Ok(Arc::new(Access {
+                host: self.host(&endpoint.registry.host),
+                endpoint: endpoint.clone(),
+                credential,
+                auth,
+                oci,
+                token: tokio::sync::Mutex::new(None),
+            }))
+        })
+        .await
+        .cloned()
+    }
+
+    /// Resolve `image` to the manifest for `platform` (chosen from an index when the
+    /// reference points to one). Index and manifest bytes are put in the store by digest, and
+    /// a tag resolved over the network is recorded in the tag index.
+    ///
+    /// A reference pinned by digest whose manifests are cached needs no network at all;
+    /// offline, a tag is resolved from the tag index.
+    pub async fn resolve(
+        &self,
+        image: &ImageRef,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<ResolvedImage, SourceError> {
+        let endpoint = self.endpoint(image);
+        let store_error = |source| SourceError::Store {
+            image: Box::new(image.clone()),
+            registry: Box::new(endpoint.registry.clone()),
+            blob: None,
+            source,
+        };
+        let not_cached = || SourceError::NotCached {
+            image: Box::new(image.clone()),
+            registry: Box::new(endpoint.registry.clone()),
+            blob: None,
+        };
+
+        // What the reference points to: by digest when pinned, else by tag.
+        // Online, an unreadable record is just replaced; offline it is all there is.
+        let previous = match store.lookup_tag(image) {
+            Ok(previous) => previous,
+            Err(e) if self.inner.offline => return Err(store_error(e)),
+            Err(_) => None,
+        };
+        let (top_digest, top_bytes, from_tag) = if let Some(digest) = &image.digest {
+            let bytes = self
+                .manifest_by_digest(image, &endpoint, digest, None, store)
+                .await?;
+            (digest.clone(), bytes, false)
+        } else if self.inner.offline {
+            let record = previous.as_ref().ok_or_else(not_cached)?;
+            let bytes = cached(store, &record.digest)
+                .map_err(store_error)?
+                .ok_or_else(not_cached)?;
+            (record.digest.clone(), bytes, false)
+        } else {
+            let access = self.access(image, &endpoint).await?;
+            let reference = oci_client::Reference::with_tag(
+                endpoint.registry.host.clone(),
+                endpoint.repository.clone(),
+                image.tag_or_latest().to_owned(),
+            );
+            let (bytes, digest) = self.pull_manifest(image, &access, &reference, None).await?;
+            store.put_blob_bytes(&digest, &bytes).map_err(store_error)?;
+            (digest, bytes, true)
+        };
+
+        let parsed = parse(image, &endpoint, &top_digest, &top_bytes)?;
+        let top_media_type = parsed.media_type().to_owned();
+        let (index_digest, manifest_digest, manifest_bytes, manifest) = match parsed {
+            Manifest::Image(manifest) => (None, top_digest.clone(), top_bytes, manifest),
+            Manifest::Index(index) => {
+                let entry =
+                    index
+                        .select(platform)
+                        .ok_or_else(|| SourceError::PlatformNotFound {
+                            image: Box::new(image.clone()),
+                            registry: Box::new(endpoint.registry.clone()),
+                            wanted: platform.clone(),
+                            available: index.platforms(),
+                        })?;
+                let digest = entry.descriptor.digest.clone();
+                let bytes = self
+                    .manifest_by_digest(
+                        image,
+                        &endpoint,
+                        &digest,
+                        Some(entry.descriptor.size),
+                        store,
+                    )
+                    .await?;
+                match parse(image, &endpoint, &digest, &bytes)? {
+                    Manifest::Image(manifest) => {
+                        (Some(top_digest.clone()), digest, bytes, manifest)
+                    }
+                    Manifest::Index(_) => {
+                        return Err(SourceError::Protocol {
+                            image: Box::new(image.clone()),
+                            registry: Box::new(endpoint.registry.clone()),
+                            blob: None,
+                            message: format!(
+                                "index entry `{digest}` for `{platform}` is another index"
+                            ),
+                        });
+                    }
+                }
+            }
+        };
+
+        if from_tag {
+            let mut platforms = previous
+                .filter(|record| record.digest == top_digest)
+                .map(|record| record.platforms)
+                .unwrap_or_default();
+            if index_digest.is_some() {
+                platforms.insert(platform.to_string(), manifest_digest.clone());
+            }
+            let record = TagRecord {
+                reference: format!(
+                    "{}/{}:{}",
+                    image.registry,
+                    image.repository,
+                    image.tag_or_latest()
+                ),
+                digest: top_digest.clone(),
+                media_type: top_media_type,
+                platforms,
+                resolved_at: jiff::Timestamp::now().as_second(),
+            };
+            store.record_tag(image, &record).map_err(store_error)?;
+        }
+
+        Ok(ResolvedImage {
+            reference: image.clone(),
+            index_digest,
+            manifest_digest,
+            manifest_media_type: manifest.media_type,
+            manifest: manifest_bytes,
+            config: manifest.config,
+            layers: manifest.layers,
+        })
+    }
+
+    /// A manifest or index by digest: from the store when there, else from the registry
+    /// (then stored). `size` is the size an index announced for it.
+    async fn manifest_by_digest(
+        &self,
+        image: &ImageRef,
+        endpoint: &Endpoint,
+        digest: &Digest,
+        size: Option<u64>,
+        store: &Store,
+    ) -> Result<Vec<u8>, SourceError> {
+        let store_error = |source| SourceError::Store {
+            image: Box::new(image.clone()),
+            registry: Box::new(endpoint.registry.clone()),
+            blob: None,
+            source,
+        };
+        if let Some(bytes) = cached(store, digest).map_err(store_error)? {
+            return Ok(bytes);
+        }
+        if self.inner.offline {
+            return Err(SourceError::NotCached {
+                image: Box::new(image.clone()),
+                registry: Box::new(endpoint.registry.clone()),
+                blob: None,
+            });
+        }
+        let access = self.access(image, endpoint).await?;
+        let reference = oci_client::Reference::with_digest(
+            endpoint.registry.host.clone(),
+            endpoint.repository.clone(),
+            digest.to_string(),
+        );
+        let (bytes, actual) = self
+            .pull_manifest(image, &access, &reference, Some(digest))
+            .await?;
+        if let Some(size) = size
+            && size != bytes.len() as u64
+        {
+            return Err(SourceError::Protocol {
+                image: Box::new(image.clone()),
+                registry: Box::new(endpoint.registry.clone()),
+                blob: None,
+                message: format!(
+                    "manifest `{actual}` is {} bytes, its index says {size}",
+                    bytes.len()
+                ),
+            });
+        }
+        store.put_blob_bytes(&actual, &bytes).map_err(store_error)?;
+        Ok(bytes)
+    }
+
+    /// One manifest request, retried; `expected` is checked against the bytes' digest.
+    async fn pull_manifest(
+        &self,
+        image: &ImageRef,
+        access: &Access,
+        reference: &oci_client::Reference,
+        expected: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Digest), SourceError> {
+        let mut attempts = Attempts::new(&self.inner.retry);
+        loop {
+            let result = {
+                let _permit = access.host.permits.acquire().await.expect("never closed");
+                access
+                    .oci
+                    .pull_manifest_raw(reference, &access.auth, media_type::MANIFESTS)
+                    .await
+            };
+            let failure = match result {
+                Ok((bytes, _)) => {
+                    let actual = Digest::of(&bytes);
+                    match expected {
+                        Some(expected) if *expected != actual => Failure::ManifestMismatch {
+                            expected: expected.clone(),
+                            actual,
+                        },
+                        _ => return Ok((bytes.to_vec(), actual)),
+                    }
+                }
+                Err(error) => classify(error),
+            };
+            if let Err(failure) = attempts.failed(failure).await {
+                return Err(failure.into_error(
+                    image,
+                    &access.endpoint,
+                    None,
+                    attempts.tries,
+                    !access.credential.is_anonymous(),
+                ));
+            }
+        }
+    }
+
+    /// Stream `blob` of `image` into the store, verified, and return the bytes downloaded
+    /// (0 when it was already there, or another task of this process fetched it meanwhile).
+    /// A partial left by an interrupted run is resumed.
+    pub async fn fetch_blob(
+        &self,
+        image: &ImageRef,
+        blob: &Descriptor,
+        store: &Store,
+        reporter: &dyn Reporter,
+    ) -> Result<u64, SourceError> {
+        if store.has_blob(&blob.digest) {
+            return Ok(0);
+        }
+        let endpoint = self.endpoint(image);
+        let error = |failure: Failure, tries, had_credentials| {
+            failure.into_error(image, &endpoint, Some(&blob.digest), tries, had_credentials)
+        };
+        if self.inner.offline {
+            return Err(SourceError::NotCached {
+                image: Box::new(image.clone()),
+                registry: Box::new(endpoint.registry.clone()),
+                blob: Some(blob.digest.clone()),
+            });
+        }
+        // Credentials first: a failure there should not leave an empty partial behind.
+        let access = self.access(image, &endpoint).await?;
+        let had_credentials = !access.credential.is_anonymous();
+        let Some(mut writer) = store
+            .blob_writer(&blob.digest, Some(blob.size))
+            .await
+            .map_err(|e| error(Failure::Store(e), 0, had_credentials))?
+        else {
+            return Ok(0);
+        };
+        let label = format!("{image} {}", short(&blob.digest));
+        let id = reporter.on_download_start(&label, Some(blob.size));
+        if writer.offset() > 0 {
+            reporter.on_download_progress(id, writer.offset());
+        }
+        let mut downloaded = 0;
+        let mut attempts = Attempts::new(&self.inner.retry);
+        let mut progress = |bytes: u64| {
+            downloaded += bytes;
+            reporter.on_download_progress(id, bytes);
+        };
+        let result = loop {
+            match self.try_blob(&access, blob, writer, &mut progress).await {
+                Ok(()) => break Ok(()),
+                Err((failure, returned)) => {
+                    if let Err(failure) = attempts.failed(failure).await {
+                        break Err(error(failure, attempts.tries, had_credentials));
+                    }
+                    writer = match returned {
+                        Some(writer) => writer,
+                        // The partial was dropped (wrong bytes): start a new one, unless
+                        // another task finished the blob meanwhile.
+                        None => match store.blob_writer(&blob.digest, Some(blob.size)).await {
+                            Ok(Some(writer)) => writer,
+                            Ok(None) => break Ok(()),
+                            Err(e) => {
+                                break Err(error(
+                                    Failure::Store(e),
+                                    attempts.tries,
+                                    had_credentials,
+                                ));
+                            }
+                        },
+                    };
+                }
+            }
+        };
+        reporter.on_download_complete(id);
+        result.map(|()| downloaded)
+    }
+
+    /// One `GET` of a blob, from `writer`'s offset. On failure, the writer comes back when
+    /// what it holds is still good for a resumption.
+    async fn try_blob(
+        &self,
+        access: &Access,
+        blob: &Descriptor,
+        mut writer: BlobWriter,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<(), (Failure, Option<BlobWriter>)> {
+        let permit = access.host.permits.acquire().await.expect("never closed");
+        let offset = writer.offset();
+        if offset < blob.size {
+            let auth = match self.blob_auth(access).await {
+                Ok(auth) => auth,
+                Err(failure) => return Err((failure, Some(writer))),
+            };
+            let url = format!(
+                "{scheme}://{host}/v2/{repository}/blobs/{digest}",
+                scheme = if access.endpoint.insecure {
+                    "http"
+                } else {
+                    "https"
+                },
+                host = oci_host(&access.endpoint.registry.host),
+                repository = access.endpoint.repository,
+                digest = blob.digest,
+            );
+            let mut request = auth.apply(self.inner.http.get(&url));
+            if offset > 0 {
+                request = request.header(header::RANGE, format!("bytes={offset}-"));
+            }
+            let mut response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => return Err((Failure::Transport(Box::new(e)), Some(writer))),
+            };
+            match response.status() {
+                StatusCode::OK if offset > 0 => {
+                    // The server ignored the range and sends everything: take it all.
+                    if let Err(e) = writer.restart().await {
+                        return Err((Failure::Store(e), None));
+                    }
+                }
+                StatusCode::OK => {}
+                StatusCode::PARTIAL_CONTENT if content_range_start(&response) == Some(offset) => {}
+                StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE => {
+                    // A range we did not ask for, or a partial the server disowns: start over.
+                    let message = format!(
+                        "bad answer {} to `Range: bytes={offset}-`",
+                        response.status()
+                    );
+                    return match writer.restart().await {
+                        Ok(()) => Err((Failure::Transport(message.into()), Some(writer))),
+                        Err(e) => Err((Failure::Store(e), None)),
+                    };
+                }
+                StatusCode::UNAUTHORIZED => {
+                    *access.token.lock().await = None;
+                    return Err((Failure::Unauthorized, Some(writer)));
+                }
+                StatusCode::NOT_FOUND => return Err((Failure::NotFound, Some(writer))),
+                status => {
+                    let retry_after = response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                    let body = response.text().await.unwrap_or_default();
+                    return Err((
+                        Failure::Status {
+                            status: status.as_u16(),
+                            retry_after,
+                            message: truncate(&body),
+                        },
+                        Some(writer),
+                    ));
+                }
+            }
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if let Err(e) = writer.write(&chunk).await {
+                            // Longer than announced: these are not the bytes we want.
+                            return match e {
+                                StoreError::SizeMismatch { .. } => match writer.restart().await {
+                                    Ok(()) => Err((Failure::BlobMismatch(e), Some(writer))),
+                                    Err(e) => Err((Failure::Store(e), None)),
+                                },
+                                e => Err((Failure::Store(e), None)),
+                            };
+                        }
+                        progress(chunk.len() as u64);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Keep what arrived for the resumption.
+                        return match writer.flush().await {
+                            Ok(()) => Err((Failure::Transport(Box::new(e)), Some(writer))),
+                            Err(e) => Err((Failure::Store(e), None)),
+                        };
+                    }
+                }
+            }
+        }
+        // Verification and fsync need no connection.
+        drop(permit);
+        match writer.finish().await {
+            Ok(_) => Ok(()),
+            Err(e @ (StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. })) => {
+                Err((Failure::BlobMismatch(e), None))
+            }
+            Err(e) => Err((Failure::Store(e), None)),
+        }
+    }
+
+    /// How to authenticate blob requests to `access`'s repository: a bearer token got
+    /// through `oci-client`'s handshake, basic credentials, or nothing.
+    async fn blob_auth(&self, access: &Access) -> Result<BlobAuth, Failure> {
+        let mut cached = access.token.lock().await;
+        if let Some((auth, fetched)) = &*cached
+            && fetched.elapsed() < TOKEN_TTL
+        {
+            return Ok(auth.clone());
+        }
+        let reference = oci_client::Reference::with_tag(
+            access.endpoint.registry.host.clone(),
+            access.endpoint.repository.clone(),
+            "latest".to_owned(),
+        );
+        let token = access
+            .oci
+            .auth(
+                &reference,
+                &access.auth,
+                oci_client::RegistryOperation::Pull,
+            )
+            .await
+            .map_err(classify)?;
+        let auth = match (token, &access.credential) {
+            (Some(token), _) => BlobAuth::Bearer(Secret::new(token)),
+            (None, Credential::Basic { username, password }) => {
+                BlobAuth::Basic(username.clone(), password.clone())
+            }
+            (None, Credential::Anonymous) => BlobAuth::None,
+        };
+        *cached = Some((auth.clone(), Instant::now()));
+        Ok(auth)
+    }
+}
+
+/// The `Authorization` of blob requests to one repository.
+#[derive(Debug, Clone)]
+enum BlobAuth {
+    None,
+    Bearer(Secret),
+    Basic(String, Secret),
+}
+
+impl BlobAuth {
+    /// reqwest marks these headers sensitive (never logged) and drops them on a redirect to
+    /// another host.
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::None => request,
+            Self::Bearer(token) => request.bearer_auth(token.expose()),
+            Self::Basic(username, password) => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        }
+    }
+}
+
+/// The store's copy of a blob, `None` when missing (or corrupt, then removed).
+fn cached(store: &Store, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+    match store.read_blob(digest) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(StoreError::MissingBlob { .. } | StoreError::CorruptBlob { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse(
+    image: &ImageRef,
+    endpoint: &Endpoint,
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<Manifest, SourceError> {
+    manifest::parse(bytes).map_err(|source| SourceError::InvalidManifest {
+        image: Box::new(image.clone()),
+        registry: Box::new(endpoint.registry.clone()),
+        digest: digest.clone(),
+        source,
+    })
+}
+
+/// The host `oci-client` talks to for a registry name (Docker Hub's API lives elsewhere).
+fn oci_host(host: &str) -> &str {
+    if host == "docker.io" {
+        "index.docker.io"
+    } else {
+        host
+    }
+}
+
+/// Whether `host` (`name` or `name:port`) is listed as insecure; a listed name without a
+/// port covers every port.
+fn is_insecure(host: &str, insecure: &[String]) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    insecure.iter().any(|entry| entry == host || entry == name)
+}
+
+/// The first byte of a `206`'s `Content-Range: bytes START-END/TOTAL`.
+fn content_range_start(response: &reqwest::Response) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    range.split_once('-')?.0.trim().parse().ok()
+}
+
+/// `sha256:0123456789ab`, for progress labels.
+fn short(digest: &Digest) -> String {
+    format!("sha256:{}", &digest.hex()[..12])
+}
+
+/// Error bodies can be whole HTML pages: keep the start.
+fn truncate(body: &str) -> String {
+    const MAX: usize = 200;
+    let body = body.trim();
+    match body.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &body[..end]),
+        None => body.to_owned(),
+    }
+}
+
+/// What an `oci-client` error means for retrying.
+fn classify(error: OciDistributionError) -> Failure {
+    match error {
+        OciDistributionError::RequestError(e) => Failure::Transport(Box::new(e)),
+        OciDistributionError::IoError(e) => Failure::Transport(Box::new(e)),
+        OciDistributionError::ServerError { code, message, .. } => match code {
+            401 => Failure::Unauthorized,
+            404 => Failure::NotFound,
+            _ => Failure::Status {
+                status: code,
+                retry_after: None,
+                message: truncate(&message),
+            },
+        },
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            if codes
+                .iter()
+                .any(|code| matches!(code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                Failure::Unauthorized
+            } else if codes.iter().any(|code| {
+                matches!(
+                    code,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                )
+            }) {
+                Failure::NotFound
+            } else if codes.contains(&&OciErrorCode::Toomanyrequests) {
+                Failure::Status {
+                    status: 429,
+                    retry_after: None,
+                    message: truncate(&envelope.to_string()),
+                }
+            } else {
+                Failure::Protocol(truncate(&envelope.to_string()))
+            }
+        }
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => Failure::Unauthorized,
+        OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
+            expected,
+            actual,
+        }) => match (expected.parse(), actual.parse()) {
+            (Ok(expected), Ok(actual)) => Failure::ManifestMismatch { expected, actual },
+            _ => Failure::Protocol(format!("digest `{actual}` does not match `{expected}`")),
+        },
+        other => Failure::Protocol(truncate(&other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(mirrors: &[(&str, &str)], insecure: &[&str]) -> RegistryClient {
+        RegistryClient::builder()
+            .mirrors(
+                mirrors
+                    .iter()
+                    .map(|(from, to)| ((*from).to_owned(), (*to).to_owned()))
+                    .collect(),
+            )
+            .insecure_hosts(insecure.iter().copied())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn mirrors_rewrite_host_and_prefix() {
+        let client = client(
+            &[
+                ("index.docker.io", "127.0.0.1:5000/docker.io/"),
+                ("quay.io", "mirror.example"),
+            ],
+            &["127.0.0.1"],
+        );
+        let endpoint = client.endpoint(&"alpine:3.20".parse().unwrap());
+        assert_eq!(endpoint.registry.host, "127.0.0.1:5000");
+        assert_eq!(endpoint.registry.mirror_of.as_deref(), Some("docker.io"));
+        assert_eq!(endpoint.repository, "docker.io/library/alpine");
+        assert!(endpoint.insecure);
+        assert_eq!(
+            endpoint.registry.to_string(),
+            "`127.0.0.1:5000` (mirror of `docker.io`)"
+        );
+
+        let endpoint = client.endpoint(&"quay.io/coreos/etcd:v3".parse().unwrap());
+        assert_eq!(endpoint.registry.host, "mirror.example");
+        assert_eq!(endpoint.repository, "coreos/etcd");
+        assert!(!endpoint.insecure);
+
+        let endpoint = client.endpoint(&"registry.k8s.io/pause:3.9".parse().unwrap());
+        assert_eq!(endpoint.registry.host, "registry.k8s.io");
+        assert_eq!(endpoint.registry.mirror_of, None);
+    }
+
+    #[test]
+    fn bad_mirrors_are_refused() {
+        for bad in ["", "http://127.0.0.1:5000", "/prefix", "host name"] {
+            let error = RegistryClient::builder()
+                .mirrors([("docker.io".to_owned(), bad.to_owned())].into())
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(error, ClientSetupError::InvalidMirror { .. }),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn insecure_hosts_match_with_or_without_port() {
+        let insecure = ["127.0.0.1".to_owned(), "reg.example:5000".to_owned()];
+        assert!(is_insecure("127.0.0.1:5000", &insecure));
+        assert!(is_insecure("127.0.0.1", &insecure));
+        assert!(is_insecure("reg.example:5000", &insecure));
+        assert!(!is_insecure("reg.example:5001", &insecure));
+        assert!(!is_insecure("reg.example", &insecure));
+    }
+
+    #[test]
+    fn error_bodies_are_truncated() {
+        assert_eq!(truncate(" short "), "short");
+        let long = "x".repeat(500);
+        assert_eq!(truncate(&long).chars().count(), 201);
+    }
+}
