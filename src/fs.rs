@@ -50,6 +50,25 @@ pub fn persist(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Res
     Ok(())
 }
 
+/// Create `dir` and its missing ancestors, each with mode 0755 whatever the umask (the ISO
+/// tree must not depend on it).
+pub fn create_dirs_0755(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut current = dir;
+    while !current.exists() {
+        missing.push(current.to_owned());
+        match current.parent() {
+            Some(up) => current = up,
+            None => break,
+        }
+    }
+    fs_err::create_dir_all(dir)?;
+    for created in missing {
+        set_mode(&created, 0o755)?;
+    }
+    Ok(())
+}
+
 /// Whether `path` is executable by its owner.
 pub fn is_executable(path: &Path) -> io::Result<bool> {
     Ok(fs_err::metadata(path)?.permissions().mode() & 0o100 != 0)

@@ -213,23 +213,10 @@ fn join_relative(dest: &Path, relative: &Path) -> PathBuf {
 
 /// Create the parent folders of `path`, each 0755 whatever the umask.
 fn create_dirs(path: &Path) -> std::io::Result<()> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    let mut missing = Vec::new();
-    let mut current = parent;
-    while !current.exists() {
-        missing.push(current.to_owned());
-        match current.parent() {
-            Some(up) => current = up,
-            None => break,
-        }
+    match path.parent() {
+        Some(parent) => crate::fs::create_dirs_0755(parent),
+        None => Ok(()),
     }
-    fs_err::create_dir_all(parent)?;
-    for dir in missing {
-        crate::fs::set_mode(&dir, 0o755)?;
-    }
-    Ok(())
 }
 
 /// `input <path>` → content hash for every file under `src`, plus whether it is executable.
