@@ -8,3 +8,4 @@ mod harness;
 
 mod build;
 mod cli;
+mod local_images;
