@@ -173,7 +173,10 @@ impl Synthetic {
 
 /// A Podman service holding the synthetic image, loaded from a docker-archive.
 fn podman_with_image() -> (Podman, Synthetic) {
-    let podman = Podman::start();
+    load_image(Podman::start())
+}
+
+fn load_image(podman: Podman) -> (Podman, Synthetic) {
     let image = Synthetic::new();
     let archive = tempfile::NamedTempFile::new().unwrap();
     fs_err::write(archive.path(), image.docker_archive()).unwrap();
@@ -253,6 +256,27 @@ async fn daemon_exports_are_identical_through_every_host_form() {
         .await
         .unwrap();
     assert_eq!(id, images[0].source_id);
+}
+
+/// Plain HTTP over TCP, in the forms MetalK8s' CI used (`DOCKER_HOST=localhost:2375`, which
+/// its `http://` prefix was written for) and the usual ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_exports_over_tcp() {
+    let (podman, synthetic) = load_image(Podman::start_tcp());
+    let port = podman.port().unwrap();
+    let mut images = Vec::new();
+    for value in [
+        format!("127.0.0.1:{port}"),
+        format!("tcp://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    ] {
+        let (image, sink) = export(IMAGE, &endpoint(&[("DOCKER_HOST", value.clone())])).await;
+        let image = image.unwrap_or_else(|error| panic!("{value}: {error:?}"));
+        synthetic.check(&image, &sink);
+        images.push(image);
+    }
+    assert_eq!(images[0], images[1]);
+    assert_eq!(images[0], images[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,6 +376,62 @@ async fn an_unreachable_socket_names_the_endpoint() {
         assert!(text.contains(variable), "{text}");
         assert!(text.contains(IMAGE), "{text}");
     }
+}
+
+/// An OCI layout written by skopeo, chosen by its tag among two.
+#[test]
+fn skopeo_oci_layouts_are_read_by_tag() {
+    if std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("skopeo is not installed; install it with `apt-get install skopeo`");
+    }
+    let synthetic = Synthetic::new();
+    let work = tempfile::tempdir().unwrap();
+    fs_err::write(work.path().join("image.tar"), synthetic.docker_archive()).unwrap();
+    for tag in ["one", "two"] {
+        let status = std::process::Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet"])
+            .arg(format!(
+                "docker-archive:{}",
+                work.path().join("image.tar").display()
+            ))
+            .arg(format!(
+                "oci:{}:{tag}",
+                work.path().join("layout").display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success(), "skopeo copy to oci:layout:{tag} failed");
+    }
+    let sink = DirSink::new();
+    let source = ImageSource::parse("oci:layout:two").unwrap();
+    let image = read_archive(
+        &source,
+        work.path(),
+        &Platform::default(),
+        ImageFormat::Oci,
+        &sink,
+    )
+    .unwrap();
+    synthetic.check(&image, &sink);
+    assert_eq!(
+        image.manifest_media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // Without a tag, two images are ambiguous, and the error says which tags there are.
+    let error = read_archive(
+        &ImageSource::parse("oci:layout").unwrap(),
+        work.path(),
+        &Platform::default(),
+        ImageFormat::Oci,
+        &sink,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("tags: one, two"), "{error}");
 }
 
 /// One crafted archive: a valid image plus one member that must make the whole archive fail.

@@ -10,11 +10,16 @@ use std::time::{Duration, Instant};
 
 /// How long the service may take to answer `/_ping`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `/_ping` may take once connected.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A running `podman system service` on a Unix socket.
+/// A running `podman system service`.
 pub struct Podman {
     dir: tempfile::TempDir,
     socket: PathBuf,
+    /// The loopback port it listens on instead of `socket`, when started with
+    /// [`Podman::start_tcp`].
+    port: Option<u16>,
     child: Child,
 }
 
@@ -22,6 +27,21 @@ impl Podman {
     /// Start the service and wait until it answers. Panics with an install hint when podman
     /// is missing: CI installs it, so a silent skip would hide a broken setup.
     pub fn start() -> Self {
+        Self::start_on(None)
+    }
+
+    /// Start the service on a free loopback TCP port (plain HTTP, as `DOCKER_HOST=host:port`
+    /// setups use) instead of a socket.
+    pub fn start_tcp() -> Self {
+        // Bind port 0 to learn a free port, then free it for podman.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        Self::start_on(Some(port))
+    }
+
+    fn start_on(port: Option<u16>) -> Self {
         if Command::new("podman")
             .arg("--version")
             .stdout(Stdio::null())
@@ -37,15 +57,23 @@ impl Podman {
             .expect("temporary folder");
         let socket = dir.path().join("api.sock");
         let log = fs_err::File::create(dir.path().join("service.log")).unwrap();
+        let listen = match port {
+            Some(port) => format!("tcp://127.0.0.1:{port}"),
+            None => format!("unix://{}", socket.display()),
+        };
         let child = Self::base_command(dir.path())
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", socket.display()))
+            .args(["system", "service", "--time=0", &listen])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.into_parts().0)
             .spawn()
             .expect("start `podman system service`");
-        let podman = Self { dir, socket, child };
+        let podman = Self {
+            dir,
+            socket,
+            port,
+            child,
+        };
         podman.wait_ready();
         podman
     }
@@ -85,10 +113,17 @@ impl Podman {
     }
 
     fn ping(&self) -> bool {
-        let Ok(mut stream) = UnixStream::connect(&self.socket) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        match self.port {
+            Some(port) => std::net::TcpStream::connect(("127.0.0.1", port))
+                .and_then(|stream| stream.set_read_timeout(Some(PING_TIMEOUT)).map(|()| stream))
+                .is_ok_and(Self::ping_over),
+            None => UnixStream::connect(&self.socket)
+                .and_then(|stream| stream.set_read_timeout(Some(PING_TIMEOUT)).map(|()| stream))
+                .is_ok_and(Self::ping_over),
+        }
+    }
+
+    fn ping_over(mut stream: impl Read + Write) -> bool {
         if stream
             .write_all(b"GET /_ping HTTP/1.0\r\nHost: podman\r\n\r\n")
             .is_err()
@@ -100,9 +135,14 @@ impl Podman {
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
     }
 
-    /// The API socket.
+    /// The API socket (unused when started with [`Podman::start_tcp`]).
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The loopback port, when started with [`Podman::start_tcp`].
+    pub fn port(&self) -> Option<u16> {
+        self.port
     }
 
     /// Run `podman ARGS` against this instance's storage; panics with its output on failure.
