@@ -7,7 +7,7 @@
 //! size; the only files are the repacked layers in the sink's scratch folder.
 //!
 //! The image is inspected first and exported by its ID, so a tag moved in between cannot mix
-//! two images, and the ID (the config digest) is both checked and the cheap freshness key.
+//! two images; the ID is also the cheap freshness key ([`daemon_image_id`]).
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -52,7 +52,8 @@ async fn connect(image: &str, endpoint: &ResolvedEndpoint) -> Result<Docker, Loc
     docker.negotiate_version().await.map_err(unreachable)
 }
 
-/// The daemon's image ID (`sha256:…`, the config digest) and the platform it was built for.
+/// The daemon's image ID (`sha256:…`: the config digest for Docker's classic store and
+/// Podman, the manifest digest for containerd's) and the platform it was built for.
 async fn inspect(
     docker: &Docker,
     image: &str,
@@ -148,14 +149,14 @@ pub async fn export_from_daemon(
                 chunks: receiver,
                 current: Bytes::new(),
             };
-            let mut found = super::archive::read_docker_archive_stream(
+            // The ID is not compared with the config digest: it is the config digest with
+            // Docker's classic store and Podman, but the manifest digest with containerd's.
+            let found = super::archive::read_docker_archive_stream(
                 &mut reader,
                 &label,
                 sink.scratch_dir(),
                 id.to_string(),
             )?;
-            // The image ID is the config digest: check the export is the image inspected.
-            found.expected_config = Some(id);
             assemble(found, &platform, format, sink.as_ref())
         })
     };

@@ -380,10 +380,7 @@ tasks:
     let pid_file = test.path().join("slow.pid");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !pid_file.exists() || test.read("slow.pid").trim().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow task never started"
-        );
+        assert!(std::time::Instant::now() < deadline, "the slow task never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let sleeper = test.read("slow.pid").trim().to_owned();
@@ -396,19 +393,11 @@ tasks:
     assert_eq!(code, Some(130), "interrupted runs exit with 130");
     // The command was killed with the run, not left behind.
     let state = fs_err::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
-    assert!(
-        state.is_empty() || state.contains(") Z "),
-        "sleep still runs: {state}"
-    );
+    assert!(state.is_empty() || state.contains(") Z "), "sleep still runs: {state}");
     let leftovers: Vec<_> = walkdir::WalkDir::new(test.path())
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".isobuild-tmp")
-        })
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".isobuild-tmp"))
         .map(|entry| entry.path().to_owned())
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
