@@ -270,7 +270,7 @@ impl Scan {
         let read_error = |source| io_error(image, source);
         let mut first = [0u8; 1];
         let got = entry.read(&mut first).map_err(read_error)?;
-        let size_hint = self.small_total;
+        let kept = self.small_total;
         let looks_json = got == 1 && b"{[ \t\r\n".contains(&first[0]);
         if looks_json {
             let mut bytes = first[..got].to_vec();
@@ -289,7 +289,7 @@ impl Scan {
                 }
                 return Ok(());
             }
-            if size_hint + bytes.len() as u64 > JSON_BUDGET {
+            if kept + bytes.len() as u64 > JSON_BUDGET {
                 return Err(LocalSourceError::TooLarge {
                     image: image.to_owned(),
                     member: "the metadata members together".to_owned(),
