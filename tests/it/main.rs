@@ -11,3 +11,4 @@ mod cli;
 mod errors;
 mod metalk8s;
 mod pull;
+mod local_images;

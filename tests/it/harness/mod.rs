@@ -6,6 +6,7 @@
 pub(crate) mod images;
 pub(crate) mod peers;
 pub(crate) mod proxy;
+pub(crate) mod podman;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
