@@ -32,8 +32,6 @@ pub mod fs;
 pub mod iso;
 pub mod layout;
 // Lives under `source/` beside the registry client; declared here until they are merged.
-#[path = "source/local.rs"]
-pub mod local_source;
 pub mod plan;
 pub mod recipe;
 pub mod reference;

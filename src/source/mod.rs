@@ -6,11 +6,14 @@
 //!   streamed, resumable blob requests; mirrors, credentials, retries, per-registry limits.
 //! - [`manifest`]: parsing and validating manifests and indexes (reused by the layout).
 //! - [`auth`]: credential files and the [`auth::Secret`] type.
+//! - [`local`]: images without a registry: `oci-archive:`, `oci:`, `docker-archive:` files and
+//!   `daemon:` exports from a Docker or Podman socket, repacked deterministically.
 //!
 //! It knows OCI, and nothing about the ISO: which images a recipe wants, and what happens
 //! to them after they are in the cache, are the plan's and the layout's business.
 
 pub mod auth;
+pub mod local;
 pub mod manifest;
 pub mod registry;
 pub mod retry;

@@ -7,12 +7,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use isobuild::local_source::{
+use isobuild::recipe::{ImageFormat, Platform};
+use isobuild::reference::{Digest, ImageSource};
+use isobuild::source::local::{
     BlobSink, LocalImage, LocalSourceError, ResolvedEndpoint, export_from_daemon, read_archive,
     resolve_endpoint,
 };
-use isobuild::recipe::{ImageFormat, Platform};
-use isobuild::reference::{Digest, ImageSource};
 
 use crate::harness::podman::Podman;
 
@@ -252,7 +252,7 @@ async fn daemon_exports_are_identical_through_every_host_form() {
             .all(|layer| layer.blob.media_type
                 == "application/vnd.docker.image.rootfs.diff.tar.gzip")
     );
-    let id = isobuild::local_source::daemon_image_id(IMAGE, &endpoint(&forms[0]))
+    let id = isobuild::source::local::daemon_image_id(IMAGE, &endpoint(&forms[0]))
         .await
         .unwrap();
     assert_eq!(id, images[0].source_id);

@@ -9,6 +9,6 @@ mod harness;
 mod build;
 mod cli;
 mod errors;
+mod local_images;
 mod metalk8s;
 mod pull;
-mod local_images;

@@ -5,8 +5,8 @@
 
 pub(crate) mod images;
 pub(crate) mod peers;
-pub(crate) mod proxy;
 pub(crate) mod podman;
+pub(crate) mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -37,13 +37,9 @@ use crate::layout::convert::{ConvertError, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::recipe::{ImageFormat, Platform};
 use crate::reference::{Digest, ImageSource};
 
-#[path = "archive.rs"]
 pub mod archive;
-#[path = "daemon.rs"]
 pub mod daemon;
-#[path = "docker_host.rs"]
 pub mod docker_host;
-#[path = "repack.rs"]
 pub mod repack;
 
 pub use archive::{archive_source_id, read_archive};
