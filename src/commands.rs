@@ -10,64 +10,57 @@ use crate::cli::{CacheCommand, Cli, Command, GraphFormat};
 use crate::engine::{Engine, EngineOptions, FreshnessStore, RunOutcome};
 use crate::error::Error;
 use crate::iso::IsoRequest;
-use crate::plan::{Plan, PlanOptions};
+use crate::layout::{BlobPlacer, TreeSize};
+use crate::plan::images::ImageServices;
+use crate::plan::lock::{LockFile, lock_path};
+use crate::plan::resolve::{self, Resolution, ResolveOptions};
+use crate::plan::{ImagePlan, Plan, PlanOptions, Scope};
 use crate::recipe::{self, Recipe};
+use crate::reference::ImageSource;
 use crate::report::{self, Reporter};
 use crate::settings::{self, BuildSettings, OutputSettings};
+use crate::source::RegistryClient;
+use crate::source::local::resolve_endpoint;
+use crate::store::Store;
 
 /// Run the command the user typed.
 pub fn dispatch(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Build { build, output } => {
             let settings = BuildSettings::resolve(&build)?;
-            let recipe = load_recipe(&settings)?;
-            let output = output.map(|path| settings::current_dir().map(|cwd| cwd.join(path)));
-            let request = iso_request(&recipe, output.transpose()?);
-            let tree_root = recipe.iso.root.clone();
-            run_plan(&settings, &recipe, &tree_root, Some(request))
+            let session = Session::new(&settings)?;
+            let output = output
+                .map(|path| settings::current_dir().map(|cwd| cwd.join(path)))
+                .transpose()?;
+            let request = iso_request(&session.recipe, output);
+            let tree_root = session.recipe.iso.root.clone();
+            session.run(&tree_root, Some(request), Scope::Tree)
         }
         Command::Layout { build, dir } => {
             let settings = BuildSettings::resolve(&build)?;
-            let recipe = load_recipe(&settings)?;
+            let session = Session::new(&settings)?;
             let dir = settings::current_dir()?.join(dir);
-            run_plan(&settings, &recipe, &dir, None)
+            session.run(&dir, None, Scope::Tree)
         }
-        Command::Fetch { .. } | Command::Lock { .. } => Err(Error::Unsupported(
-            "image pulls are not available yet in this build of isobuild".into(),
-        )),
+        Command::Fetch { build } => {
+            let settings = BuildSettings::resolve(&build)?;
+            let session = Session::new(&settings)?;
+            let tree_root = session.recipe.iso.root.clone();
+            session.run(&tree_root, None, Scope::Fetch)
+        }
+        Command::Lock { build } => {
+            let settings = BuildSettings::resolve(&build)?;
+            Session::new(&settings)?.lock()
+        }
         Command::Verify { target, output } => verify(&target, OutputSettings::resolve(&output)),
         Command::Graph {
             recipe: path,
             format,
             set,
-        } => {
-            let overrides = settings::resolve_overrides(&set)?;
-            let path = settings::current_dir()?.join(path);
-            let recipe = recipe::load(&path, &overrides)?;
-            let plan = plan_for(
-                &recipe,
-                recipe.iso.root.clone(),
-                Some(iso_request(&recipe, None)),
-            )?;
-            let text = match format {
-                GraphFormat::Dot => plan.to_dot(),
-                GraphFormat::Json => plan.to_json(),
-            };
-            print_stdout(&text);
-            Ok(())
-        }
+        } => graph(&path, format, &set),
         Command::Cache { command, cache_dir } => {
             let dir = settings::resolve_cache_dir(&settings::current_dir()?, cache_dir.as_deref())?;
-            match command {
-                CacheCommand::Path => {
-                    print_stdout(&format!("{}\n", dir.display()));
-                    Ok(())
-                }
-                CacheCommand::Ls | CacheCommand::Gc => Err(Error::Unsupported(
-                    "`cache ls` and `cache gc` are not available yet in this build of isobuild"
-                        .into(),
-                )),
-            }
+            cache(command, &dir)
         }
     }
 }
@@ -75,6 +68,216 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
 #[allow(clippy::print_stdout)]
 fn print_stdout(text: &str) {
     print!("{text}");
+}
+
+/// A recipe loaded with its settings, and what running it needs.
+struct Session<'a> {
+    settings: &'a BuildSettings,
+    recipe: Recipe,
+    reporter: Arc<dyn Reporter>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl<'a> Session<'a> {
+    fn new(settings: &'a BuildSettings) -> Result<Self, Error> {
+        let mut recipe = recipe::load(&settings.recipe, &settings.overrides)?;
+        if let Some(epoch) = settings.source_date_epoch {
+            recipe.epoch = Some(epoch);
+        }
+        if let Some(platform) = &settings.platform {
+            recipe.images.platform = platform.clone();
+        }
+        Ok(Self {
+            settings,
+            recipe,
+            reporter: report::reporter_for(settings.output.progress, settings.output.verbosity),
+            runtime: runtime()?,
+        })
+    }
+
+    /// The cache, the registry client and the daemon endpoint for this recipe's images.
+    fn image_services(&self, offline: bool) -> Result<Arc<ImageServices>, Error> {
+        let store = Store::open(&self.settings.cache_dir)?;
+        let mut mirrors = self.recipe.mirrors.clone();
+        mirrors.extend(self.settings.mirrors.clone());
+        let client = RegistryClient::builder()
+            .mirrors(mirrors)
+            .insecure_hosts(self.settings.insecure_registries.iter().cloned())
+            .offline(offline)
+            .auth(self.settings.auth.clone())
+            .build()
+            .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?;
+        let needs_daemon = self
+            .recipe
+            .images
+            .list
+            .iter()
+            .any(|image| matches!(image.source, ImageSource::Daemon(_)));
+        let daemon = if needs_daemon {
+            let env = &self.settings.daemon_env;
+            Some(
+                resolve_endpoint(&|name| env.get(name).cloned(), &is_socket)
+                    .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?,
+            )
+        } else {
+            None
+        };
+        Ok(Arc::new(ImageServices {
+            placer: BlobPlacer::new(store.clone()),
+            store,
+            client: Arc::new(client),
+            reporter: Arc::clone(&self.reporter),
+            daemon,
+        }))
+    }
+
+    /// Resolve every image (checking pins, the lock file and, offline, the cache).
+    fn resolve(
+        &self,
+        services: &Arc<ImageServices>,
+        use_lock: bool,
+    ) -> Result<Vec<Resolution>, Error> {
+        let lock_file = lock_path(&self.recipe.file);
+        let lock = if use_lock && self.settings.locked {
+            Some(LockFile::read(&lock_file)?)
+        } else {
+            None
+        };
+        let options = ResolveOptions {
+            platform: &self.recipe.images.platform,
+            ignore_pins: self.settings.ignore_pins,
+            locked: lock.as_ref().map(|lock| (lock, lock_file.as_path())),
+            offline: self.settings.offline,
+        };
+        let resolutions = self.runtime.block_on(resolve::resolve_images(
+            &self.recipe,
+            &services.client,
+            &services.store,
+            &self.reporter,
+            options,
+        ))?;
+        resolve::into_images(resolutions.clone())?;
+        Ok(resolutions)
+    }
+
+    /// Plan and run the recipe into `tree_root` (and the ISO when asked).
+    fn run(&self, tree_root: &Path, iso: Option<IsoRequest>, scope: Scope) -> Result<(), Error> {
+        let images = if self.recipe.images.list.is_empty() {
+            None
+        } else {
+            let services = self.image_services(self.settings.offline)?;
+            let resolutions = self.resolve(&services, true)?;
+            Some(ImagePlan {
+                services,
+                resolutions,
+            })
+        };
+        let has_images = images.is_some();
+        let plan = Plan::new(
+            &self.recipe,
+            &PlanOptions {
+                tree_root: tree_root.to_owned(),
+                iso,
+                images,
+                scope,
+            },
+        )
+        .map_err(|source| Error::Plan {
+            recipe: self.recipe.file.clone(),
+            source,
+        })?;
+        let freshness = FreshnessStore::new(freshness_dir(
+            &self.settings.cache_dir,
+            &self.recipe,
+            tree_root,
+            scope,
+        ));
+        let cancel = CancellationToken::new();
+        let engine = Engine::new(
+            EngineOptions {
+                jobs: self.settings.jobs,
+                network_jobs: self.settings.network_jobs,
+                keep_going: self.settings.keep_going,
+            },
+            freshness,
+            Arc::clone(&self.reporter),
+            cancel.clone(),
+        );
+        let (outcome, summary) = self.runtime.block_on(async {
+            let interrupt = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    interrupt.cancel();
+                }
+            });
+            engine.run(&plan.graph).await
+        });
+        if let Some(path) = &self.settings.report {
+            report::write_json_report(path, &summary).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        if let Some(path) = &self.settings.timings {
+            report::write_timings_html(path, &summary).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        summarize(&*self.reporter, &summary);
+        if has_images
+            && scope == Scope::Tree
+            && matches!(outcome, RunOutcome::Success)
+            && let Ok(size) = TreeSize::measure(tree_root)
+        {
+            self.reporter.on_message(&format!(
+                "tree: {} files, {} bytes, {} bytes stored once ({} bytes saved by hard links)",
+                size.files,
+                size.all_bytes,
+                size.unique_bytes,
+                size.saved_bytes()
+            ));
+        }
+        match outcome {
+            RunOutcome::Success => Ok(()),
+            RunOutcome::Failed(failures) => Err(Error::BuildFailed(failures)),
+            RunOutcome::Cancelled => Err(Error::Interrupted),
+        }
+    }
+
+    /// `isobuild lock`: resolve every registry image online and write the lock file.
+    fn lock(&self) -> Result<(), Error> {
+        let services = self.image_services(self.settings.offline)?;
+        let resolutions = self.resolve(&services, false)?;
+        let images = resolve::into_images(resolutions)?;
+        let lock = LockFile::new(&self.recipe, &images);
+        let path = lock_path(&self.recipe.file);
+        lock.write(&path)?;
+        self.reporter.on_message(&format!(
+            "locked {} images in {}",
+            lock.images.len(),
+            path.display()
+        ));
+        if self.settings.output.verbosity >= 0 {
+            print_stdout(&format!("{}\n", path.display()));
+        }
+        Ok(())
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            path: PathBuf::from("(tokio runtime)"),
+            source,
+        })
+}
+
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    fs_err::metadata(path).is_ok_and(|metadata| metadata.file_type().is_socket())
 }
 
 /// The ISO `build` makes for `recipe`, at `output` instead of `iso.output` when given.
@@ -89,94 +292,116 @@ fn iso_request(recipe: &Recipe, output: Option<PathBuf>) -> IsoRequest {
     }
 }
 
-fn load_recipe(settings: &BuildSettings) -> Result<Recipe, Error> {
-    let mut recipe = recipe::load(&settings.recipe, &settings.overrides)?;
-    if let Some(epoch) = settings.source_date_epoch {
-        recipe.epoch = Some(epoch);
-    }
-    if let Some(platform) = &settings.platform {
-        recipe.images.platform = platform.clone();
-    }
-    Ok(recipe)
-}
-
-fn plan_for(recipe: &Recipe, tree_root: PathBuf, iso: Option<IsoRequest>) -> Result<Plan, Error> {
-    if !recipe.images.list.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "recipe `{}` lists images, and image pulls are not available yet in this build of isobuild",
-            recipe.file.display()
-        )));
-    }
-    Plan::new(recipe, &PlanOptions { tree_root, iso }).map_err(|source| Error::Cycle {
+/// `isobuild graph`: the plan of a build, with images resolved from the cache only (an image
+/// the cache cannot resolve shows as one unresolved node).
+fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> {
+    let overrides = settings::resolve_overrides(set)?;
+    let path = settings::current_dir()?.join(path);
+    let recipe = recipe::load(&path, &overrides)?;
+    let images = if recipe.images.list.is_empty() {
+        None
+    } else {
+        let cache_dir = settings::resolve_cache_dir(&settings::current_dir()?, None)?;
+        let store = Store::open(&cache_dir)?;
+        let reporter: Arc<dyn Reporter> = Arc::new(report::NullReporter);
+        let client = RegistryClient::builder()
+            .mirrors(recipe.mirrors.clone())
+            .offline(true)
+            .build()
+            .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?;
+        let client = Arc::new(client);
+        let options = ResolveOptions {
+            platform: &recipe.images.platform,
+            ignore_pins: true,
+            locked: None,
+            offline: false,
+        };
+        let resolutions = runtime()?.block_on(resolve::resolve_images(
+            &recipe, &client, &store, &reporter, options,
+        ))?;
+        Some(ImagePlan {
+            services: Arc::new(ImageServices {
+                placer: BlobPlacer::new(store.clone()),
+                store,
+                client,
+                reporter,
+                daemon: None,
+            }),
+            resolutions,
+        })
+    };
+    let plan = Plan::new(
+        &recipe,
+        &PlanOptions {
+            tree_root: recipe.iso.root.clone(),
+            iso: Some(iso_request(&recipe, None)),
+            images,
+            scope: Scope::Tree,
+        },
+    )
+    .map_err(|source| Error::Plan {
         recipe: recipe.file.clone(),
         source,
-    })
+    })?;
+    let text = match format {
+        GraphFormat::Dot => plan.to_dot(),
+        GraphFormat::Json => plan.to_json(),
+    };
+    print_stdout(&text);
+    Ok(())
+}
+
+/// `isobuild cache ls|gc|path`.
+fn cache(command: CacheCommand, dir: &Path) -> Result<(), Error> {
+    match command {
+        CacheCommand::Path => print_stdout(&format!("{}\n", dir.display())),
+        CacheCommand::Ls => {
+            let store = Store::open(dir)?;
+            let listing = store.ls()?;
+            let mut text = String::new();
+            for tag in &listing.tags {
+                text.push_str(&format!("{}  {}\n", tag.reference, tag.digest));
+            }
+            text.push_str(&format!(
+                "{}: {} tags, {} blobs, {} bytes\n",
+                dir.display(),
+                listing.tags.len(),
+                listing.blobs.len(),
+                listing.blob_bytes()
+            ));
+            print_stdout(&text);
+        }
+        CacheCommand::Gc => {
+            let store = Store::open_exclusive(dir)?;
+            let keep = store.reachable_from_tags()?;
+            let report = store.gc(&keep)?;
+            // Task fingerprints only make runs faster; after a gc they may point at blobs
+            // that are gone, so they are dropped and the next run checks everything again.
+            let state = dir.join("state-v1");
+            if state.exists() {
+                fs_err::remove_dir_all(&state).map_err(|source| Error::Io {
+                    path: state.clone(),
+                    source,
+                })?;
+            }
+            print_stdout(&format!(
+                "removed {} blobs and {} partial downloads, {} bytes freed\n",
+                report.removed_blobs, report.removed_partials, report.freed_bytes
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where the fingerprints of this recipe's tasks live when its tree is written to `tree_root`.
-fn freshness_dir(cache_dir: &Path, recipe: &Recipe, tree_root: &Path) -> PathBuf {
+fn freshness_dir(cache_dir: &Path, recipe: &Recipe, tree_root: &Path, scope: Scope) -> PathBuf {
     let mut hasher = Sha256::new();
     hasher.update(recipe.file.as_os_str().as_encoded_bytes());
     hasher.update([0]);
     hasher.update(tree_root.as_os_str().as_encoded_bytes());
+    hasher.update([u8::from(scope == Scope::Fetch)]);
     let id = hex::encode(hasher.finalize());
     cache_dir.join("state-v1").join(&id[..32])
-}
-
-fn run_plan(
-    settings: &BuildSettings,
-    recipe: &Recipe,
-    tree_root: &Path,
-    iso: Option<IsoRequest>,
-) -> Result<(), Error> {
-    let plan = plan_for(recipe, tree_root.to_owned(), iso)?;
-    let reporter = report::reporter_for(settings.output.progress, settings.output.verbosity);
-    let freshness = FreshnessStore::new(freshness_dir(&settings.cache_dir, recipe, tree_root));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            path: PathBuf::from("(tokio runtime)"),
-            source,
-        })?;
-    let cancel = CancellationToken::new();
-    let engine = Engine::new(
-        EngineOptions {
-            jobs: settings.jobs,
-            network_jobs: settings.network_jobs,
-            keep_going: settings.keep_going,
-        },
-        freshness,
-        Arc::clone(&reporter),
-        cancel.clone(),
-    );
-    let (outcome, summary) = runtime.block_on(async {
-        let interrupt = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupt.cancel();
-            }
-        });
-        engine.run(&plan.graph).await
-    });
-    if let Some(path) = &settings.report {
-        report::write_json_report(path, &summary).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    if let Some(path) = &settings.timings {
-        report::write_timings_html(path, &summary).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    summarize(&*reporter, &summary);
-    match outcome {
-        RunOutcome::Success => Ok(()),
-        RunOutcome::Failed(failures) => Err(Error::BuildFailed(failures)),
-        RunOutcome::Cancelled => Err(Error::Interrupted),
-    }
 }
 
 fn summarize(reporter: &dyn Reporter, summary: &report::RunSummary) {
@@ -190,20 +415,21 @@ fn summarize(reporter: &dyn Reporter, summary: &report::RunSummary) {
         .iter()
         .filter(|task| task.status == report::TaskStatus::UpToDate)
         .count();
+    let bytes: u64 = summary.tasks.iter().map(|task| task.bytes).sum();
     let seconds = summary.duration.map_or(0.0, |d| d.as_secs_f64());
     reporter.on_message(&format!(
-        "{} tasks: {ran} ran, {fresh} up to date in {seconds:.2}s",
+        "{} tasks: {ran} ran, {fresh} up to date, {bytes} bytes written in {seconds:.2}s",
         summary.tasks.len()
     ));
 }
 
-/// `isobuild verify DIR`: check every image folder and the registry rules of a tree.
+/// `isobuild verify DIR|ISO`: check every image folder and the registry rules of a tree.
 fn verify(target: &Path, output: OutputSettings) -> Result<(), Error> {
     let io_error = |source| Error::Io {
         path: target.to_owned(),
         source,
     };
-    // An ISO is checked through the tree it holds, extracted beside nothing the user owns.
+    // An ISO is checked through the tree it holds, extracted into a temporary folder.
     let extracted = if target.is_file() {
         let scratch = tempfile::Builder::new()
             .prefix("isobuild-verify-")

@@ -9,8 +9,12 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{CycleError, JobFailure};
+use crate::engine::JobFailure;
+use crate::plan::PlanError;
+use crate::plan::lock::LockError;
+use crate::plan::resolve::ResolveError;
 use crate::recipe::RecipeError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,11 +23,19 @@ pub enum Error {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
     #[error("in recipe `{}`: {source}", recipe.display())]
-    Cycle {
+    Plan {
         recipe: PathBuf,
         #[source]
-        source: CycleError,
+        source: PlanError,
     },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("the cache: {}", crate::engine::render_chain(.0))]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(String),
     #[error("{}", render_failures(.0))]
     BuildFailed(Vec<JobFailure>),
     #[error("interrupted")]
@@ -47,9 +59,20 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) | Self::Recipe(_) | Self::Cycle { .. } => 2,
+            Self::Usage(_)
+            | Self::Recipe(_)
+            | Self::Plan {
+                source: PlanError::Cycle(_) | PlanError::ServedRoots(_),
+                ..
+            }
+            | Self::Lock(LockError::Missing { .. } | LockError::Stale { .. }) => 2,
             Self::Interrupted => 130,
-            Self::BuildFailed(_)
+            Self::Plan { .. }
+            | Self::Resolve(_)
+            | Self::Lock(_)
+            | Self::Store(_)
+            | Self::Setup(_)
+            | Self::BuildFailed(_)
             | Self::Io { .. }
             | Self::Unsupported(_)
             | Self::VerifyFailed { .. } => 1,

@@ -9,6 +9,7 @@ use crate::cli::{BuildArgs, OutputArgs};
 use crate::error::Error;
 use crate::recipe::Platform;
 use crate::report::ProgressMode;
+use crate::source::auth::AuthFiles;
 
 /// What every command that reads a recipe needs.
 #[derive(Debug, Clone)]
@@ -32,6 +33,11 @@ pub struct BuildSettings {
     pub output: OutputSettings,
     /// `SOURCE_DATE_EPOCH`, which overrides the recipe's `epoch`.
     pub source_date_epoch: Option<i64>,
+    pub ignore_pins: bool,
+    /// Registry credential files (docker `config.json`, containers `auth.json`).
+    pub auth: AuthFiles,
+    /// `CONTAINER_HOST`, `DOCKER_HOST` and `XDG_RUNTIME_DIR`, for `daemon:` images.
+    pub daemon_env: BTreeMap<String, String>,
 }
 
 /// How much to print.
@@ -107,6 +113,12 @@ impl BuildSettings {
             keep_going: args.keep_going,
             output: OutputSettings::resolve(&args.output),
             source_date_epoch,
+            ignore_pins: args.ignore_pins,
+            auth: AuthFiles::from_env(|name| std::env::var_os(name)),
+            daemon_env: ["CONTAINER_HOST", "DOCKER_HOST", "XDG_RUNTIME_DIR"]
+                .into_iter()
+                .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
+                .collect(),
         })
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::engine::{Fingerprint, JobOutput};
 use crate::recipe::{FileEntry, TemplateContext, template_env};
 
-use super::{TaskError, TreeClaim};
+use super::{TaskError, TreeClaim, blocking};
 
 /// Copy `entry.src` (a file or a folder) to `entry.dest` in the tree.
 pub struct CopyJob {
@@ -173,15 +173,6 @@ pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<
     template
         .render(minijinja::value::Serde(context))
         .map_err(|e| failed(&e))
-}
-
-/// Run blocking filesystem work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
-) -> Result<T, TaskError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))?
 }
 
 fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {

@@ -7,7 +7,10 @@
 
 mod command;
 mod files;
+pub mod images;
 mod iso;
+pub mod lock;
+pub mod resolve;
 mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,28 +23,62 @@ use serde::Serialize;
 pub use task::{Task, TaskError};
 
 use crate::engine::{CycleError, JobGraph};
+use crate::layout::LayoutError;
 use crate::recipe::{ImageContext, Recipe, TemplateContext};
+use crate::reference::Digest;
+use images::ImageServices;
+use resolve::Resolution;
 
 /// A sealed task graph and what it was made from.
 pub struct Plan {
     pub graph: JobGraph<Task>,
 }
 
-/// Where the plan writes the ISO tree.
-#[derive(Debug, Clone)]
+/// What a plan does with the recipe's images.
+pub struct ImagePlan {
+    pub services: Arc<ImageServices>,
+    /// One per image of the recipe, in order.
+    pub resolutions: Vec<Resolution>,
+}
+
+/// How much of the recipe a plan covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only fill the cache with the registry images' blobs (`fetch`).
+    Fetch,
+    /// Write the whole ISO tree (`layout`, and `build` with an ISO).
+    Tree,
+}
+
+/// Where and what the plan writes.
 pub struct PlanOptions {
     /// The ISO tree's root (the recipe's `iso.root`, or the `layout` command's folder).
     pub tree_root: PathBuf,
     /// Make this ISO once the tree is written (`build`); `None` for `layout`.
     pub iso: Option<crate::iso::IsoRequest>,
+    /// The images; `None` when the recipe lists none.
+    pub images: Option<ImagePlan>,
+    pub scope: Scope,
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(
+        "the registry rules need every image folder under one served folder, but `images.path` puts them under several: {0}"
+    )]
+    ServedRoots(String),
 }
 
 impl Plan {
     /// Build and seal the plan for `recipe`.
-    pub fn new(recipe: &Recipe, options: &PlanOptions) -> Result<Self, CycleError> {
+    pub fn new(recipe: &Recipe, options: &PlanOptions) -> Result<Self, PlanError> {
         let mut graph = DiGraph::new();
         let mut by_task_name: BTreeMap<&str, NodeIndex> = BTreeMap::new();
-        let context = Arc::new(template_context(recipe));
 
         for spec in &recipe.tasks {
             let node = graph.add_node(Task::Command(command::CommandJob::new(
@@ -58,6 +95,16 @@ impl Plan {
                 }
             }
         }
+        let mut digests = vec![None; recipe.images.list.len()];
+        if let Some(images) = &options.images {
+            digests = add_images(&mut graph, recipe, options, images, &by_task_name)?;
+        }
+        if options.scope == Scope::Fetch {
+            return Ok(Self {
+                graph: JobGraph::seal(graph)?,
+            });
+        }
+        let context = Arc::new(template_context(recipe, &digests));
         for entry in &recipe.files {
             let task = if entry.template {
                 Task::Template(files::TemplateJob::new(
@@ -175,12 +222,22 @@ impl TreeClaim {
     }
 }
 
+/// Run blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))?
+}
+
 fn dot_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// The data every template sees.
-pub fn template_context(recipe: &Recipe) -> TemplateContext {
+/// The data every template sees; `digests` are the manifest digests written in the ISO, by
+/// image position, when known before the run (registry images).
+pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> TemplateContext {
     TemplateContext {
         name: recipe.name.clone(),
         version: recipe.version.clone(),
@@ -190,12 +247,124 @@ pub fn template_context(recipe: &Recipe) -> TemplateContext {
             .images
             .list
             .iter()
-            .map(|image| ImageContext {
+            .enumerate()
+            .map(|(index, image)| ImageContext {
                 name: image.name.clone(),
                 tag: image.tag.clone(),
                 reference: image.source.to_string(),
-                digest: None,
+                digest: digests.get(index).cloned().flatten().map(|d| d.to_string()),
             })
             .collect(),
     }
+}
+
+/// Add the image tasks; returns the ISO manifest digest of each image when known.
+fn add_images(
+    graph: &mut DiGraph<Task, ()>,
+    recipe: &Recipe,
+    options: &PlanOptions,
+    images: &ImagePlan,
+    by_task_name: &BTreeMap<&str, NodeIndex>,
+) -> Result<Vec<Option<Digest>>, PlanError> {
+    let services = &images.services;
+    let tree_root = &options.tree_root;
+    let epoch = recipe.epoch.unwrap_or(0);
+    let mut blob_nodes: BTreeMap<Digest, NodeIndex> = BTreeMap::new();
+    let mut image_nodes = Vec::new();
+    let mut digests = Vec::new();
+    for (entry, resolution) in recipe.images.list.iter().zip(&images.resolutions) {
+        let mut digest = None;
+        let mut blobs = Vec::new();
+        if let Resolution::Resolved(image) = resolution {
+            for blob in image.blobs() {
+                let node = *blob_nodes.entry(blob.digest.clone()).or_insert_with(|| {
+                    graph.add_node(Task::Blob(images::BlobJob::new(
+                        image.reference.clone(),
+                        blob.clone(),
+                        Arc::clone(services),
+                    )))
+                });
+                blobs.push(node);
+            }
+        }
+        if options.scope == Scope::Fetch {
+            digests.push(None);
+            continue;
+        }
+        let node = match resolution {
+            Resolution::Resolved(image) => {
+                let manifest = images::iso_manifest(image, recipe.images.format, &entry.name)?;
+                digest = Some(Digest::of(&manifest));
+                let node = graph.add_node(Task::ImageDir(images::ImageDirJob::new(
+                    entry,
+                    tree_root,
+                    manifest,
+                    image,
+                    Arc::clone(services),
+                )));
+                if let Some(archive) = &entry.archive {
+                    let archive = graph.add_node(Task::Archive(images::ArchiveJob::new(
+                        entry,
+                        archive,
+                        tree_root,
+                        image,
+                        epoch,
+                        Arc::clone(services),
+                    )));
+                    for &blob in &blobs {
+                        graph.add_edge(blob, archive, ());
+                    }
+                }
+                node
+            }
+            Resolution::Local => graph.add_node(Task::LocalImage(images::LocalImageJob::new(
+                entry.clone(),
+                tree_root.clone(),
+                recipe.base_dir.clone(),
+                recipe.images.platform.clone(),
+                recipe.images.format,
+                epoch,
+                Arc::clone(services),
+            ))),
+            Resolution::Failed(_) => {
+                graph.add_node(Task::Unresolved(format!("{}:{}", entry.name, entry.tag)))
+            }
+        };
+        for &blob in &blobs {
+            graph.add_edge(blob, node, ());
+        }
+        for before in &entry.after {
+            if let Some(&task) = by_task_name.get(before.as_str()) {
+                graph.add_edge(task, node, ());
+            }
+        }
+        image_nodes.push(node);
+        digests.push(digest);
+    }
+    if options.scope == Scope::Tree
+        && let Some(config) = &recipe.images.registry_config
+    {
+        let paths: Vec<_> = recipe.images.list.iter().map(|entry| &entry.path).collect();
+        if images::served_root(&paths).is_none() {
+            let shown: BTreeSet<String> = paths.iter().map(ToString::to_string).collect();
+            return Err(PlanError::ServedRoots(
+                shown.into_iter().collect::<Vec<_>>().join(", "),
+            ));
+        }
+        let served = recipe
+            .images
+            .list
+            .iter()
+            .map(|entry| (entry.name.clone(), entry.tag.clone(), entry.path.clone()))
+            .collect();
+        let node = graph.add_node(Task::RegistryConfig(images::RegistryConfigJob::new(
+            config.clone(),
+            tree_root.clone(),
+            served,
+        )));
+        for image in image_nodes {
+            graph.add_edge(image, node, ());
+        }
+    }
+    Ok(digests)
 }

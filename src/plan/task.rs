@@ -2,13 +2,17 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{BoxFuture, Fingerprint, Job, JobOutput};
+use crate::engine::{BoxFuture, Fingerprint, Job, JobOutput, Resource};
 
 use super::command::CommandJob;
 use super::files::{CopyJob, TemplateJob};
+use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
 
 /// One node of the plan.
+// Each task is allocated once, behind an `Arc` in the sealed graph: boxing variants would
+// only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Task {
     /// Copy a file or a directory tree into the ISO tree.
     Copy(CopyJob),
@@ -18,6 +22,18 @@ pub enum Task {
     Command(CommandJob),
     /// Make the ISO from the finished tree.
     Iso(IsoJob),
+    /// Fetch one blob into the cache.
+    Blob(BlobJob),
+    /// Write a registry image's folder in the tree.
+    ImageDir(ImageDirJob),
+    /// Write a registry image's docker-archive tarball.
+    Archive(ArchiveJob),
+    /// Read a local image (archive or daemon) and write its folder.
+    LocalImage(LocalImageJob),
+    /// Write the nginx rules serving the image folders.
+    RegistryConfig(RegistryConfigJob),
+    /// An image that could not be resolved without the network (`graph` only).
+    Unresolved(String),
 }
 
 /// What can go wrong while running a task.
@@ -53,6 +69,16 @@ pub enum TaskError {
     },
     #[error(transparent)]
     Iso(#[from] crate::iso::IsoError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Local(#[from] crate::source::local::LocalSourceError),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    #[error("the recipe has `daemon:` images but no container daemon was found")]
+    NoDaemon,
+    #[error("image `{0}` was not resolved (this graph is for display only)")]
+    Unresolved(String),
     #[error("the command succeeded but did not write its declared output `{}`", path.display())]
     OutputMissing { path: PathBuf },
 }
@@ -78,9 +104,18 @@ impl Task {
         match self {
             Self::Copy(job) => job.claim(claim),
             Self::Template(job) => job.claim(claim),
-            Self::Command(_) | Self::Iso(_) => {}
+            Self::ImageDir(job) => job.claim(claim),
+            Self::Archive(job) => job.claim(claim),
+            Self::LocalImage(job) => job.claim(claim),
+            Self::RegistryConfig(job) => job.claim(claim),
+            Self::Command(_) | Self::Iso(_) | Self::Blob(_) | Self::Unresolved(_) => {}
         }
     }
+}
+
+/// A ready future, for jobs whose key needs no I/O.
+fn ready<T: Send + 'static>(value: T) -> BoxFuture<'static, T> {
+    Box::pin(std::future::ready(value))
 }
 
 impl Job for Task {
@@ -92,6 +127,12 @@ impl Job for Task {
             Self::Template(job) => job.name(),
             Self::Command(job) => job.name(),
             Self::Iso(job) => job.name(),
+            Self::Blob(job) => job.name(),
+            Self::ImageDir(job) => job.name(),
+            Self::Archive(job) => job.name(),
+            Self::LocalImage(job) => job.name(),
+            Self::RegistryConfig(job) => job.name(),
+            Self::Unresolved(image) => format!("image {image}"),
         }
     }
 
@@ -101,6 +142,19 @@ impl Job for Task {
             Self::Template(_) => "template",
             Self::Command(_) => "command",
             Self::Iso(_) => "iso",
+            Self::Blob(_) => "pull-blob",
+            Self::ImageDir(_) => "image-folder",
+            Self::Archive(_) => "image-archive",
+            Self::LocalImage(_) => "local-image",
+            Self::RegistryConfig(_) => "registry-config",
+            Self::Unresolved(_) => "unresolved-image",
+        }
+    }
+
+    fn resource(&self) -> Resource {
+        match self {
+            Self::Blob(_) => Resource::Network,
+            _ => Resource::Local,
         }
     }
 
@@ -110,6 +164,12 @@ impl Job for Task {
             Self::Template(job) => Box::pin(job.fingerprint()),
             Self::Command(job) => Box::pin(job.fingerprint()),
             Self::Iso(job) => Box::pin(job.fingerprint()),
+            Self::LocalImage(job) => Box::pin(job.fingerprint()),
+            Self::Blob(job) => ready(Ok(job.fingerprint())),
+            Self::ImageDir(job) => ready(Ok(job.fingerprint())),
+            Self::Archive(job) => ready(Ok(job.fingerprint())),
+            Self::RegistryConfig(job) => ready(Ok(job.fingerprint())),
+            Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
     }
 
@@ -119,6 +179,12 @@ impl Job for Task {
             Self::Template(job) => job.missing_output(),
             Self::Command(job) => job.missing_output(),
             Self::Iso(job) => job.missing_output(),
+            Self::Blob(job) => job.missing_output(),
+            Self::ImageDir(job) => job.missing_output(),
+            Self::Archive(job) => job.missing_output(),
+            Self::LocalImage(job) => job.missing_output(),
+            Self::RegistryConfig(job) => job.missing_output(),
+            Self::Unresolved(_) => None,
         }
     }
 
@@ -128,6 +194,12 @@ impl Job for Task {
             Self::Template(job) => Box::pin(job.run()),
             Self::Command(job) => Box::pin(job.run()),
             Self::Iso(job) => Box::pin(job.run()),
+            Self::Blob(job) => Box::pin(job.run()),
+            Self::ImageDir(job) => Box::pin(job.run()),
+            Self::Archive(job) => Box::pin(job.run()),
+            Self::LocalImage(job) => Box::pin(job.run()),
+            Self::RegistryConfig(job) => ready(job.run()),
+            Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
     }
 }

@@ -280,6 +280,28 @@ impl Store {
         crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
     }
 
+    /// Move a finished temporary file into the cache as blob `digest`, after hashing it again
+    /// (nothing enters the cache on a caller's word). The file should be in the cache's
+    /// filesystem so that this is a rename.
+    pub fn adopt_file(
+        &self,
+        digest: &Digest,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        let actual = Digest::of_file(file.path()).map_err(|e| StoreError::io(file.path(), e))?;
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let dest = self.blob_path(digest);
+        if dest.is_file() {
+            return Ok(());
+        }
+        crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+    }
+
     /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache
     /// (possibly because another task of this process just wrote it while this call waited).
     ///

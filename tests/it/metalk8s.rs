@@ -320,7 +320,7 @@ fn metalk8s_product_txt_has_metalk8s_keys_in_order() {
         ("git", "129.0.0-dev-41-gac251c2f"),
         ("build_host", "builder-7"),
     ]);
-    let context = isobuild::plan::template_context(&recipe);
+    let context = isobuild::plan::template_context(&recipe, &[]);
     assert_eq!(
         render("product.txt.j2", &context),
         "NAME=MetalK8s\n\
@@ -412,7 +412,7 @@ fn metalk8s_versions_json_is_pythons_json_dump() {
 #[test]
 fn metalk8s_versions_json_lists_every_image() {
     let recipe = load(&[]);
-    let context = isobuild::plan::template_context(&recipe);
+    let context = isobuild::plan::template_context(&recipe, &[]);
     let images: serde_json::Map<String, serde_json::Value> = recipe
         .images
         .list
