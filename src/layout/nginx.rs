@@ -3,8 +3,10 @@
 //!
 //! Two include files: the *common* one holds what every ISO shares (`/v2` redirect, `/v2/`
 //! answer, the `@404_tag` error body); the *per-version* one holds, for each image name, a
-//! `tags/list` answer, one exact location per tag and per distinct manifest digest, and one
-//! regex location for blobs that tries each tag folder. Names and tags are sorted so the
+//! `tags/list` answer, one exact location per tag and per distinct manifest digest, one
+//! regex location answering any other tag with the `TAG_INVALID` error (an addition to
+//! MetalK8s' generator, which lets nginx answer its own 404 page there), and one regex
+//! location for blobs that tries each tag folder. Names and tags are sorted so the
 //! output is byte-stable. Manifest digests are the sha256 of the `manifest.json` bytes, and
 //! the `Docker-Content-Digest` header carries it (containerd needs it).
 
@@ -85,6 +87,10 @@ pub fn image_rules(prefix: &str, server_root: &str, images: &[ServedImage]) -> S
                 ));
             }
         }
+        // Any other tag of this name: the registry error a client expects, not nginx's page.
+        out.push_str(&format!(
+            "location ~ \"^/v2/{prefix}{name}/manifests/\" {{\n    error_page 404 @404_tag;\n    return 404;\n}}\n\n"
+        ));
         let name_dir = tags[0]
             .dir
             .rsplit_once('/')

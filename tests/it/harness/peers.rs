@@ -155,3 +155,164 @@ pub(crate) fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A running `nginx` serving an ISO tree as a MetalK8s node does: the generated rule files
+/// included in a server block that sets the server-root variable to the tree's `images/`.
+pub(crate) struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Serve `images_dir` (the tree's `images/`) with `variable` (`$metalk8s_…_images`, or
+    /// empty when the rules use a literal path) and the include files `rules`.
+    pub(crate) fn start(images_dir: &Path, variable: &str, rules: &[&Path]) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("isobuild-nginx-")
+            .tempdir()
+            .unwrap();
+        // Workers run as `nobody`: every folder above the served files must be searchable.
+        let mut up = Some(images_dir);
+        while let Some(folder) = up {
+            if folder == Path::new("/") {
+                break;
+            }
+            let mode = fs_err::metadata(folder).unwrap().permissions().mode();
+            if mode & 0o005 != 0o005 {
+                fs_err::set_permissions(folder, std::fs::Permissions::from_mode(mode | 0o755))
+                    .unwrap();
+            }
+            up = folder.parent();
+        }
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = String::new();
+            if !variable.is_empty() {
+                let _ = writeln!(
+                    server,
+                    "        set {variable} \"{}/\";",
+                    images_dir.display()
+                );
+            }
+            for rule in rules {
+                let _ = writeln!(server, "        include {};", rule.display());
+            }
+            let prefix = dir.path();
+            let conf = format!(
+                "worker_processes 1;\n\
+                 error_log {prefix}/error.log warn;\n\
+                 pid {prefix}/nginx.pid;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n\
+                 \x20   access_log {prefix}/access.log;\n\
+                 \x20   client_body_temp_path {prefix}/body;\n\
+                 \x20   proxy_temp_path {prefix}/proxy;\n\
+                 \x20   fastcgi_temp_path {prefix}/fastcgi;\n\
+                 \x20   uwsgi_temp_path {prefix}/uwsgi;\n\
+                 \x20   scgi_temp_path {prefix}/scgi;\n\
+                 \x20   default_type application/octet-stream;\n\
+                 \x20   server {{\n\
+                 \x20       listen 127.0.0.1:{port};\n\
+                 {server}\
+                 \x20   }}\n\
+                 }}\n",
+                prefix = prefix.display()
+            );
+            let conf_path = prefix.join("nginx.conf");
+            fs_err::write(&conf_path, conf).unwrap();
+            let mut child = match Command::new("nginx")
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(format!("{}/", prefix.display()))
+                .args(["-g", "daemon off;"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "`nginx` is not installed; the layout tests need it: \
+                     `apt-get install nginx-light` (Debian/Ubuntu)"
+                ),
+                Err(e) => panic!("cannot start nginx: {e}"),
+            };
+            if wait_http(&mut child, port, "/v2/") {
+                return Self { child, port, dir };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "nginx did not start; its log:\n{}",
+                    fs_err::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+                );
+            }
+        }
+        panic!("nginx did not start in five tries");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub(crate) fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// nginx's error log, for failure messages.
+    pub(crate) fn error_log(&self) -> String {
+        fs_err::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ready once `path` answers anything but a connection error.
+fn wait_http(child: &mut Child, port: u16, path: &str) -> bool {
+    let agent = super::images::agent();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if agent
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .call()
+            .is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Run `skopeo ARGS` (with `--insecure-policy`, so no policy file is needed) and return its
+/// standard output; panic with its error output when it fails.
+pub(crate) fn skopeo(args: &[&str]) -> String {
+    let output = match Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`skopeo` is not installed; the layout tests need it: `apt-get install skopeo`")
+        }
+        Err(e) => panic!("cannot run skopeo: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "skopeo {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
