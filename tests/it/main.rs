@@ -9,6 +9,7 @@ mod harness;
 mod build;
 mod cli;
 mod errors;
+mod fetch;
 mod layout;
 mod local_images;
 mod metalk8s;
