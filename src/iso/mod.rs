@@ -118,7 +118,10 @@ fn xorriso_date(epoch: i64) -> Result<String, IsoError> {
 }
 
 /// Make the ISO described by `request`.
-pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
+///
+/// Async so that dropping the future (Ctrl-C) kills xorriso or implantisomd5 and deletes
+/// the temporary ISO: nothing is ever left at the output path.
+pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     require("xorriso", "xorriso")?;
     if request.implant_md5 {
         require("implantisomd5", "isomd5sum")?;
@@ -127,10 +130,11 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     fs_err::create_dir_all(&request.root)?;
     let temp = crate::fs::temp_beside(&request.output)?;
     let args = xorriso_args(request, temp.path())?;
-    let output = Command::new("xorriso")
+    let output = tool("xorriso")
         .args(&args)
         .env("SOURCE_DATE_EPOCH", request.epoch.to_string())
-        .output()?;
+        .output()
+        .await?;
     let messages = String::from_utf8_lossy(&output.stderr).into_owned();
     if !output.status.success() {
         return Err(IsoError::ToolFailed {
@@ -140,8 +144,9 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
         });
     }
     check_messages(&messages)?;
-    let expected = tree_files(&request.root)?;
-    let written = iso_files(temp.path())?;
+    let root = request.root.clone();
+    let expected = blocking(move || tree_files(&root)).await?;
+    let written = iso_files(temp.path()).await?;
     if let Some(missing) = expected.difference(&written).next() {
         return Err(IsoError::Dropped {
             path: missing.clone(),
@@ -149,10 +154,11 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
         });
     }
     if request.implant_md5 {
-        let output = Command::new("implantisomd5")
+        let output = tool("implantisomd5")
             .arg("--force")
             .arg(temp.path())
-            .output()?;
+            .output()
+            .await?;
         if !output.status.success() {
             return Err(IsoError::ToolFailed {
                 program: "implantisomd5",
@@ -162,7 +168,8 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
             });
         }
     }
-    let sha256 = Digest::of_file(temp.path())?;
+    let path = temp.path().to_owned();
+    let sha256 = blocking(move || Digest::of_file(&path)).await?;
     let size = temp.as_file().metadata()?.len();
     crate::fs::persist(temp, &request.output, 0o644)?;
     if let Some(path) = &request.sha256sum {
@@ -182,6 +189,24 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
         sha256,
         files: expected.len(),
     })
+}
+
+/// A command for an external tool that dies with the future that runs it.
+fn tool(program: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Run blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| std::io::Error::other(join.to_string()))?
 }
 
 /// Fail on xorriso messages that mean a file was not stored as it is.
@@ -234,12 +259,13 @@ fn tree_files(root: &Path) -> std::io::Result<BTreeSet<String>> {
 }
 
 /// Regular files in an ISO's Rock Ridge tree, as xorriso lists them.
-fn iso_files(iso: &Path) -> Result<BTreeSet<String>, IsoError> {
-    let output = Command::new("xorriso")
+async fn iso_files(iso: &Path) -> Result<BTreeSet<String>, IsoError> {
+    let output = tool("xorriso")
         .arg("-indev")
         .arg(iso)
         .args(["-find", "/", "-type", "f"])
-        .output()?;
+        .output()
+        .await?;
     if !output.status.success() {
         return Err(IsoError::ToolFailed {
             program: "xorriso",

@@ -59,14 +59,9 @@ impl IsoJob {
     }
 
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
-        let request = self.request.clone();
-        let claim = self.claim.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            prune_tree(&request.root, &claim)?;
-            make_iso(&request)
-        })
-        .await
-        .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
+        let (root, claim) = (self.request.root.clone(), self.claim.clone());
+        super::blocking(move || prune_tree(&root, &claim).map_err(TaskError::from)).await?;
+        let result = make_iso(&self.request).await?;
         Ok(JobOutput { bytes: result.size })
     }
 }

@@ -10,6 +10,7 @@ mod build;
 mod cli;
 mod errors;
 mod fetch;
+mod iso;
 mod layout;
 mod local_images;
 mod metalk8s;
