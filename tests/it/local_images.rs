@@ -536,3 +536,183 @@ fn crafted_archives_are_refused_and_write_nothing() {
         assert!(!Path::new("/tmp/isobuild-evil").exists());
     }
 }
+
+/// A recipe laying out the synthetic image from `reference`, with registry rules.
+fn local_recipe(reference: &str) -> String {
+    format!(
+        r#"isobuild: 1
+name: Local
+version: 1.0.0
+epoch: 1700000000
+images:
+  registry_config:
+    path: salt/registry.inc
+    common_path: salt/registry-common.inc
+    name_prefix: "local/"
+    server_root: "$local_images"
+  list:
+    - {{ name: synthetic, tag: "1.0", ref: "{reference}", archive: images/synthetic.tar }}
+"#
+    )
+}
+
+/// Every file under `root`: relative path → content.
+fn contents(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            (
+                entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .display()
+                    .to_string(),
+                fs_err::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn daemon_images_through_the_cli_are_the_same_from_every_host_form_and_serve() {
+    let (podman, image) = podman_with_image();
+    let socket = podman.socket().display().to_string();
+    let test = crate::harness::Test::new().recipe(&local_recipe(&format!("daemon:{IMAGE}")));
+    let forms = [
+        ("DOCKER_HOST", format!("unix://{socket}"), "out-unix"),
+        (
+            "DOCKER_HOST",
+            format!("http+unix://{socket}"),
+            "out-http-unix",
+        ),
+        (
+            "CONTAINER_HOST",
+            format!("unix://{socket}"),
+            "out-container-host",
+        ),
+    ];
+    for (variable, value, out) in &forms {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_isobuild"));
+        command
+            .args(["layout", "recipe.yaml", out, "-q"])
+            .current_dir(test.path())
+            .env(
+                "ISOBUILD_CACHE_DIR",
+                test.path().join(format!("cache-{out}")),
+            )
+            .env_remove("DOCKER_HOST")
+            .env_remove("CONTAINER_HOST")
+            .env(variable, value);
+        if *variable == "CONTAINER_HOST" {
+            // CONTAINER_HOST wins over a DOCKER_HOST that points nowhere.
+            command.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{variable}={value}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let first = contents(&test.path().join("out-unix"));
+    assert!(!first.is_empty());
+    for (_, _, out) in &forms[1..] {
+        assert!(
+            contents(&test.path().join(out)) == first,
+            "{out} differs from the unix:// export"
+        );
+    }
+
+    // Served by nginx, pulled by skopeo: the config's diff_ids are the original layers'.
+    let out = test.path().join("out-unix");
+    let nginx = crate::harness::peers::Nginx::start(
+        &out.join("images"),
+        "$local_images",
+        &[
+            &out.join("salt/registry-common.inc"),
+            &out.join("salt/registry.inc"),
+        ],
+    );
+    let config: serde_json::Value = serde_json::from_str(&crate::harness::peers::skopeo(&[
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{}/local/synthetic:1.0", nginx.host()),
+    ]))
+    .unwrap();
+    let expected: Vec<String> = image
+        .layers
+        .iter()
+        .map(|l| Digest::of(l).to_string())
+        .collect();
+    let served: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(served, expected);
+    crate::harness::peers::skopeo(&[
+        "inspect",
+        &format!(
+            "docker-archive:{}",
+            out.join("images/synthetic.tar").display()
+        ),
+    ]);
+}
+
+#[test]
+fn a_wrong_socket_names_the_image_and_the_endpoint() {
+    let test = crate::harness::Test::new()
+        .recipe(&local_recipe(&format!("daemon:{IMAGE}")))
+        .env("DOCKER_HOST", "unix:///nonexistent/podman.sock");
+    let run = test.run(["layout", "recipe.yaml", "out", "-q"]).failure(1);
+    assert!(
+        run.stderr.contains("unix:///nonexistent/podman.sock") && run.stderr.contains(IMAGE),
+        "{}",
+        run.stderr
+    );
+    assert!(!test.path().join("out/images/synthetic").exists());
+}
+
+#[test]
+fn saved_archives_are_recipe_sources_too() {
+    let (podman, image) = podman_with_image();
+    let test = crate::harness::Test::new();
+    let docker_archive = test.path().join("saved.tar");
+    let oci_archive = test.path().join("saved-oci.tar");
+    podman.run(&["save", "-o", &docker_archive.to_string_lossy(), IMAGE]);
+    podman.run(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        &oci_archive.to_string_lossy(),
+        IMAGE,
+    ]);
+    for (source, out) in [
+        ("docker-archive:saved.tar", "out-docker"),
+        ("oci-archive:saved-oci.tar", "out-oci"),
+    ] {
+        test.write("recipe.yaml", &local_recipe(source));
+        test.run(["layout", "recipe.yaml", out, "-q"]).success();
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs_err::read(
+                test.path()
+                    .join(out)
+                    .join("images/synthetic/1.0/manifest.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            manifest["config"]["digest"],
+            image.config_digest().to_string(),
+            "{source}"
+        );
+        test.run(["verify", out]).success();
+    }
+}
