@@ -5,6 +5,7 @@
 //! machine. Symbolic links are copied as the file they point to, and only when that file lies
 //! inside the copied tree or the recipe's folder.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,12 +84,19 @@ impl CopyJob {
         let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
         let dest = self.entry.dest.under(&self.tree_root);
         let mode = self.entry.mode;
+        let replace = self.entry.replace.clone();
         blocking(move || {
             let mut bytes = 0;
             for file in source_files(&src, &base_dir)? {
                 let target = join_relative(&dest, &file.relative);
                 create_dirs(&target)?;
-                crate::fs::copy_atomic(&file.read_from, &target, file_mode(mode, file.executable))?;
+                let mode = file_mode(mode, file.executable);
+                if replace.is_empty() {
+                    crate::fs::copy_atomic(&file.read_from, &target, mode)?;
+                } else {
+                    let text = replaced(&file.read_from, &replace)?;
+                    crate::fs::write_atomic(&target, text.as_bytes(), mode)?;
+                }
                 bytes += fs_err::metadata(&target)?.len();
             }
             Ok(JobOutput { bytes })
@@ -175,7 +183,30 @@ pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<
         .map_err(|e| failed(&e))
 }
 
+/// The text of `path` with every key of `replace` replaced by its value, longest key first
+/// (so `@@VERSION_FULL` is not eaten by `@@VERSION`).
+fn replaced(path: &Path, replace: &BTreeMap<String, String>) -> Result<String, TaskError> {
+    let mut text = fs_err::read_to_string(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::InvalidData {
+            TaskError::NotText {
+                path: path.to_owned(),
+            }
+        } else {
+            TaskError::Io(error)
+        }
+    })?;
+    let mut keys: Vec<&String> = replace.keys().collect();
+    keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    for key in keys {
+        text = text.replace(key.as_str(), &replace[key]);
+    }
+    Ok(text)
+}
+
 fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {
+    for (key, value) in &entry.replace {
+        fingerprint.add(format!("replace {key}"), value.clone());
+    }
     fingerprint.add("dest", entry.dest.as_str());
     fingerprint.add(
         "mode",

@@ -51,6 +51,8 @@ pub enum TaskError {
         line: usize,
         message: String,
     },
+    #[error("cannot apply `replace` to `{}`: it is not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
     #[error("inputs pattern `{pattern}` matches no file")]
     NoInputs { pattern: String },
     #[error("bad inputs pattern `{pattern}`: {message}")]

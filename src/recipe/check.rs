@@ -925,12 +925,23 @@ impl Checker<'_> {
             Some(Located { value: None, .. }) => None,
             None => Some(None),
         };
+        let replace = self.string_map(raw.replace.as_ref(), |key| {
+            key.is_empty()
+                .then(|| "a replacement needs a text to replace".to_owned())
+        });
+        if template && let Some(Located { at: replace_at, .. }) = &raw.replace {
+            self.problems.add(
+                replace_at,
+                "`replace` and `template: true` do not go together: a template says `{{ … }}` itself",
+            );
+        }
         let after = AfterRefs::of(raw.after.as_ref()).names();
         let entry = (|| {
             Some(FileEntry {
                 src: src.as_ref()?.0.clone(),
                 dest: dest?,
                 template,
+                replace: replace?,
                 mode: mode?,
                 after: after.clone(),
             })
@@ -1099,34 +1110,43 @@ impl Checker<'_> {
         &mut self,
         raw: Option<&Located<Entries<String>>>,
     ) -> Option<BTreeMap<String, String>> {
+        self.string_map(raw, |name| {
+            (name.is_empty() || name.contains(['=', '\0']))
+                .then(|| format!("`{name}` is not an environment variable name"))
+        })
+    }
+
+    /// A map of names to templated strings; `bad_key` says what is wrong with a key.
+    fn string_map(
+        &mut self,
+        raw: Option<&Located<Entries<String>>>,
+        bad_key: impl Fn(&str) -> Option<String>,
+    ) -> Option<BTreeMap<String, String>> {
         let Some(located) = raw else {
             return Some(BTreeMap::new());
         };
         let entries = located.value.as_ref()?;
-        let mut env = Some(BTreeMap::new());
+        let mut map = Some(BTreeMap::new());
         for (key, value) in &entries.0 {
             let (Some(name), Some(text)) = (&key.value, &value.value) else {
-                env = None;
+                map = None;
                 continue;
             };
-            if name.is_empty() || name.contains(['=', '\0']) {
-                self.problems.add(
-                    &key.at,
-                    format!("`{name}` is not an environment variable name"),
-                );
-                env = None;
+            if let Some(problem) = bad_key(name) {
+                self.problems.add(&key.at, problem);
+                map = None;
                 continue;
             }
             match self.render(text, &value.at) {
                 Some(rendered) => {
-                    if let Some(env) = &mut env {
-                        env.insert(name.clone(), rendered);
+                    if let Some(map) = &mut map {
+                        map.insert(name.clone(), rendered);
                     }
                 }
-                None => env = None,
+                None => map = None,
             }
         }
-        env
+        map
     }
 
     // ---- cross-references ----------------------------------------------------------------

@@ -198,6 +198,10 @@ pub struct FileEntry {
     pub dest: IsoPath,
     /// Render `src` with minijinja instead of copying it.
     pub template: bool,
+    /// Plain-text replacements applied to every copied file (longest key first), for sources
+    /// whose placeholders are not minijinja's (`@@VERSION` in MetalK8s' scripts). Values are
+    /// already rendered.
+    pub replace: BTreeMap<String, String>,
     /// Explicit mode; otherwise 0755 for executables and 0644 for the rest.
     pub mode: Option<u32>,
     /// Names of `tasks:` that must finish first (for sources a task produces).

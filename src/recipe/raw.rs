@@ -111,6 +111,9 @@ pub(super) struct RawFile {
     pub(super) dest: Option<Located<String>>,
     #[serde(default)]
     pub(super) template: Option<Located<bool>>,
+    /// Plain-text replacements (`"@@VERSION": "{{ version }}"`), as doit's scripts use.
+    #[serde(default)]
+    pub(super) replace: Option<Located<Entries<String>>>,
     /// Read as any scalar: `mode: 0755` unquoted is a number in YAML, and deserves a
     /// problem that says so rather than a plain type error.
     #[serde(default)]

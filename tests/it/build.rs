@@ -431,3 +431,30 @@ fn files_the_recipe_no_longer_writes_leave_the_tree() {
     assert!(!root.join("leftover.txt").exists());
     assert!(root.join("static/a.txt").is_file());
 }
+
+#[test]
+fn replace_substitutes_plain_text_placeholders() {
+    let recipe = r#"isobuild: 1
+name: t
+version: 2.1.0
+vars: { salt: "3002.9" }
+files:
+  - { src: run.sh.in, dest: run.sh, replace: { "@@VERSION": "{{ version }}", "@@SALT_VERSION": "{{ vars.salt }}", "@@VERSION_FULL": "full-{{ version }}" } }
+"#;
+    let test = Test::new().recipe(recipe).file(
+        "run.sh.in",
+        "v=@@VERSION s=@@SALT_VERSION f=@@VERSION_FULL n=${#array[@]} {{ pillar }}\n",
+    );
+    test.run(["layout", "recipe.yaml", "out", "-q"]).success();
+    assert_eq!(
+        test.read("out/run.sh"),
+        "v=2.1.0 s=3002.9 f=full-2.1.0 n=${#array[@]} {{ pillar }}\n"
+    );
+    test.write(
+        "recipe.yaml",
+        &recipe.replace("replace:", "template: true, replace:"),
+    );
+    test.run(["layout", "recipe.yaml", "out", "-q"])
+        .failure(2)
+        .stderr_contains("`replace` and `template: true` do not go together");
+}

@@ -296,12 +296,12 @@ fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
                 true,
                 None
             ),
-            script("bootstrap.sh.in", "bootstrap.sh", true),
-            script("backup.sh.in", "backup.sh", true),
-            script("restore.sh.in", "restore.sh", true),
-            script("upgrade.sh.in", "upgrade.sh", true),
-            script("downgrade.sh.in", "downgrade.sh", true),
-            script("common.sh.in", "common.sh", true),
+            script("bootstrap.sh.in", "bootstrap.sh", false),
+            script("backup.sh.in", "backup.sh", false),
+            script("restore.sh.in", "restore.sh", false),
+            script("upgrade.sh.in", "upgrade.sh", false),
+            script("downgrade.sh.in", "downgrade.sh", false),
+            script("common.sh.in", "common.sh", false),
             script("iso-manager.sh", "iso-manager.sh", false),
             script("solutions.sh", "solutions.sh", false),
             example("examples/new-node.yaml"),
@@ -312,6 +312,24 @@ fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
             ("<checkout>/pillar".to_owned(), "pillar", false, None),
         ]
     );
+    // The scripts get doit's plain-text replacements.
+    for file in recipe
+        .files
+        .iter()
+        .filter(|file| file.src.extension().is_some_and(|e| e == "in"))
+    {
+        assert_eq!(
+            file.replace,
+            [
+                ("@@SALT_VERSION".to_owned(), "3002.9".to_owned()),
+                ("@@VERSION".to_owned(), "129.0.0-dev".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            "{}",
+            file.dest
+        );
+    }
 }
 
 #[test]
