@@ -14,4 +14,5 @@ mod iso;
 mod layout;
 mod local_images;
 mod metalk8s;
+mod metalk8s_e2e;
 mod pull;
