@@ -219,20 +219,7 @@ mod tests {
 
     use super::*;
 
-    /// A writer tests can read back.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::report::recording::Capture;
 
     /// A clock the test moves by hand, in milliseconds.
     #[derive(Clone)]
@@ -310,7 +297,7 @@ mod tests {
         reporter.on_message("3 tasks: 1 ran, 1 up to date in 2.03s");
         reporter.on_run_finish();
         drop(reporter);
-        let bytes = capture.0.lock().unwrap().clone();
+        let bytes = capture.text().into_bytes();
         String::from_utf8(bytes).unwrap()
     }
 
@@ -371,7 +358,7 @@ mod tests {
             },
         );
         reporter.on_task_finish(&task, &TaskStatus::Cancelled);
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let text = capture.text();
         assert_eq!(
             text,
             "[  0.00s] skipped file a: `file b` failed\n[  0.00s] cancelled file a\n"
@@ -390,7 +377,7 @@ mod tests {
         reporter.on_download_complete(second);
         // Completing twice, or an unknown id, prints nothing.
         reporter.on_download_complete(second);
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let text = capture.text();
         assert_eq!(
             text,
             "[  0.50s] downloaded blob a: 2.0 KiB in 0.50s\n\

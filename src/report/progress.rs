@@ -309,31 +309,12 @@ impl fmt::Debug for TerminalReporter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use pretty_assertions::assert_eq;
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Capture {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
+    use crate::report::recording::Capture;
 
     /// A reporter whose bars draw nowhere, so its lines land in the capture.
     fn hidden(verbosity: i8, color: bool) -> (TerminalReporter, Capture) {

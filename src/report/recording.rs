@@ -176,3 +176,37 @@ mod tests {
         assert_eq!(events[8], ReportEvent::RunFinish);
     }
 }
+
+/// A writer tests can read back: what a reporter printed.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Capture(std::sync::Arc<Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Capture {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+        .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

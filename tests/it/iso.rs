@@ -2,14 +2,13 @@
 //! times; readable back with xorriso and servable by nginx to skopeo; never half-written;
 //! `SHA256SUM` and the implanted md5 as `sha256sum` and `checkisomd5` see them.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::Test;
 use crate::harness::images::{Pusher, TestSet};
 use crate::harness::peers::{Nginx, Registry, skopeo};
+use crate::harness::{Test, extract_iso, tree_contents};
 
 fn recipe(host: &str) -> String {
     format!(
@@ -173,26 +172,6 @@ fn a_second_build_with_nothing_changed_does_not_rewrite_the_iso() {
     );
 }
 
-/// Every file under `root`: relative path → content.
-fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|entry| entry.file_type().is_file())
-        .map(|entry| {
-            (
-                entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .display()
-                    .to_string(),
-                fs_err::read(entry.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// The ISO 9660 (not Rock Ridge) names in the root folder of an ISO.
 fn iso9660_root_names(iso: &Path) -> Vec<String> {
     let mut file = fs_err::File::open(iso).unwrap();
@@ -233,17 +212,10 @@ fn the_iso_reads_back_as_the_tree_and_serves_images() {
         .success();
     let iso = test.path().join("_build/demo.iso");
     let extracted = test.path().join("extracted");
-    let status = Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"])
-        .arg(&iso)
-        .args(["-extract", "/"])
-        .arg(&extracted)
-        .output()
-        .unwrap();
-    assert!(status.status.success());
+    extract_iso(&iso, &extracted);
     assert_eq!(
-        contents(&extracted),
-        contents(&test.path().join("_build/root")),
+        tree_contents(&extracted),
+        tree_contents(&test.path().join("_build/root")),
         "the ISO holds exactly the tree"
     );
     assert!(
@@ -256,13 +228,6 @@ fn the_iso_reads_back_as_the_tree_and_serves_images() {
         .stdout_contains("3 images");
 
     // Serve the extracted tree as a node would, and pull one image.
-    for entry in walkdir::WalkDir::new(&extracted) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_dir() {
-            use std::os::unix::fs::PermissionsExt;
-            fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-    }
     let nginx = Nginx::start(
         &extracted.join("images"),
         "$demo_images",

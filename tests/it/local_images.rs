@@ -556,26 +556,6 @@ images:
     )
 }
 
-/// Every file under `root`: relative path → content.
-fn contents(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|entry| entry.file_type().is_file())
-        .map(|entry| {
-            (
-                entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .display()
-                    .to_string(),
-                fs_err::read(entry.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn daemon_images_through_the_cli_are_the_same_from_every_host_form_and_serve() {
     let (podman, image) = podman_with_image();
@@ -617,11 +597,11 @@ fn daemon_images_through_the_cli_are_the_same_from_every_host_form_and_serve() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let first = contents(&test.path().join("out-unix"));
+    let first = crate::harness::tree_contents(&test.path().join("out-unix"));
     assert!(!first.is_empty());
     for (_, _, out) in &forms[1..] {
         assert!(
-            contents(&test.path().join(out)) == first,
+            crate::harness::tree_contents(&test.path().join(out)) == first,
             "{out} differs from the unix:// export"
         );
     }

@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use isobuild::reference::{Digest, ImageSource};
 
-use crate::harness::Test;
 use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
+use crate::harness::{Test, extract_iso};
 
 const UPSTREAMS: [&str; 5] = [
     "docker.io",
@@ -234,21 +233,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
 
     // As a node: extract, serve with the generated rules, pull every image by tag.
     let extracted = test.path().join("extracted");
-    let output = Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"])
-        .arg(&iso)
-        .args(["-extract", "/"])
-        .arg(&extracted)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    for entry in walkdir::WalkDir::new(&extracted) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_dir() {
-            use std::os::unix::fs::PermissionsExt;
-            fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-    }
+    extract_iso(&iso, &extracted);
     let top: Vec<String> = fs_err::read_dir(&extracted)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -154,3 +154,47 @@ impl std::fmt::Display for Run {
         )
     }
 }
+
+/// Every regular file under `root`: relative path → content.
+pub fn tree_contents(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            (
+                entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .display()
+                    .to_string(),
+                fs_err::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Extract an ISO with `xorriso -osirrox on -extract` (no mount), then make its folders
+/// searchable by everyone, as nginx workers running as `nobody` need.
+pub fn extract_iso(iso: &Path, dest: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let output = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(iso)
+        .args(["-extract", "/"])
+        .arg(dest)
+        .output()
+        .expect("xorriso is installed (apt-get install xorriso)");
+    assert!(
+        output.status.success(),
+        "xorriso -extract: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for entry in walkdir::WalkDir::new(dest) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_dir() {
+            fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
