@@ -69,6 +69,34 @@ pub fn create_dirs_0755(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Like [`persist`], but an existing `dest` is kept (and `file` dropped): for
+/// content-addressed files, where an existing file already has the same bytes and may be
+/// hard-linked elsewhere, so replacing it would split one inode into two.
+pub fn persist_noclobber(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Result<()> {
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| with_path(&e, "set the mode of", file.path()))?;
+    file.as_file()
+        .sync_data()
+        .map_err(|e| with_path(&e, "flush", file.path()))?;
+    match file.persist_noclobber(dest) {
+        Ok(_) => Ok(()),
+        Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(with_path(&error.error, "move into place", dest)),
+    }
+}
+
+/// Move `from` to `to` unless `to` exists (then `from` is removed): the path version of
+/// [`persist_noclobber`].
+pub fn rename_noclobber(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(with_path(&error, "move into place", to)),
+    }
+    fs_err::remove_file(from)
+}
+
 /// Whether `path` is executable by its owner.
 pub fn is_executable(path: &Path) -> io::Result<bool> {
     Ok(fs_err::metadata(path)?.permissions().mode() & 0o100 != 0)

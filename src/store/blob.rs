@@ -196,12 +196,14 @@ impl BlobWriter {
             .map_err(|e| StoreError::io(&path, e))?;
         match self.partial {
             Partial::Resumable(ref path) => {
-                fs_err::rename(path, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+                crate::fs::rename_noclobber(path, &self.dest)
+                    .map_err(|e| StoreError::io(&self.dest, e))?;
             }
-            Partial::Private(temp) => {
-                temp.persist(&self.dest)
-                    .map_err(|e| StoreError::io(&self.dest, e.error))?;
-            }
+            Partial::Private(temp) => match temp.persist_noclobber(&self.dest) {
+                Ok(()) => {}
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io(&self.dest, e.error)),
+            },
         }
         Ok(self.written)
     }

@@ -37,8 +37,11 @@
 //!
 //! # Invariants
 //!
-//! - A file under `blobs-v1/sha256/` always hashes to its name: it is renamed into place
-//!   only after verification, and renames within one filesystem are atomic. Small blobs read
+//! - A file under `blobs-v1/sha256/` always hashes to its name: it is moved into place
+//!   only after verification, and moves within one filesystem are atomic.
+//! - A blob in place is never replaced, even by the same bytes: ISO trees hard-link it, and a
+//!   replacement would leave them holding another inode, so identical files would no longer
+//!   be stored once (and ISOs would differ from build to build). Small blobs read
 //!   back with [`Store::read_blob`] are verified again.
 //! - Every run holds a shared lock on `<cache>/lock` for as long as its [`Store`] lives;
 //!   [`Store::gc`] needs [`Store::open_exclusive`], so it never deletes a blob a running
@@ -277,7 +280,7 @@ impl Store {
             .tempfile_in(&tmp)
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::io::Write::write_all(&mut file, bytes).map_err(|e| StoreError::io(file.path(), e))?;
-        crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+        crate::fs::persist_noclobber(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
     }
 
     /// Move a finished temporary file into the cache as blob `digest`, after hashing it again
@@ -299,7 +302,7 @@ impl Store {
         if dest.is_file() {
             return Ok(());
         }
-        crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+        crate::fs::persist_noclobber(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
     }
 
     /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache
