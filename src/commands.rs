@@ -21,6 +21,7 @@ use crate::report::{self, Reporter};
 use crate::settings::{self, BuildSettings, OutputSettings};
 use crate::source::RegistryClient;
 use crate::source::local::resolve_endpoint;
+use crate::source::retry::RetryPolicy;
 use crate::store::Store;
 
 /// Run the command the user typed.
@@ -100,11 +101,21 @@ impl<'a> Session<'a> {
         let store = Store::open(&self.settings.cache_dir)?;
         let mut mirrors = self.recipe.mirrors.clone();
         mirrors.extend(self.settings.mirrors.clone());
-        let client = RegistryClient::builder()
+        let mut builder = RegistryClient::builder()
             .mirrors(mirrors)
             .insecure_hosts(self.settings.insecure_registries.iter().cloned())
             .offline(offline)
-            .auth(self.settings.auth.clone())
+            .auth(self.settings.auth.clone());
+        if let Some(timeout) = self.settings.http_timeout {
+            builder = builder.timeouts(timeout, timeout);
+        }
+        if let Some(attempts) = self.settings.http_retries {
+            builder = builder.retry(RetryPolicy {
+                attempts,
+                ..RetryPolicy::default()
+            });
+        }
+        let client = builder
             .build()
             .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?;
         let needs_daemon = self
