@@ -19,7 +19,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// A blob being written into the cache; see [`Store::blob_writer`].
 ///
 /// Dropping it without [`finish`](Self::finish) keeps a resumable partial for the next
-/// attempt (or deletes a non-resumable one) and never touches `blobs-v1/`; call
+/// attempt (or deletes a non-resumable or empty one) and never touches `blobs-v1/`; call
 /// [`flush`](Self::flush) first, or up to a buffer's worth of bytes is lost.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -40,13 +40,28 @@ enum Partial {
     Resumable(PathBuf),
     /// Another process holds the resumable partial: a private file, deleted when dropped.
     Private(tempfile::TempPath),
+    /// Renamed into `blobs-v1/` or deleted: nothing is left to clean up.
+    Gone(PathBuf),
 }
 
 impl Partial {
     fn path(&self) -> &std::path::Path {
         match self {
-            Self::Resumable(path) => path,
+            Self::Resumable(path) | Self::Gone(path) => path,
             Self::Private(path) => path,
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // An empty partial resumes nothing; left behind, it would only look like a download
+        // in progress. The lock is still ours (the file closes after this), so no other
+        // process is writing into it.
+        if let Partial::Resumable(path) = &self.partial
+            && fs_err::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
+        {
+            let _ = fs_err::remove_file(path);
         }
     }
 }
@@ -180,10 +195,12 @@ impl BlobWriter {
             None
         };
         if let Some(error) = mismatch {
-            if let Partial::Resumable(path) = &self.partial {
-                fs_err::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+            // A private partial is deleted when its `TempPath` drops.
+            if let Partial::Resumable(path) =
+                std::mem::replace(&mut self.partial, Partial::Gone(path.clone()))
+            {
+                fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             }
-            // A private partial is deleted when `self` drops.
             return Err(error);
         }
         let file = self.file.get_mut();
@@ -194,14 +211,15 @@ impl BlobWriter {
         file.sync_data()
             .await
             .map_err(|e| StoreError::io(&path, e))?;
-        match self.partial {
-            Partial::Resumable(ref path) => {
-                fs_err::rename(path, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+        match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
+            Partial::Resumable(path) => {
+                fs_err::rename(&path, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
             }
             Partial::Private(temp) => {
                 temp.persist(&self.dest)
                     .map_err(|e| StoreError::io(&self.dest, e.error))?;
             }
+            Partial::Gone(_) => {}
         }
         Ok(self.written)
     }
