@@ -9,6 +9,7 @@ mod harness;
 mod build;
 mod cli;
 mod errors;
+mod faults;
 mod fetch;
 mod layout;
 mod local_images;

@@ -65,6 +65,8 @@ pub(crate) struct Seen {
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) headers: Vec<(String, String)>,
+    /// When the request arrived.
+    pub(crate) at: Instant,
     /// Response body bytes written to the client so far.
     sent: Arc<AtomicU64>,
 }
@@ -270,6 +272,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
         method: method.clone(),
         path: path.clone(),
         headers: headers.clone(),
+        at: Instant::now(),
         sent: sent.clone(),
     });
     let length = content_length(&headers).unwrap_or(0);
