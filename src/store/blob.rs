@@ -67,24 +67,46 @@ impl Drop for BlobWriter {
 }
 
 impl BlobWriter {
+    /// Open the partial of `digest`, or `None` when the blob is in the cache by the time the
+    /// partial is ours.
+    ///
+    /// When another process holds the partial, it is downloading the blob: waiting for it
+    /// costs no more time than downloading in parallel, and the blob is fetched once. The
+    /// wait ends when the blob appears, or when that process gives up or dies (the kernel
+    /// frees its lock) and its partial is resumed here. It is a cancellable sleep, so Ctrl-C
+    /// still stops a waiting run.
     pub(super) async fn open(
         store: &Store,
         digest: Digest,
         expected_size: Option<u64>,
         guard: OwnedMutexGuard<()>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Option<Self>, StoreError> {
         let tmp = store.tmp_dir();
         let path = tmp.join(format!("{}.partial", digest.hex()));
-        let (file, partial) = if let Some(file) = lock_partial(&path)? {
-            (file, Partial::Resumable(path))
-        } else {
-            let temp = tempfile::Builder::new()
-                .prefix(&format!("{}.", digest.hex()))
-                .suffix(".partial")
-                .tempfile_in(&tmp)
-                .map_err(|e| StoreError::io(&tmp, e))?;
-            let (file, temp_path) = temp.into_parts();
-            (file, Partial::Private(temp_path))
+        let mut waiting = false;
+        let (file, partial) = loop {
+            match lock_partial(&path)? {
+                Lock::Ours(file) => break (file, Partial::Resumable(path)),
+                Lock::Busy => {
+                    if store.has_blob(&digest) {
+                        return Ok(None);
+                    }
+                    if !waiting {
+                        waiting = true;
+                        tracing::debug!(%digest, "another process is downloading this blob; waiting for it");
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Lock::Unstable => {
+                    let temp = tempfile::Builder::new()
+                        .prefix(&format!("{}.", digest.hex()))
+                        .suffix(".partial")
+                        .tempfile_in(&tmp)
+                        .map_err(|e| StoreError::io(&tmp, e))?;
+                    let (file, temp_path) = temp.into_parts();
+                    break (file, Partial::Private(temp_path));
+                }
+            }
         };
         // Hash what an interrupted run left, so the caller can ask only for the rest.
         let partial_path = partial.path().to_owned();
@@ -97,7 +119,7 @@ impl BlobWriter {
         file.seek(std::io::SeekFrom::End(0))
             .await
             .map_err(|e| StoreError::io(partial.path(), e))?;
-        Ok(Self {
+        Ok(Some(Self {
             dest: store.blob_path(&digest),
             digest,
             expected_size,
@@ -106,7 +128,7 @@ impl BlobWriter {
             hasher,
             written,
             _guard: guard,
-        })
+        }))
     }
 
     /// The digest being written.
@@ -225,21 +247,34 @@ impl BlobWriter {
     }
 }
 
-/// Open and lock `path` exclusively, or `None` when another process holds it.
-fn lock_partial(path: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
+/// How long a run waiting for another process's download sleeps between looks.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What [`lock_partial`] got.
+enum Lock {
+    /// The partial, open and locked by us.
+    Ours(std::fs::File),
+    /// Another process holds it.
+    Busy,
+    /// It kept being replaced under us.
+    Unstable,
+}
+
+/// Open and lock `path` exclusively.
+fn lock_partial(path: &std::path::Path) -> Result<Lock, StoreError> {
     // The holder may rename the partial into `blobs-v1/` between our open and our lock; then
     // the file we locked is a finished blob, not the partial. Check and try again.
     for _ in 0..3 {
         let file = super::lock::open(path)?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
-            Err(fs4::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs4::TryLockError::WouldBlock) => return Ok(Lock::Busy),
             Err(fs4::TryLockError::Error(e)) => return Err(StoreError::io(path, e)),
         }
         let locked = file.metadata().map_err(|e| StoreError::io(path, e))?;
         match fs_err::metadata(path) {
             Ok(current) if current.ino() == locked.ino() && current.dev() == locked.dev() => {
-                return Ok(Some(file));
+                return Ok(Lock::Ours(file));
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -247,7 +282,7 @@ fn lock_partial(path: &std::path::Path) -> Result<Option<std::fs::File>, StoreEr
         }
     }
     // Someone keeps replacing it: fall back to a private partial.
-    Ok(None)
+    Ok(Lock::Unstable)
 }
 
 /// Hash the bytes a partial already holds. A partial longer than the blob can only be wrong,

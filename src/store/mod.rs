@@ -28,8 +28,10 @@
 //! 1. [`Store::blob_writer`] waits for any other task of this process writing the same
 //!    digest, then returns `None` if the blob is already present.
 //! 2. Otherwise it opens `tmp/<hex>.partial` and takes an exclusive `flock` on it. If another
-//!    process holds it, the writer uses a uniquely named partial instead, so two runs never
-//!    write into one file (both then download; the second rename is harmless).
+//!    process holds it, that process is downloading the blob: the writer waits until the
+//!    blob appears (then `None`) or the lock is freed (then it resumes that partial), so two
+//!    runs sharing a cache download each blob once. Only if the partial keeps being
+//!    replaced under it does it write a uniquely named private partial instead.
 //! 3. Bytes already in a partial left by an interrupted run are hashed again, so
 //!    [`BlobWriter::offset`] tells the caller where to resume (an HTTP `Range` request).
 //! 4. [`BlobWriter::finish`] checks size and digest, flushes, and renames the file into
@@ -317,8 +319,12 @@ impl Store {
         if self.has_blob(digest) {
             return Ok(None);
         }
-        let writer = BlobWriter::open(self, digest.clone(), expected_size, guard).await?;
-        // Another process may have finished this blob while we opened our partial.
+        let Some(writer) = BlobWriter::open(self, digest.clone(), expected_size, guard).await?
+        else {
+            return Ok(None);
+        };
+        // Another process may have finished this blob while we opened our partial (the
+        // writer then removes the empty partial it made as it drops).
         if self.has_blob(digest) {
             return Ok(None);
         }

@@ -206,7 +206,7 @@ async fn concurrent_writers_of_one_digest_in_one_process_write_once() {
 }
 
 #[tokio::test]
-async fn a_partial_locked_by_another_process_is_left_alone() {
+async fn a_partial_locked_by_another_process_is_waited_for_then_resumed() {
     let (_dir, store) = store();
     let digest = Digest::of(b"other");
     let partial = store.root().join(format!("tmp/{}.partial", digest.hex()));
@@ -215,12 +215,47 @@ async fn a_partial_locked_by_another_process_is_left_alone() {
     let other = std::fs::File::open(&partial).unwrap();
     fs4::FileExt::lock(&other).unwrap();
 
-    let mut writer = store.blob_writer(&digest, Some(5)).await.unwrap().unwrap();
-    assert_eq!(writer.offset(), 0, "a private partial starts empty");
-    writer.write(b"other").await.unwrap();
+    let waiting = {
+        let store = store.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move { store.blob_writer(&digest, Some(5)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the writer waits for the other download");
+    // The other process gives up (or dies): its partial is resumed, not started over.
+    drop(other);
+    let mut writer = waiting.await.unwrap().unwrap().unwrap();
+    assert_eq!(writer.offset(), 2);
+    writer.write(b"her").await.unwrap();
     writer.finish().await.unwrap();
     assert!(store.has_blob(&digest));
-    assert_eq!(fs_err::read(&partial).unwrap(), b"ot", "untouched");
+    assert!(!partial.exists());
+}
+
+#[tokio::test]
+async fn a_blob_another_process_finishes_while_we_wait_is_not_written_again() {
+    let (_dir, store) = store();
+    let digest = Digest::of(b"other");
+    let partial = store.root().join(format!("tmp/{}.partial", digest.hex()));
+    fs_err::write(&partial, b"other").unwrap();
+    let other = std::fs::File::open(&partial).unwrap();
+    fs4::FileExt::lock(&other).unwrap();
+
+    let waiting = {
+        let store = store.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move { store.blob_writer(&digest, Some(5)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the writer waits for the other download");
+    fs_err::rename(&partial, store.blob_path(&digest)).unwrap();
+    drop(other);
+    assert!(waiting.await.unwrap().unwrap().is_none());
+    let tmp: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(tmp.is_empty(), "nothing left in tmp/: {tmp:?}");
 }
 
 #[test]
