@@ -17,7 +17,11 @@
 //! <cache>/tmp/<hex>.partial                     a download in progress, resumable
 //! <cache>/tmp/<hex>.<random>.partial            a second concurrent download of the same blob
 //! <cache>/tmp/put-<random>                      a small blob being written
+//! <cache>/tmp/.*.isobuild-tmp, .tmp*            a local image's layers and tarballs being written
 //! ```
+//!
+//! A run killed outright leaves its files in `tmp/`; the next run that finds the cache
+//! unused by any other process deletes all of them but the non-empty resumable partials.
 //!
 //! The `-v1` suffixes version the formats: a change to what lives in a folder (another hash
 //! layout, another tag record shape) bumps the name, so an old isobuild never misreads a new
@@ -210,7 +214,7 @@ impl Store {
                 root: root.to_owned(),
             })?
         } else {
-            LockFile::shared(&root.join(LOCK))?
+            LockFile::shared(&root.join(LOCK), || remove_strays(&root.join(TMP)))?
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -502,6 +506,34 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Delete what runs killed outright left in `tmp/` (a killed process deletes nothing):
+/// temporary files of small blobs and local images, private partials, empty partials. Only
+/// non-empty resumable partials (`<hex>.partial`) stay, for the next download to resume.
+/// Called only when no other process uses the cache.
+fn remove_strays(tmp: &Path) -> Result<(), StoreError> {
+    for entry in fs_err::read_dir(tmp).map_err(|e| StoreError::io(tmp, e))? {
+        let entry = entry.map_err(|e| StoreError::io(tmp, e))?;
+        let path = entry.path();
+        let metadata = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
+        let resumable = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.strip_suffix(".partial"))
+            .is_some_and(|hex| Digest::from_hex(hex).is_ok());
+        if resumable && metadata.is_file() && metadata.len() > 0 {
+            continue;
+        }
+        tracing::debug!("removing `{}`, left by an interrupted run", path.display());
+        let removed = if metadata.is_dir() {
+            fs_err::remove_dir_all(&path)
+        } else {
+            fs_err::remove_file(&path)
+        };
+        removed.map_err(|e| StoreError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// The descriptor fields of a manifest or index, all that reachability needs.

@@ -259,6 +259,37 @@ async fn a_blob_another_process_finishes_while_we_wait_is_not_written_again() {
 }
 
 #[test]
+fn what_dead_runs_left_in_tmp_is_removed_when_no_run_uses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let resumable = format!("{}.partial", Digest::of(b"a").hex());
+    let empty = format!("{}.partial", Digest::of(b"b").hex());
+    let strays = [
+        empty.clone(),
+        format!("{}.x1y2z3.partial", Digest::of(b"c").hex()),
+        "put-abc123".to_owned(),
+        ".layer.abc.isobuild-tmp".to_owned(),
+    ];
+    let fill = || {
+        fs_err::create_dir_all(root.join("tmp")).unwrap();
+        fs_err::write(root.join("tmp").join(&resumable), b"a-part").unwrap();
+        for stray in &strays {
+            let content: &[u8] = if *stray == empty { b"" } else { b"junk" };
+            fs_err::write(root.join("tmp").join(stray), content).unwrap();
+        }
+    };
+    fill();
+    let first = Store::open(&root).unwrap();
+    assert_eq!(names(&root.join("tmp")), [resumable.clone()]);
+
+    // With a run using the cache, a second one leaves `tmp/` alone: the files may be live.
+    fill();
+    let second = Store::open(&root).unwrap();
+    assert_eq!(names(&root.join("tmp")).len(), 1 + strays.len());
+    drop((first, second));
+}
+
+#[test]
 fn tags_are_recorded_and_looked_up() {
     let (_dir, store) = store();
     let image: ImageRef = "127.0.0.1:5000/docker.io/library/alpine:3.20"
