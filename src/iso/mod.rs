@@ -13,7 +13,9 @@
 //! 4. Implant the md5 (on the temporary file, so the output is never half-done), then rename
 //!    into place and write `SHA256SUM` (`<hex>  <file name>`, as sha256sum prints it).
 //!
-//! Interrupting at any point leaves at most a temporary file, which is deleted when dropped.
+//! Interrupting at any point (dropping [`make_iso`]'s future) kills the running tool and
+//! deletes the temporary file; nothing appears at the output path. A run killed outright
+//! (`SIGKILL`) leaves its temporary file, which the next run of the recipe deletes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -118,7 +120,11 @@ fn xorriso_date(epoch: i64) -> Result<String, IsoError> {
 }
 
 /// Make the ISO described by `request`.
-pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
+///
+/// Cancellable: dropping the future (Ctrl-C aborts the task running it) kills xorriso or
+/// implantisomd5 and deletes the temporary file, and nothing is renamed to `request.output`
+/// unless the future ran to its end.
+pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     require("xorriso", "xorriso")?;
     if request.implant_md5 {
         require("implantisomd5", "isomd5sum")?;
@@ -127,10 +133,11 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     fs_err::create_dir_all(&request.root)?;
     let temp = crate::fs::temp_beside(&request.output)?;
     let args = xorriso_args(request, temp.path())?;
-    let output = Command::new("xorriso")
+    let output = tool("xorriso")
         .args(&args)
         .env("SOURCE_DATE_EPOCH", request.epoch.to_string())
-        .output()?;
+        .output()
+        .await?;
     let messages = String::from_utf8_lossy(&output.stderr).into_owned();
     if !output.status.success() {
         return Err(IsoError::ToolFailed {
@@ -140,8 +147,9 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
         });
     }
     check_messages(&messages)?;
-    let expected = tree_files(&request.root)?;
-    let written = iso_files(temp.path())?;
+    let root = request.root.clone();
+    let expected = blocking(move || tree_files(&root)).await?;
+    let written = iso_files(temp.path()).await?;
     if let Some(missing) = expected.difference(&written).next() {
         return Err(IsoError::Dropped {
             path: missing.clone(),
@@ -149,10 +157,11 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
         });
     }
     if request.implant_md5 {
-        let output = Command::new("implantisomd5")
+        let output = tool("implantisomd5")
             .arg("--force")
             .arg(temp.path())
-            .output()?;
+            .output()
+            .await?;
         if !output.status.success() {
             return Err(IsoError::ToolFailed {
                 program: "implantisomd5",
@@ -162,7 +171,12 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
             });
         }
     }
-    let sha256 = Digest::of_file(temp.path())?;
+    // Hashing and flushing a large file take a while: off the async threads, on handles of
+    // their own, so the temporary file stays this future's to delete if it is dropped.
+    let path = temp.path().to_owned();
+    let sha256 = blocking(move || Digest::of_file(&path)).await?;
+    let file = temp.as_file().try_clone()?;
+    blocking(move || file.sync_data()).await?;
     let size = temp.as_file().metadata()?.len();
     crate::fs::persist(temp, &request.output, 0o644)?;
     if let Some(path) = &request.sha256sum {
@@ -182,6 +196,23 @@ pub fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
         sha256,
         files: expected.len(),
     })
+}
+
+/// A command for `program` that is killed if its future is dropped, so an interrupted run
+/// leaves no xorriso writing behind it.
+fn tool(program: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.kill_on_drop(true);
+    command
+}
+
+/// Run blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Fail on xorriso messages that mean a file was not stored as it is.
@@ -234,12 +265,13 @@ fn tree_files(root: &Path) -> std::io::Result<BTreeSet<String>> {
 }
 
 /// Regular files in an ISO's Rock Ridge tree, as xorriso lists them.
-fn iso_files(iso: &Path) -> Result<BTreeSet<String>, IsoError> {
-    let output = Command::new("xorriso")
+async fn iso_files(iso: &Path) -> Result<BTreeSet<String>, IsoError> {
+    let output = tool("xorriso")
         .arg("-indev")
         .arg(iso)
         .args(["-find", "/", "-type", "f"])
-        .output()?;
+        .output()
+        .await?;
     if !output.status.success() {
         return Err(IsoError::ToolFailed {
             program: "xorriso",
