@@ -186,7 +186,9 @@ impl<'a> Session<'a> {
         let has_images = images.is_some();
         let iso_outputs: Vec<PathBuf> = iso
             .iter()
-            .flat_map(|request| std::iter::once(request.output.clone()).chain(request.sha256sum.clone()))
+            .flat_map(|request| {
+                std::iter::once(request.output.clone()).chain(request.sha256sum.clone())
+            })
             .collect();
         let plan = Plan::new(
             &self.recipe,
@@ -284,13 +286,15 @@ impl<'a> Session<'a> {
             ));
         })
         .map_err(io_error(&lock_path))?;
-        let mut removed =
-            crate::fs::remove_temporaries(tree_root).map_err(io_error(tree_root))?;
+        let mut removed = crate::fs::remove_temporaries(tree_root).map_err(io_error(tree_root))?;
         for output in outputs {
             removed += crate::fs::remove_temporaries_beside(output).map_err(io_error(output))?;
         }
         if removed > 0 {
-            tracing::debug!(removed, "deleted temporary files left by an interrupted run");
+            tracing::debug!(
+                removed,
+                "deleted temporary files left by an interrupted run"
+            );
         }
         Ok(lock)
     }
