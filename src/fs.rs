@@ -126,6 +126,28 @@ pub fn persist(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Res
     Ok(())
 }
 
+/// Like [`persist`], but never replaces an existing `dest`: when one is there, `file` is
+/// deleted instead and `false` returned. For content-addressed files, where an existing file
+/// has the same bytes and others may already be hard links to it.
+pub fn persist_noclobber(
+    file: tempfile::NamedTempFile,
+    dest: &Path,
+    mode: u32,
+) -> io::Result<bool> {
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| with_path(&e, "set the mode of", file.path()))?;
+    file.as_file()
+        .sync_data()
+        .map_err(|e| with_path(&e, "flush", file.path()))?;
+    match file.persist_noclobber(dest) {
+        Ok(_) => Ok(true),
+        // Dropping the error drops the temporary file, which deletes it.
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(with_path(&e.error, "rename into place", dest)),
+    }
+}
+
 /// Create `dir` and its missing ancestors, each with mode 0755 whatever the umask (the ISO
 /// tree must not depend on it).
 pub fn create_dirs_0755(dir: &Path) -> io::Result<()> {

@@ -233,15 +233,19 @@ impl BlobWriter {
         file.sync_data()
             .await
             .map_err(|e| StoreError::io(&path, e))?;
-        match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
+        let temp = match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
             Partial::Resumable(path) => {
-                fs_err::rename(&path, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+                tempfile::TempPath::try_from_path(&path).map_err(|e| StoreError::io(&path, e))?
             }
-            Partial::Private(temp) => {
-                temp.persist(&self.dest)
-                    .map_err(|e| StoreError::io(&self.dest, e.error))?;
-            }
-            Partial::Gone(_) => {}
+            Partial::Private(temp) => temp,
+            Partial::Gone(_) => return Ok(self.written),
+        };
+        // Never over a blob already there (another process's copy, same bytes): files of the
+        // ISO tree may be hard links to it. Then ours is deleted as the error drops.
+        match temp.persist_noclobber(&self.dest) {
+            Ok(()) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io(&self.dest, e.error)),
         }
         Ok(self.written)
     }

@@ -44,7 +44,10 @@
 //! # Invariants
 //!
 //! - A file under `blobs-v1/sha256/` always hashes to its name: it is renamed into place
-//!   only after verification, and renames within one filesystem are atomic. Small blobs read
+//!   only after verification, and renames within one filesystem are atomic.
+//! - A blob file, once there, is never replaced (renames into `blobs-v1/` refuse to
+//!   overwrite): the ISO tree hard-links it, and a second inode for the same digest would
+//!   split files that must share one, which changes the ISO xorriso writes. Small blobs read
 //!   back with [`Store::read_blob`] are verified again.
 //! - Every run holds a shared lock on `<cache>/lock` for as long as its [`Store`] lives;
 //!   [`Store::gc`] needs [`Store::open_exclusive`], so it never deletes a blob a running
@@ -283,7 +286,9 @@ impl Store {
             .tempfile_in(&tmp)
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::io::Write::write_all(&mut file, bytes).map_err(|e| StoreError::io(file.path(), e))?;
-        crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+        crate::fs::persist_noclobber(file, &dest, BLOB_MODE)
+            .map(drop)
+            .map_err(|e| StoreError::io(&dest, e))
     }
 
     /// Move a finished temporary file into the cache as blob `digest`, after hashing it again
@@ -305,7 +310,9 @@ impl Store {
         if dest.is_file() {
             return Ok(());
         }
-        crate::fs::persist(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+        crate::fs::persist_noclobber(file, &dest, BLOB_MODE)
+            .map(drop)
+            .map_err(|e| StoreError::io(&dest, e))
     }
 
     /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache

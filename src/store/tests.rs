@@ -221,7 +221,10 @@ async fn a_partial_locked_by_another_process_is_waited_for_then_resumed() {
         tokio::spawn(async move { store.blob_writer(&digest, Some(5)).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "the writer waits for the other download");
+    assert!(
+        !waiting.is_finished(),
+        "the writer waits for the other download"
+    );
     // The other process gives up (or dies): its partial is resumed, not started over.
     drop(other);
     let mut writer = waiting.await.unwrap().unwrap().unwrap();
@@ -247,7 +250,10 @@ async fn a_blob_another_process_finishes_while_we_wait_is_not_written_again() {
         tokio::spawn(async move { store.blob_writer(&digest, Some(5)).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "the writer waits for the other download");
+    assert!(
+        !waiting.is_finished(),
+        "the writer waits for the other download"
+    );
     fs_err::rename(&partial, store.blob_path(&digest)).unwrap();
     drop(other);
     assert!(waiting.await.unwrap().unwrap().is_none());
@@ -287,6 +293,32 @@ fn what_dead_runs_left_in_tmp_is_removed_when_no_run_uses_the_cache() {
     let second = Store::open(&root).unwrap();
     assert_eq!(names(&root.join("tmp")).len(), 1 + strays.len());
     drop((first, second));
+}
+
+#[tokio::test]
+async fn a_blob_once_stored_keeps_its_inode() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, store) = store();
+    let digest = Digest::of(b"version");
+    let inode = |store: &Store| fs_err::metadata(store.blob_path(&digest)).unwrap().ino();
+    store.put_blob_bytes(&digest, b"version").unwrap();
+    let first = inode(&store);
+    // A second writer that lost the race (it checked before the first one finished): its
+    // copy is dropped, not renamed over the first, which the ISO tree may already link.
+    let mut writer = BlobWriter::open(
+        &store,
+        digest.clone(),
+        Some(7),
+        store.writer_mutex(&digest).lock_owned().await,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    writer.write(b"version").await.unwrap();
+    writer.finish().await.unwrap();
+    store.put_blob_bytes(&digest, b"version").unwrap();
+    assert_eq!(inode(&store), first);
+    assert_eq!(names(&store.tmp_dir()), Vec::<String>::new());
 }
 
 #[test]
