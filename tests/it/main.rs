@@ -11,6 +11,7 @@ mod cli;
 mod errors;
 mod faults;
 mod fetch;
+mod interrupts;
 mod layout;
 mod local_images;
 mod metalk8s;
