@@ -11,6 +11,7 @@ mod cli;
 mod errors;
 mod faults;
 mod fetch;
+mod hostile;
 mod interrupts;
 mod layout;
 mod local_images;
