@@ -17,3 +17,4 @@ mod layout;
 mod local_images;
 mod metalk8s;
 mod pull;
+mod secrets;
