@@ -9,7 +9,7 @@
 //!   whole layers in memory), and neither is its `pull_manifest_raw` (it reads a body of
 //!   any size into memory).
 //! - Manifests and blobs are plain `GET`s on one `reqwest` stack with the handshake's
-//!   token. A manifest is read up to [`MANIFEST_LIMIT`] bytes, its bytes kept exact and
+//!   token. A manifest is read up to 4 MiB, its bytes kept exact and
 //!   checked against `Docker-Content-Digest` and the digest asked for. A blob is written
 //!   chunk by chunk into a [`BlobWriter`]: memory stays flat whatever the layer size, a
 //!   `206` is checked against the `Range` asked for, and a body longer than the manifest
