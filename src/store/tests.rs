@@ -286,7 +286,7 @@ fn what_dead_runs_left_in_tmp_is_removed_when_no_run_uses_the_cache() {
     };
     fill();
     let first = Store::open(&root).unwrap();
-    assert_eq!(names(&root.join("tmp")), [resumable.clone()]);
+    assert_eq!(names(&root.join("tmp")), std::slice::from_ref(&resumable));
 
     // With a run using the cache, a second one leaves `tmp/` alone: the files may be live.
     fill();

@@ -18,6 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
 use isobuild::reference::Digest;
 
 use crate::harness::images::{Format, Image, Layer, Pusher, TestSet};
@@ -249,7 +250,7 @@ fn clean_tree(setup: &Setup) -> BTreeMap<String, String> {
 fn absorbed(
     setup: &Setup,
     path: &str,
-    fault: Fault,
+    fault: &Fault,
     times: usize,
 ) -> Vec<crate::harness::proxy::Seen> {
     setup.proxy.clear_faults();
@@ -288,7 +289,7 @@ fn absorbed(
 fn persistent(
     setup: &Setup,
     path: &str,
-    fault: Fault,
+    fault: &Fault,
     needles: &[&str],
 ) -> (Run, BTreeMap<String, u64>) {
     setup.proxy.clear();
@@ -325,7 +326,7 @@ fn a_connection_dropped_mid_blob_resumes_with_a_range() {
     let setup = Setup::new();
     let layer = setup.big_layer().clone();
     let cut = 1_500_000;
-    let requests = absorbed(&setup, &blob_path(&layer.digest), Fault::Truncate(cut), 1);
+    let requests = absorbed(&setup, &blob_path(&layer.digest), &Fault::Truncate(cut), 1);
     assert_eq!(range_start(&requests[0]), None);
     let start = range_start(&requests[1]).expect("the retry asks for a range");
     assert!(start > 0 && start <= cut as u64, "resumed from {start}");
@@ -342,10 +343,10 @@ fn a_reset_connection_and_a_reset_manifest_request_are_retried() {
     absorbed(
         &setup,
         &blob_path(&setup.set.alpha.layers[1].digest),
-        Fault::Reset,
+        &Fault::Reset,
         2,
     );
-    absorbed(&setup, "/test/beta/manifests/2.0", Fault::Reset, 1);
+    absorbed(&setup, "/test/beta/manifests/2.0", &Fault::Reset, 1);
 }
 
 #[test]
@@ -354,7 +355,7 @@ fn flipped_bytes_are_fetched_again_and_never_stored() {
     let requests = absorbed(
         &setup,
         &blob_path(&setup.set.base.digest),
-        Fault::Corrupt,
+        &Fault::Corrupt,
         1,
     );
     // Wrong bytes cannot be resumed: the retry starts over.
@@ -367,10 +368,10 @@ fn a_response_that_never_starts_times_out_and_is_retried() {
     absorbed(
         &setup,
         &blob_path(&setup.set.beta.layers[1].digest),
-        Fault::Stall,
+        &Fault::Stall,
         1,
     );
-    absorbed(&setup, "/test/multi/manifests/3.0", Fault::Stall, 1);
+    absorbed(&setup, "/test/multi/manifests/3.0", &Fault::Stall, 1);
 }
 
 #[test]
@@ -379,7 +380,7 @@ fn a_body_that_stalls_half_way_times_out_and_resumes() {
     let requests = absorbed(
         &setup,
         &blob_path(&setup.big_layer().digest),
-        Fault::Hold(2 * 1024 * 1024),
+        &Fault::Hold(2 * 1024 * 1024),
         1,
     );
     assert!(
@@ -401,7 +402,7 @@ fn too_many_requests_waits_for_retry_after() {
         blob_path(&setup.set.alpha.config_digest),
         "/test/alpha/manifests/1.0".to_owned(),
     ] {
-        let requests = absorbed(&setup, &path, fault.clone(), 1);
+        let requests = absorbed(&setup, &path, &fault, 1);
         let waited = requests[1].at - requests[0].at;
         assert!(
             waited >= Duration::from_millis(950),
@@ -424,7 +425,7 @@ fn a_burst_of_server_errors_on_a_blob_is_ridden_out() {
     absorbed(
         &setup,
         &blob_path(&setup.set.base.digest),
-        server_error(),
+        &server_error(),
         3,
     );
 }
@@ -432,7 +433,7 @@ fn a_burst_of_server_errors_on_a_blob_is_ridden_out() {
 #[test]
 fn a_burst_of_server_errors_on_a_manifest_is_ridden_out() {
     let setup = Setup::new();
-    absorbed(&setup, "/manifests/sha256:", server_error(), 2);
+    absorbed(&setup, "/manifests/sha256:", &server_error(), 2);
 }
 
 #[test]
@@ -442,7 +443,7 @@ fn a_body_longer_than_the_manifest_says_is_cut_and_fetched_again() {
         absorbed(
             &setup,
             &blob_path(&setup.set.alpha.layers[1].digest),
-            Fault::Append {
+            &Fault::Append {
                 extra: b"trailing garbage".to_vec(),
                 declare,
             },
@@ -483,7 +484,6 @@ fn a_blob_redirected_to_another_host_gets_no_credentials() {
         .recipe(&recipe(&host, false))
         .env("ISOBUILD_HTTP_TIMEOUT", TIMEOUT)
         .env("ISOBUILD_HTTP_RETRIES", "2");
-    use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode("builder:redirect-s3cret");
     test.write(
         "docker/config.json",
@@ -564,7 +564,7 @@ fn persistent_faults_fail_naming_the_image_the_blob_and_the_cause() {
     let (_, partials) = persistent(
         &setup,
         &blob_path(&big),
-        Fault::Truncate(1_000_000),
+        &Fault::Truncate(1_000_000),
         &[&image, &big_text, "after 2 attempt(s)"],
     );
     assert!(
@@ -576,7 +576,7 @@ fn persistent_faults_fail_naming_the_image_the_blob_and_the_cause() {
     let (_, partials) = persistent(
         &setup,
         &blob_path(&big),
-        Fault::Corrupt,
+        &Fault::Corrupt,
         &[&image, &big_text, "sent the wrong bytes", "hash to"],
     );
     assert!(partials.is_empty(), "{partials:?}");
@@ -585,7 +585,7 @@ fn persistent_faults_fail_naming_the_image_the_blob_and_the_cause() {
     let (_, partials) = persistent(
         &setup,
         &blob_path(&big),
-        Fault::Append {
+        &Fault::Append {
             extra: vec![0; 10],
             declare: true,
         },
@@ -597,7 +597,7 @@ fn persistent_faults_fail_naming_the_image_the_blob_and_the_cause() {
     persistent(
         &setup,
         &blob_path(&big),
-        Fault::Status {
+        &Fault::Status {
             status: 500,
             headers: vec![("Retry-After".into(), "0".into())],
             body: b"disk on fire".to_vec(),
@@ -607,7 +607,7 @@ fn persistent_faults_fail_naming_the_image_the_blob_and_the_cause() {
     persistent(
         &setup,
         "/test/big/manifests/1.0",
-        Fault::Status {
+        &Fault::Status {
             status: 429,
             headers: vec![("Retry-After".into(), "0".into())],
             body: Vec::new(),
@@ -625,7 +625,7 @@ fn a_registry_that_never_answers_times_out() {
     let (run, _) = persistent(
         &setup,
         &blob_path(&big),
-        Fault::Stall,
+        &Fault::Stall,
         &[&image, &big.to_string(), "cannot reach registry"],
     );
     assert!(
@@ -644,7 +644,7 @@ fn a_huge_manifest_is_refused_without_being_read() {
         let (_, partials) = persistent(
             &setup,
             "/test/alpha/manifests/1.0",
-            Fault::Flood {
+            &Fault::Flood {
                 headers: vec![(
                     "Content-Type".into(),
                     "application/vnd.docker.distribution.manifest.v2+json".into(),

@@ -221,6 +221,11 @@ fn image_parts() -> (Vec<u8>, Vec<u8>) {
     (layer, config)
 }
 
+/// Makes an archive whose first member(s) the closure writes.
+type MakeArchive = fn(&dyn Fn(&mut tar::Builder<Vec<u8>>)) -> Vec<u8>;
+/// Edits a manifest.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 /// A docker-archive (`docker save` form) whose first member is `bad`.
 fn docker_archive(bad: &dyn Fn(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     let (layer, config) = image_parts();
@@ -319,9 +324,8 @@ fn archives_with_members_that_would_escape_are_refused_whole() {
             "outside the archive",
         ),
     ];
-    type Make = fn(&dyn Fn(&mut tar::Builder<Vec<u8>>)) -> Vec<u8>;
     for (transport, make) in [
-        ("docker-archive", docker_archive as Make),
+        ("docker-archive", docker_archive as MakeArchive),
         ("oci-archive", oci_archive),
     ] {
         for &(name, kind, link, reason) in &cases {
@@ -526,7 +530,7 @@ fn a_layer_far_larger_than_its_bytes_fails_on_the_size_not_the_disk() {
 fn unknown_media_types_are_refused_before_any_blob() {
     let setup = Setup::new();
     let alpha = format!("{}/test/alpha:1.0", setup.host());
-    let cases: [(&str, Box<dyn Fn(&mut Value)>, &str); 4] = [
+    let cases: [(&str, Edit, &str); 4] = [
         (
             "manifest",
             Box::new(|m| m["mediaType"] = json!("application/vnd.evil.manifest+json")),

@@ -27,7 +27,7 @@ use crate::harness::proxy::Fault;
 /// isobuild dies), and an ISO with its `SHA256SUM`.
 fn build_recipe(host: &str) -> String {
     recipe(host, true)
-        + r#"iso:
+        + r"iso:
   output: _build/test.iso
   root: _build/root
   sha256sum: _build/SHA256SUM
@@ -38,7 +38,7 @@ tasks:
   - name: slow
     run: [sh, -c, 'touch started; while [ ! -e go ]; do kill -0 $PPID 2>/dev/null || exit 1; sleep 0.05; done; mkdir -p _build/gen; echo done > _build/gen/stamp']
     outputs: [_build/gen/stamp]
-"#
+"
 }
 
 /// A project for [`build_recipe`]; `go` says whether the command task may finish at once.
