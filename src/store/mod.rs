@@ -20,8 +20,9 @@
 //! <cache>/tmp/.*.isobuild-tmp, .tmp*            a local image's layers and tarballs being written
 //! ```
 //!
-//! A run killed outright leaves its files in `tmp/`; the next run that finds the cache
-//! unused by any other process deletes all of them but the non-empty resumable partials.
+//! A run killed outright leaves its files in `tmp/` (and perhaps a half-written tag record,
+//! `*.isobuild-tmp`, in `tags-v1/`); the next run that finds the cache unused by any other
+//! process deletes all of them but the non-empty resumable partials.
 //!
 //! The `-v1` suffixes version the formats: a change to what lives in a folder (another hash
 //! layout, another tag record shape) bumps the name, so an old isobuild never misreads a new
@@ -217,7 +218,7 @@ impl Store {
                 root: root.to_owned(),
             })?
         } else {
-            LockFile::shared(&root.join(LOCK), || remove_strays(&root.join(TMP)))?
+            LockFile::shared(&root.join(LOCK), || remove_strays(root))?
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -515,11 +516,15 @@ impl Store {
     }
 }
 
-/// Delete what runs killed outright left in `tmp/` (a killed process deletes nothing):
-/// temporary files of small blobs and local images, private partials, empty partials. Only
-/// non-empty resumable partials (`<hex>.partial`) stay, for the next download to resume.
-/// Called only when no other process uses the cache.
-fn remove_strays(tmp: &Path) -> Result<(), StoreError> {
+/// Delete what runs killed outright left (a killed process deletes nothing): in `tmp/`,
+/// temporary files of small blobs and local images, private partials, empty partials (only
+/// non-empty resumable partials, `<hex>.partial`, stay for the next download to resume);
+/// in `tags-v1/`, half-written tag records. Called only when no other process uses the
+/// cache.
+fn remove_strays(root: &Path) -> Result<(), StoreError> {
+    let tags = root.join(TAGS);
+    crate::fs::remove_temporaries(&tags).map_err(|e| StoreError::io(&tags, e))?;
+    let tmp = &root.join(TMP);
     for entry in fs_err::read_dir(tmp).map_err(|e| StoreError::io(tmp, e))? {
         let entry = entry.map_err(|e| StoreError::io(tmp, e))?;
         let path = entry.path();

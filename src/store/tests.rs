@@ -285,8 +285,13 @@ fn what_dead_runs_left_in_tmp_is_removed_when_no_run_uses_the_cache() {
         }
     };
     fill();
+    let tags = root.join("tags-v1/127.0.0.1:5000/library/alpine");
+    fs_err::create_dir_all(&tags).unwrap();
+    fs_err::write(tags.join("3.20.json"), b"{}").unwrap();
+    fs_err::write(tags.join(".3.20.json.abc123.isobuild-tmp"), b"{").unwrap();
     let first = Store::open(&root).unwrap();
     assert_eq!(names(&root.join("tmp")), std::slice::from_ref(&resumable));
+    assert_eq!(names(&tags), ["3.20.json"]);
 
     // With a run using the cache, a second one leaves `tmp/` alone: the files may be live.
     fill();
