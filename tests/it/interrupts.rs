@@ -81,8 +81,12 @@ fn build(test: &Test, host: &str, extra: &[&str]) -> crate::harness::Run {
 /// Start `isobuild build` in `test`'s folder, as [`Test::run`] would, without waiting.
 fn spawn(test: &Test, host: &str, extra: &[&str], env: &[(&str, String)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_isobuild"));
+    command.args(["build", "recipe.yaml", "--insecure-registry", host]);
+    // Quiet, unless the caller chose what to see.
+    if !extra.contains(&"--progress") {
+        command.arg("-q");
+    }
     command
-        .args(["build", "recipe.yaml", "-q", "--insecure-registry", host])
         .args(extra)
         .current_dir(test.path())
         .env("ISOBUILD_CACHE_DIR", test.cache_dir())
@@ -450,4 +454,47 @@ fn two_builds_at_once_share_the_cache_and_fetch_each_blob_once() {
     assert_eq!(iso_sha256(&first), iso_sha256(&second));
     let partials = assert_cache_sound(&cache, &setup.known_blobs());
     assert!(partials.is_empty(), "{partials:?}");
+}
+
+#[test]
+fn two_builds_of_one_project_at_once_take_turns() {
+    let setup = Setup::new();
+    let host = setup.host();
+    let clean = clean_iso(&setup);
+    let big = setup.big_layer().clone();
+    setup.proxy.clear();
+    setup
+        .proxy
+        .fault(&format!("/blobs/{}", big.digest), Fault::Hold(1_500_000), 1);
+    let test = project(&host, true);
+    let mut first = spawn(&test, &host, &[], &[]);
+    setup.proxy.wait_held(1, Duration::from_secs(20));
+    let mut second = spawn(&test, &host, &["--progress", "plain"], &[]);
+    wait_until(
+        "the second build resolved big",
+        Duration::from_secs(20),
+        || setup.proxy.count("GET", "/test/big/manifests/1.0") >= 2,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    setup.proxy.release();
+    let mut outputs = Vec::new();
+    for child in [&mut first, &mut second] {
+        let code = wait(child, Duration::from_secs(30));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_eq!(code, Some(0), "a build failed:\n{stderr}");
+        outputs.push(stderr);
+    }
+    assert!(
+        outputs[1].contains("waiting for another isobuild writing"),
+        "the second build waited for the first:\n{}",
+        outputs[1]
+    );
+    assert_eq!(iso_sha256(&test), clean);
+    assert_eq!(
+        setup.proxy.count("GET", &format!("/blobs/{}", big.digest)),
+        1
+    );
+    assert_no_temporaries(&test);
+    assert_cache_sound(&test.cache_dir(), &setup.known_blobs());
 }
