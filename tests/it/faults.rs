@@ -665,3 +665,30 @@ fn a_huge_manifest_is_refused_without_being_read() {
         );
     }
 }
+
+#[test]
+fn bad_timeout_and_retry_settings_are_usage_errors() {
+    let test = Test::new().recipe(&recipe("127.0.0.1:9", false));
+    for (name, value, expected) in [
+        ("ISOBUILD_HTTP_TIMEOUT", "soon", "a number of seconds"),
+        ("ISOBUILD_HTTP_TIMEOUT", "0", "a number of seconds"),
+        ("ISOBUILD_HTTP_TIMEOUT", "-1", "a number of seconds"),
+        (
+            "ISOBUILD_HTTP_RETRIES",
+            "0",
+            "a number of tries, at least 1",
+        ),
+        (
+            "ISOBUILD_HTTP_RETRIES",
+            "many",
+            "a number of tries, at least 1",
+        ),
+    ] {
+        let test = Test::new()
+            .recipe(&test.read("recipe.yaml"))
+            .env(name, value);
+        test.run(["fetch", "recipe.yaml", "-q"])
+            .failure(2)
+            .stderr_contains(&format!("{name}=`{value}` is not {expected}"));
+    }
+}
