@@ -51,7 +51,9 @@ pub fn remove_temporaries(root: &Path) -> io::Result<usize> {
     let mut removed = 0;
     let mut walk = walkdir::WalkDir::new(root).min_depth(1).into_iter();
     while let Some(entry) = walk.next() {
-        let entry = entry.map_err(io::Error::from)?;
+        // A folder that cannot be read holds nothing isobuild wrote: skip it, and let the
+        // step that needs it say what is wrong.
+        let Ok(entry) = entry else { continue };
         if !entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
             continue;
         }
