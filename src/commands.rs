@@ -21,6 +21,7 @@ use crate::report::{self, Reporter};
 use crate::settings::{self, BuildSettings, OutputSettings};
 use crate::source::RegistryClient;
 use crate::source::local::resolve_endpoint;
+use crate::source::retry::RetryPolicy;
 use crate::store::Store;
 
 /// Run the command the user typed.
@@ -100,11 +101,21 @@ impl<'a> Session<'a> {
         let store = Store::open(&self.settings.cache_dir)?;
         let mut mirrors = self.recipe.mirrors.clone();
         mirrors.extend(self.settings.mirrors.clone());
-        let client = RegistryClient::builder()
+        let mut builder = RegistryClient::builder()
             .mirrors(mirrors)
             .insecure_hosts(self.settings.insecure_registries.iter().cloned())
             .offline(offline)
-            .auth(self.settings.auth.clone())
+            .auth(self.settings.auth.clone());
+        if let Some(timeout) = self.settings.http_timeout {
+            builder = builder.timeouts(timeout, timeout);
+        }
+        if let Some(attempts) = self.settings.http_retries {
+            builder = builder.retry(RetryPolicy {
+                attempts,
+                ..RetryPolicy::default()
+            });
+        }
+        let client = builder
             .build()
             .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?;
         let needs_daemon = self
@@ -173,6 +184,12 @@ impl<'a> Session<'a> {
             })
         };
         let has_images = images.is_some();
+        let iso_outputs: Vec<PathBuf> = iso
+            .iter()
+            .flat_map(|request| {
+                std::iter::once(request.output.clone()).chain(request.sha256sum.clone())
+            })
+            .collect();
         let plan = Plan::new(
             &self.recipe,
             &PlanOptions {
@@ -186,12 +203,12 @@ impl<'a> Session<'a> {
             recipe: self.recipe.file.clone(),
             source,
         })?;
-        let freshness = FreshnessStore::new(freshness_dir(
-            &self.settings.cache_dir,
-            &self.recipe,
-            tree_root,
-            scope,
-        ));
+        let state_dir = freshness_dir(&self.settings.cache_dir, &self.recipe, tree_root, scope);
+        let _tree_lock = match scope {
+            Scope::Tree => Some(self.claim_tree(&state_dir, tree_root, &iso_outputs)?),
+            Scope::Fetch => None,
+        };
+        let freshness = FreshnessStore::new(state_dir);
         let cancel = CancellationToken::new();
         let engine = Engine::new(
             EngineOptions {
@@ -243,6 +260,43 @@ impl<'a> Session<'a> {
             RunOutcome::Failed(failures) => Err(Error::BuildFailed(failures)),
             RunOutcome::Cancelled => Err(Error::Interrupted),
         }
+    }
+
+    /// Make this run the only one writing `tree_root` and `outputs` (another run of the same
+    /// recipe into the same tree waits), then delete the temporary files a killed run left
+    /// there: in the tree they would end up in the ISO, beside the ISO they would stay
+    /// forever. The lock is held until the returned file is dropped.
+    fn claim_tree(
+        &self,
+        state_dir: &Path,
+        tree_root: &Path,
+        outputs: &[PathBuf],
+    ) -> Result<std::fs::File, Error> {
+        let io_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        let mut lock_path = state_dir.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = crate::fs::lock_exclusive(&lock_path, || {
+            self.reporter.on_message(&format!(
+                "waiting for another isobuild writing `{}`",
+                tree_root.display()
+            ));
+        })
+        .map_err(io_error(&lock_path))?;
+        let mut removed = crate::fs::remove_temporaries(tree_root).map_err(io_error(tree_root))?;
+        for output in outputs {
+            removed += crate::fs::remove_temporaries_beside(output).map_err(io_error(output))?;
+        }
+        if removed > 0 {
+            tracing::debug!(
+                removed,
+                "deleted temporary files left by an interrupted run"
+            );
+        }
+        Ok(lock)
     }
 
     /// `isobuild lock`: resolve every registry image online and write the lock file.

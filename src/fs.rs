@@ -32,9 +32,87 @@ pub fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
         .unwrap_or_default();
     tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(".isobuild-tmp")
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(parent)
         .map_err(|e| with_path(&e, "create a temporary file in", parent))
+}
+
+/// The suffix of every temporary file or folder isobuild makes beside what it writes (see
+/// [`temp_beside`]); a file with it is never a finished output.
+pub const TEMP_SUFFIX: &str = ".isobuild-tmp";
+
+/// Delete every temporary file or folder (named `*`[`TEMP_SUFFIX`]) under `root`: what a run
+/// killed outright left behind, since a killed process deletes nothing. Only safe while no
+/// other run writes under `root` (see [`lock_exclusive`]). Returns how many were deleted.
+pub fn remove_temporaries(root: &Path) -> io::Result<usize> {
+    if !root.is_dir() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    let mut walk = walkdir::WalkDir::new(root).min_depth(1).into_iter();
+    while let Some(entry) = walk.next() {
+        // A folder that cannot be read holds nothing isobuild wrote: skip it, and let the
+        // step that needs it say what is wrong.
+        let Ok(entry) = entry else { continue };
+        if !entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
+            continue;
+        }
+        if entry.file_type().is_dir() {
+            walk.skip_current_dir();
+            fs_err::remove_dir_all(entry.path())?;
+        } else {
+            fs_err::remove_file(entry.path())?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Delete the temporary files [`temp_beside`] made for `path` (`.<name>.*`[`TEMP_SUFFIX`]
+/// in its folder), left by a run killed while writing it. Returns how many were deleted.
+pub fn remove_temporaries_beside(path: &Path) -> io::Result<usize> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(0);
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let entries = match fs_err::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with(&prefix) && file_name.ends_with(TEMP_SUFFIX) {
+            fs_err::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Take an exclusive advisory lock on `path` (created, with its folder, if missing), held as
+/// long as the returned file is open; the kernel drops it when the process dies. Calls
+/// `on_wait` before waiting when another process holds it.
+pub fn lock_exclusive(path: &Path, on_wait: impl FnOnce()) -> io::Result<std::fs::File> {
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let (file, _) = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?
+        .into_parts();
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => return Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => on_wait(),
+        Err(fs4::TryLockError::Error(e)) => return Err(with_path(&e, "lock", path)),
+    }
+    fs4::FileExt::lock(&file).map_err(|e| with_path(&e, "lock", path))?;
+    Ok(file)
 }
 
 /// Set `mode`, flush and rename `file` to `dest`.
@@ -48,6 +126,28 @@ pub fn persist(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Res
     file.persist(dest)
         .map_err(|e| with_path(&e.error, "rename into place", dest))?;
     Ok(())
+}
+
+/// Like [`persist`], but never replaces an existing `dest`: when one is there, `file` is
+/// deleted instead and `false` returned. For content-addressed files, where an existing file
+/// has the same bytes and others may already be hard links to it.
+pub fn persist_noclobber(
+    file: tempfile::NamedTempFile,
+    dest: &Path,
+    mode: u32,
+) -> io::Result<bool> {
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| with_path(&e, "set the mode of", file.path()))?;
+    file.as_file()
+        .sync_data()
+        .map_err(|e| with_path(&e, "flush", file.path()))?;
+    match file.persist_noclobber(dest) {
+        Ok(_) => Ok(true),
+        // Dropping the error drops the temporary file, which deletes it.
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(with_path(&e.error, "rename into place", dest)),
+    }
 }
 
 /// Create `dir` and its missing ancestors, each with mode 0755 whatever the umask (the ISO
@@ -67,34 +167,6 @@ pub fn create_dirs_0755(dir: &Path) -> io::Result<()> {
         set_mode(&created, 0o755)?;
     }
     Ok(())
-}
-
-/// Like [`persist`], but an existing `dest` is kept (and `file` dropped): for
-/// content-addressed files, where an existing file already has the same bytes and may be
-/// hard-linked elsewhere, so replacing it would split one inode into two.
-pub fn persist_noclobber(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Result<()> {
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| with_path(&e, "set the mode of", file.path()))?;
-    file.as_file()
-        .sync_data()
-        .map_err(|e| with_path(&e, "flush", file.path()))?;
-    match file.persist_noclobber(dest) {
-        Ok(_) => Ok(()),
-        Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(with_path(&error.error, "move into place", dest)),
-    }
-}
-
-/// Move `from` to `to` unless `to` exists (then `from` is removed): the path version of
-/// [`persist_noclobber`].
-pub fn rename_noclobber(from: &Path, to: &Path) -> io::Result<()> {
-    match std::fs::hard_link(from, to) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(with_path(&error, "move into place", to)),
-    }
-    fs_err::remove_file(from)
 }
 
 /// Whether `path` is executable by its owner.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::{BuildArgs, OutputArgs};
 use crate::error::Error;
@@ -38,6 +39,12 @@ pub struct BuildSettings {
     pub auth: AuthFiles,
     /// `CONTAINER_HOST`, `DOCKER_HOST` and `XDG_RUNTIME_DIR`, for `daemon:` images.
     pub daemon_env: BTreeMap<String, String>,
+    /// `ISOBUILD_HTTP_TIMEOUT`: the longest wait for any read from a registry (and for a
+    /// connection), instead of the client's defaults.
+    pub http_timeout: Option<Duration>,
+    /// `ISOBUILD_HTTP_RETRIES`: tries of one registry request, the first included, instead
+    /// of the client's default.
+    pub http_retries: Option<u32>,
 }
 
 /// How much to print.
@@ -97,6 +104,17 @@ impl BuildSettings {
             })?),
             _ => None,
         };
+        let http_timeout = env_number("ISOBUILD_HTTP_TIMEOUT", "a number of seconds", |text| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        })?;
+        let http_retries = env_number(
+            "ISOBUILD_HTTP_RETRIES",
+            "a number of tries, at least 1",
+            |text| text.parse::<u32>().ok().filter(|tries| *tries >= 1),
+        )?;
         Ok(Self {
             recipe: absolute(&cwd, &args.recipe),
             jobs,
@@ -119,7 +137,24 @@ impl BuildSettings {
                 .into_iter()
                 .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
                 .collect(),
+            http_timeout,
+            http_retries,
         })
+    }
+}
+
+/// An environment variable parsed by `parse`, `None` when unset or empty; a value `parse`
+/// refuses is a usage error saying what was expected.
+fn env_number<T>(
+    name: &str,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, Error> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => parse(text.trim())
+            .map(Some)
+            .ok_or_else(|| Error::Usage(format!("{name}=`{text}` is not {expected}"))),
+        _ => Ok(None),
     }
 }
 

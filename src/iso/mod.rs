@@ -13,7 +13,9 @@
 //! 4. Implant the md5 (on the temporary file, so the output is never half-done), then rename
 //!    into place and write `SHA256SUM` (`<hex>  <file name>`, as sha256sum prints it).
 //!
-//! Interrupting at any point leaves at most a temporary file, which is deleted when dropped.
+//! Interrupting at any point (dropping [`make_iso`]'s future) kills the running tool and
+//! deletes the temporary file; nothing appears at the output path. A run killed outright
+//! (`SIGKILL`) leaves its temporary file, which the next run of the recipe deletes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -119,8 +121,9 @@ fn xorriso_date(epoch: i64) -> Result<String, IsoError> {
 
 /// Make the ISO described by `request`.
 ///
-/// Async so that dropping the future (Ctrl-C) kills xorriso or implantisomd5 and deletes
-/// the temporary ISO: nothing is ever left at the output path.
+/// Cancellable: dropping the future (Ctrl-C aborts the task running it) kills xorriso or
+/// implantisomd5 and deletes the temporary file, and nothing is renamed to `request.output`
+/// unless the future ran to its end.
 pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     require("xorriso", "xorriso")?;
     if request.implant_md5 {
@@ -168,8 +171,12 @@ pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
             });
         }
     }
+    // Hashing and flushing a large file take a while: off the async threads, on handles of
+    // their own, so the temporary file stays this future's to delete if it is dropped.
     let path = temp.path().to_owned();
     let sha256 = blocking(move || Digest::of_file(&path)).await?;
+    let file = temp.as_file().try_clone()?;
+    blocking(move || file.sync_data()).await?;
     let size = temp.as_file().metadata()?.len();
     crate::fs::persist(temp, &request.output, 0o644)?;
     if let Some(path) = &request.sha256sum {
@@ -191,12 +198,11 @@ pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     })
 }
 
-/// A command for an external tool that dies with the future that runs it.
+/// A command for `program` that is killed if its future is dropped, so an interrupted run
+/// leaves no xorriso writing behind it.
 fn tool(program: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
-    command
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
+    command.kill_on_drop(true);
     command
 }
 
@@ -206,7 +212,7 @@ async fn blocking<T: Send + 'static>(
 ) -> std::io::Result<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|join| std::io::Error::other(join.to_string()))?
+        .map_err(std::io::Error::other)?
 }
 
 /// Fail on xorriso messages that mean a file was not stored as it is.

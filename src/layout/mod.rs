@@ -114,7 +114,7 @@ impl BlobPlacer {
         crate::fs::create_dirs_0755(parent)?;
         let staging = tempfile::Builder::new()
             .prefix(".image-")
-            .suffix(".isobuild-tmp")
+            .suffix(crate::fs::TEMP_SUFFIX)
             .tempdir_in(parent)
             .map_err(|e| crate::fs::with_path(&e, "create a folder in", parent))?;
         crate::fs::set_mode(staging.path(), 0o755)?;

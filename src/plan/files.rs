@@ -167,13 +167,23 @@ pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<
     let source = fs_err::read_to_string(path)?;
     let env = template_env();
     let name = path.display().to_string();
-    let failed = |error: &minijinja::Error| TaskError::Render {
-        path: path.to_owned(),
-        line: error.line().unwrap_or(0),
-        message: error
+    let failed = |error: &minijinja::Error| {
+        let mut message = error
             .detail()
             .unwrap_or(&error.kind().to_string())
-            .to_owned(),
+            .to_owned();
+        // The environment has no loader on purpose: a template must not read files the
+        // fingerprint does not know about (or any file at all, like `/etc/passwd`).
+        if error.kind() == minijinja::ErrorKind::TemplateNotFound {
+            message.push_str(
+                " (templates cannot include, import or extend other files: there is no loader)",
+            );
+        }
+        TaskError::Render {
+            path: path.to_owned(),
+            line: error.line().unwrap_or(0),
+            message,
+        }
     };
     let template = env
         .template_from_named_str(&name, &source)

@@ -59,8 +59,13 @@ impl IsoJob {
     }
 
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
-        let (root, claim) = (self.request.root.clone(), self.claim.clone());
-        super::blocking(move || prune_tree(&root, &claim).map_err(TaskError::from)).await?;
+        let root = self.request.root.clone();
+        let claim = self.claim.clone();
+        tokio::task::spawn_blocking(move || prune_tree(&root, &claim))
+            .await
+            .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
+        // Not in a blocking task: an interrupted run drops this future, which kills xorriso
+        // and deletes its temporary file before anything is renamed to the output.
         let result = make_iso(&self.request).await?;
         Ok(JobOutput { bytes: result.size })
     }

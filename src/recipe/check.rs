@@ -35,11 +35,15 @@ pub(super) struct Origin {
 impl Origin {
     /// `path` as problems show it: relative to the current directory when under it.
     pub(super) fn shown(&self, path: &Path) -> PathBuf {
-        self.cwd
+        match self
+            .cwd
             .as_deref()
             .and_then(|cwd| path.strip_prefix(cwd).ok())
-            .filter(|relative| !relative.as_os_str().is_empty())
-            .map_or_else(|| path.to_owned(), Path::to_owned)
+        {
+            Some(relative) if relative.as_os_str().is_empty() => PathBuf::from("."),
+            Some(relative) => relative.to_owned(),
+            None => path.to_owned(),
+        }
     }
 }
 
@@ -374,6 +378,9 @@ impl Checker<'_> {
         }
         self.cycles(&tasks, &task_after);
         self.file_sources(&files, &tasks);
+        if let Some(iso) = &iso {
+            self.sources_outside_the_tree(&iso.root, &files);
+        }
 
         let (name, version) = (name?.0.clone(), version?.0.clone());
         Some(Recipe {
@@ -492,6 +499,22 @@ impl Checker<'_> {
             None => Some(None),
         };
         let (output, root) = (output?, root?);
+        if self.origin.file.starts_with(&root) {
+            // The tree is isobuild's: a build deletes what the recipe does not write there.
+            // `root: .` (or `..`, or `/`) would delete the recipe and everything beside it.
+            let at = raw
+                .root
+                .as_ref()
+                .map_or(at.child("root"), |root| root.at.clone());
+            self.problems.add(
+                &at,
+                format!(
+                    "the tree `{}` would hold the recipe itself; every build deletes what the recipe does not write in `iso.root`, so it must be a folder of its own (like `_build/root`)",
+                    self.origin.shown(&root).display()
+                ),
+            );
+            return None;
+        }
         if output.starts_with(&root) {
             let at = raw
                 .output
@@ -1234,6 +1257,24 @@ impl Checker<'_> {
                 );
             } else if file.template {
                 self.template_file(src, at);
+            }
+        }
+    }
+
+    /// A `files:` source inside the ISO tree would be deleted by the build that copies it
+    /// (the tree holds only what the recipe writes), or copied into itself.
+    fn sources_outside_the_tree(&mut self, root: &Path, files: &[CheckedFile]) {
+        for file in files {
+            let Some((src, at)) = &file.src else { continue };
+            if src.starts_with(root) {
+                self.problems.add(
+                    at,
+                    format!(
+                        "`{}` is inside the ISO tree `{}`, which every build empties of what the recipe does not write; keep sources out of `iso.root`",
+                        self.origin.shown(src).display(),
+                        self.origin.shown(root).display()
+                    ),
+                );
             }
         }
     }

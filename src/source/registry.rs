@@ -4,27 +4,29 @@
 //!
 //! # How requests are made
 //!
-//! - Manifests go through `oci-client`'s `pull_manifest_raw`, which keeps the bytes exact
-//!   and checks them against `Docker-Content-Digest` and a pinned digest. Its `pull()` is
-//!   never used: it holds whole layers in memory.
 //! - The auth handshake (the `/v2/` challenge, then a bearer token, or basic auth) is
-//!   `oci-client`'s too ([`oci_client::Client::auth`]).
-//! - Blobs are plain `GET`s on the same `reqwest` stack, written chunk by chunk into a
-//!   [`BlobWriter`]: doing them here rather than through `pull_blob_stream_partial` gives
-//!   access to `Retry-After`, lets a `206` be checked against the `Range` asked for, and
-//!   keeps memory flat whatever the layer size.
+//!   `oci-client`'s ([`oci_client::Client::auth`]); its `pull()` is never used (it holds
+//!   whole layers in memory), and neither is its `pull_manifest_raw` (it reads a body of
+//!   any size into memory).
+//! - Manifests and blobs are plain `GET`s on one `reqwest` stack with the handshake's
+//!   token. A manifest is read up to 4 MiB, its bytes kept exact and
+//!   checked against `Docker-Content-Digest` and the digest asked for. A blob is written
+//!   chunk by chunk into a [`BlobWriter`]: memory stays flat whatever the layer size, a
+//!   `206` is checked against the `Range` asked for, and a body longer than the manifest
+//!   says is cut at the first extra byte.
 //! - Redirects (most registries send blobs to object storage) are followed by reqwest,
 //!   which drops `Authorization` when the scheme, host or port changes, so registry
-//!   credentials never reach the storage host. `tests/it/pull.rs` checks it.
+//!   credentials never reach the storage host. `tests/it/pull.rs` and `tests/it/faults.rs`
+//!   check it.
 //!
 //! # Retries
 //!
-//! Connection errors, timeouts, `408`, `429` and `5xx` are retried up to
-//! [`RetryPolicy::attempts`] times with exponential backoff and jitter; `429` and `503` wait
-//! as long as `Retry-After` says (manifest requests cannot see that header through
-//! `oci-client` and back off instead). A blob cut short resumes from what reached the disk
-//! with a `Range` request; the whole blob is verified at the end either way. Wrong bytes
-//! and a rejected token are retried once. Then the error names image, registry and blob.
+//! Connection errors, timeouts (no byte for the read timeout), `408`, `429` and `5xx` are
+//! retried up to [`RetryPolicy::attempts`] times with exponential backoff and jitter; `429`
+//! and `503` wait as long as `Retry-After` says. A blob cut short resumes from what reached
+//! the disk with a `Range` request; the whole blob is verified at the end either way. Wrong
+//! bytes and a rejected token are retried once. Then the error names image, registry and
+//! blob.
 //!
 //! # Mirrors and plain HTTP
 //!
@@ -54,6 +56,11 @@ use crate::report::Reporter;
 use crate::store::{BlobWriter, Store, StoreError, TagRecord};
 
 const USER_AGENT: &str = concat!("isobuild/", env!("CARGO_PKG_VERSION"));
+/// The largest manifest or index accepted: what distribution and containerd accept too. A
+/// real index of dozens of platforms is a few tens of KiB.
+const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+/// How much of an error response's body is read, for the message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// A blob token is reused this long. Registries issue them for 60 s or more; the margin
 /// covers clock skew, and a token only has to be valid when a request starts.
 const TOKEN_TTL: Duration = Duration::from_secs(45);
@@ -596,12 +603,9 @@ impl RegistryClient {
             (record.digest.clone(), bytes, false)
         } else {
             let access = self.access(image, &endpoint).await?;
-            let reference = oci_client::Reference::with_tag(
-                endpoint.registry.host.clone(),
-                endpoint.repository.clone(),
-                image.tag_or_latest().to_owned(),
-            );
-            let (bytes, digest) = self.pull_manifest(image, &access, &reference, None).await?;
+            let (bytes, digest) = self
+                .pull_manifest(image, &access, image.tag_or_latest(), None)
+                .await?;
             store.put_blob_bytes(&digest, &bytes).map_err(store_error)?;
             (digest, bytes, true)
         };
@@ -709,13 +713,8 @@ impl RegistryClient {
             });
         }
         let access = self.access(image, endpoint).await?;
-        let reference = oci_client::Reference::with_digest(
-            endpoint.registry.host.clone(),
-            endpoint.repository.clone(),
-            digest.to_string(),
-        );
         let (bytes, actual) = self
-            .pull_manifest(image, &access, &reference, Some(digest))
+            .pull_manifest(image, &access, &digest.to_string(), Some(digest))
             .await?;
         if let Some(size) = size
             && size != bytes.len() as u64
@@ -734,35 +733,20 @@ impl RegistryClient {
         Ok(bytes)
     }
 
-    /// One manifest request, retried; `expected` is checked against the bytes' digest.
+    /// One manifest request (by tag or digest), retried; `expected` is checked against the
+    /// bytes' digest, and so is the `Docker-Content-Digest` the registry sends.
     async fn pull_manifest(
         &self,
         image: &ImageRef,
         access: &Access,
-        reference: &oci_client::Reference,
+        reference: &str,
         expected: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest), SourceError> {
         let mut attempts = Attempts::new(&self.inner.retry);
         loop {
-            let result = {
-                let _permit = access.host.permits.acquire().await.expect("never closed");
-                access
-                    .oci
-                    .pull_manifest_raw(reference, &access.auth, media_type::MANIFESTS)
-                    .await
-            };
-            let failure = match result {
-                Ok((bytes, _)) => {
-                    let actual = Digest::of(&bytes);
-                    match expected {
-                        Some(expected) if *expected != actual => Failure::ManifestMismatch {
-                            expected: expected.clone(),
-                            actual,
-                        },
-                        _ => return Ok((bytes.to_vec(), actual)),
-                    }
-                }
-                Err(error) => classify(error),
+            let failure = match self.try_manifest(access, reference, expected).await {
+                Ok(found) => return Ok(found),
+                Err(failure) => failure,
             };
             if let Err(failure) = attempts.failed(failure).await {
                 return Err(failure.into_error(
@@ -774,6 +758,62 @@ impl RegistryClient {
                 ));
             }
         }
+    }
+
+    /// One `GET` of a manifest. Done here rather than with `oci-client`'s
+    /// `pull_manifest_raw`, which reads whatever body the registry sends into memory: a
+    /// hostile or broken registry could send gigabytes as a "manifest". Here the body is
+    /// refused past [`MANIFEST_LIMIT`], and `Retry-After` is seen as for blobs.
+    async fn try_manifest(
+        &self,
+        access: &Access,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Digest), Failure> {
+        let _permit = access.host.permits.acquire().await.expect("never closed");
+        let auth = self.blob_auth(access).await?;
+        let url = api_url(access, "manifests", reference);
+        let request = auth
+            .apply(self.inner.http.get(&url))
+            .header(header::ACCEPT, media_type::MANIFESTS.join(", "));
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Transport(Box::new(e)))?;
+        if response.status() != StatusCode::OK {
+            return Err(failed_response(access, response).await);
+        }
+        if let Some(length) = response.content_length()
+            && length > MANIFEST_LIMIT
+        {
+            return Err(too_large(length));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Failure::Transport(Box::new(e)))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > MANIFEST_LIMIT {
+                return Err(too_large((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let actual = Digest::of(&bytes);
+        let announced = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<Digest>().ok());
+        for wanted in [expected, announced.as_ref()].into_iter().flatten() {
+            if *wanted != actual {
+                return Err(Failure::ManifestMismatch {
+                    expected: wanted.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok((bytes, actual))
     }
 
     /// Stream `blob` of `image` into the store, verified, and return the bytes downloaded
@@ -867,17 +907,7 @@ impl RegistryClient {
                 Ok(auth) => auth,
                 Err(failure) => return Err((failure, Some(writer))),
             };
-            let url = format!(
-                "{scheme}://{host}/v2/{repository}/blobs/{digest}",
-                scheme = if access.endpoint.insecure {
-                    "http"
-                } else {
-                    "https"
-                },
-                host = oci_host(&access.endpoint.registry.host),
-                repository = access.endpoint.repository,
-                digest = blob.digest,
-            );
+            let url = api_url(access, "blobs", &blob.digest.to_string());
             let mut request = auth.apply(self.inner.http.get(&url));
             if offset > 0 {
                 request = request.header(header::RANGE, format!("bytes={offset}-"));
@@ -906,27 +936,7 @@ impl RegistryClient {
                         Err(e) => Err((Failure::Store(e), None)),
                     };
                 }
-                StatusCode::UNAUTHORIZED => {
-                    *access.token.lock().await = None;
-                    return Err((Failure::Unauthorized, Some(writer)));
-                }
-                StatusCode::NOT_FOUND => return Err((Failure::NotFound, Some(writer))),
-                status => {
-                    let retry_after = response
-                        .headers()
-                        .get(header::RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
-                    let body = response.text().await.unwrap_or_default();
-                    return Err((
-                        Failure::Status {
-                            status: status.as_u16(),
-                            retry_after,
-                            message: truncate(&body),
-                        },
-                        Some(writer),
-                    ));
-                }
+                _ => return Err((failed_response(access, response).await, Some(writer))),
             }
             loop {
                 match response.chunk().await {
@@ -1020,6 +1030,63 @@ impl BlobAuth {
             }
         }
     }
+}
+
+/// `{scheme}://{host}/v2/{repository}/{kind}/{reference}` on `access`'s endpoint.
+fn api_url(access: &Access, kind: &str, reference: &str) -> String {
+    format!(
+        "{scheme}://{host}/v2/{repository}/{kind}/{reference}",
+        scheme = if access.endpoint.insecure {
+            "http"
+        } else {
+            "https"
+        },
+        host = oci_host(&access.endpoint.registry.host),
+        repository = access.endpoint.repository,
+    )
+}
+
+/// What a response that is not the content means: forget a rejected token, keep what the
+/// registry said (its `Retry-After`, the start of its error body) for the retry decision and
+/// the error message.
+async fn failed_response(access: &Access, mut response: reqwest::Response) -> Failure {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+    // An error body is only read for the message: its start is enough, and an endless one
+    // must not be waited for or held in memory.
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(ERROR_BODY_LIMIT);
+    let text = String::from_utf8_lossy(&body);
+    let denied = text.contains("\"DENIED\"") || text.contains("\"UNAUTHORIZED\"");
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            *access.token.lock().await = None;
+            Failure::Unauthorized
+        }
+        StatusCode::FORBIDDEN if denied => Failure::Unauthorized,
+        StatusCode::NOT_FOUND => Failure::NotFound,
+        status => Failure::Status {
+            status: status.as_u16(),
+            retry_after,
+            message: truncate(&text),
+        },
+    }
+}
+
+fn too_large(size: u64) -> Failure {
+    Failure::Protocol(format!(
+        "it sent a manifest of {size} bytes or more; manifests larger than {MANIFEST_LIMIT} bytes are refused"
+    ))
 }
 
 /// The store's copy of a blob, `None` when missing (or corrupt, then removed).

@@ -19,7 +19,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// A blob being written into the cache; see [`Store::blob_writer`].
 ///
 /// Dropping it without [`finish`](Self::finish) keeps a resumable partial for the next
-/// attempt (or deletes a non-resumable one) and never touches `blobs-v1/`; call
+/// attempt (or deletes a non-resumable or empty one) and never touches `blobs-v1/`; call
 /// [`flush`](Self::flush) first, or up to a buffer's worth of bytes is lost.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -40,36 +40,73 @@ enum Partial {
     Resumable(PathBuf),
     /// Another process holds the resumable partial: a private file, deleted when dropped.
     Private(tempfile::TempPath),
+    /// Renamed into `blobs-v1/` or deleted: nothing is left to clean up.
+    Gone(PathBuf),
 }
 
 impl Partial {
     fn path(&self) -> &std::path::Path {
         match self {
-            Self::Resumable(path) => path,
+            Self::Resumable(path) | Self::Gone(path) => path,
             Self::Private(path) => path,
         }
     }
 }
 
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // An empty partial resumes nothing; left behind, it would only look like a download
+        // in progress. The lock is still ours (the file closes after this), so no other
+        // process is writing into it.
+        if let Partial::Resumable(path) = &self.partial
+            && fs_err::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
+        {
+            let _ = fs_err::remove_file(path);
+        }
+    }
+}
+
 impl BlobWriter {
+    /// Open the partial of `digest`, or `None` when the blob is in the cache by the time the
+    /// partial is ours.
+    ///
+    /// When another process holds the partial, it is downloading the blob: waiting for it
+    /// costs no more time than downloading in parallel, and the blob is fetched once. The
+    /// wait ends when the blob appears, or when that process gives up or dies (the kernel
+    /// frees its lock) and its partial is resumed here. It is a cancellable sleep, so Ctrl-C
+    /// still stops a waiting run.
     pub(super) async fn open(
         store: &Store,
         digest: Digest,
         expected_size: Option<u64>,
         guard: OwnedMutexGuard<()>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Option<Self>, StoreError> {
         let tmp = store.tmp_dir();
         let path = tmp.join(format!("{}.partial", digest.hex()));
-        let (file, partial) = if let Some(file) = lock_partial(&path)? {
-            (file, Partial::Resumable(path))
-        } else {
-            let temp = tempfile::Builder::new()
-                .prefix(&format!("{}.", digest.hex()))
-                .suffix(".partial")
-                .tempfile_in(&tmp)
-                .map_err(|e| StoreError::io(&tmp, e))?;
-            let (file, temp_path) = temp.into_parts();
-            (file, Partial::Private(temp_path))
+        let mut waiting = false;
+        let (file, partial) = loop {
+            match lock_partial(&path)? {
+                Lock::Ours(file) => break (file, Partial::Resumable(path)),
+                Lock::Busy => {
+                    if store.has_blob(&digest) {
+                        return Ok(None);
+                    }
+                    if !waiting {
+                        waiting = true;
+                        tracing::debug!(%digest, "another process is downloading this blob; waiting for it");
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Lock::Unstable => {
+                    let temp = tempfile::Builder::new()
+                        .prefix(&format!("{}.", digest.hex()))
+                        .suffix(".partial")
+                        .tempfile_in(&tmp)
+                        .map_err(|e| StoreError::io(&tmp, e))?;
+                    let (file, temp_path) = temp.into_parts();
+                    break (file, Partial::Private(temp_path));
+                }
+            }
         };
         // Hash what an interrupted run left, so the caller can ask only for the rest.
         let partial_path = partial.path().to_owned();
@@ -82,7 +119,7 @@ impl BlobWriter {
         file.seek(std::io::SeekFrom::End(0))
             .await
             .map_err(|e| StoreError::io(partial.path(), e))?;
-        Ok(Self {
+        Ok(Some(Self {
             dest: store.blob_path(&digest),
             digest,
             expected_size,
@@ -91,7 +128,7 @@ impl BlobWriter {
             hasher,
             written,
             _guard: guard,
-        })
+        }))
     }
 
     /// The digest being written.
@@ -180,10 +217,12 @@ impl BlobWriter {
             None
         };
         if let Some(error) = mismatch {
-            if let Partial::Resumable(path) = &self.partial {
-                fs_err::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+            // A private partial is deleted when its `TempPath` drops.
+            if let Partial::Resumable(path) =
+                std::mem::replace(&mut self.partial, Partial::Gone(path.clone()))
+            {
+                fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             }
-            // A private partial is deleted when `self` drops.
             return Err(error);
         }
         let file = self.file.get_mut();
@@ -194,36 +233,52 @@ impl BlobWriter {
         file.sync_data()
             .await
             .map_err(|e| StoreError::io(&path, e))?;
-        match self.partial {
-            Partial::Resumable(ref path) => {
-                crate::fs::rename_noclobber(path, &self.dest)
-                    .map_err(|e| StoreError::io(&self.dest, e))?;
+        let temp = match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
+            Partial::Resumable(path) => {
+                tempfile::TempPath::try_from_path(&path).map_err(|e| StoreError::io(&path, e))?
             }
-            Partial::Private(temp) => match temp.persist_noclobber(&self.dest) {
-                Ok(()) => {}
-                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::io(&self.dest, e.error)),
-            },
+            Partial::Private(temp) => temp,
+            Partial::Gone(_) => return Ok(self.written),
+        };
+        // Never over a blob already there (another process's copy, same bytes): files of the
+        // ISO tree may be hard links to it. Then ours is deleted as the error drops.
+        match temp.persist_noclobber(&self.dest) {
+            Ok(()) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io(&self.dest, e.error)),
         }
         Ok(self.written)
     }
 }
 
-/// Open and lock `path` exclusively, or `None` when another process holds it.
-fn lock_partial(path: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
+/// How long a run waiting for another process's download sleeps between looks.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What [`lock_partial`] got.
+enum Lock {
+    /// The partial, open and locked by us.
+    Ours(std::fs::File),
+    /// Another process holds it.
+    Busy,
+    /// It kept being replaced under us.
+    Unstable,
+}
+
+/// Open and lock `path` exclusively.
+fn lock_partial(path: &std::path::Path) -> Result<Lock, StoreError> {
     // The holder may rename the partial into `blobs-v1/` between our open and our lock; then
     // the file we locked is a finished blob, not the partial. Check and try again.
     for _ in 0..3 {
         let file = super::lock::open(path)?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
-            Err(fs4::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs4::TryLockError::WouldBlock) => return Ok(Lock::Busy),
             Err(fs4::TryLockError::Error(e)) => return Err(StoreError::io(path, e)),
         }
         let locked = file.metadata().map_err(|e| StoreError::io(path, e))?;
         match fs_err::metadata(path) {
             Ok(current) if current.ino() == locked.ino() && current.dev() == locked.dev() => {
-                return Ok(Some(file));
+                return Ok(Lock::Ours(file));
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -231,7 +286,7 @@ fn lock_partial(path: &std::path::Path) -> Result<Option<std::fs::File>, StoreEr
         }
     }
     // Someone keeps replacing it: fall back to a private partial.
-    Ok(None)
+    Ok(Lock::Unstable)
 }
 
 /// Hash the bytes a partial already holds. A partial longer than the blob can only be wrong,

@@ -14,10 +14,26 @@ pub(super) struct LockFile {
 }
 
 impl LockFile {
-    /// Take the lock shared, waiting while an exclusive holder (a `cache gc`) runs.
-    pub(super) fn shared(path: &Path) -> Result<Self, StoreError> {
+    /// Take the lock shared, waiting while an exclusive holder (a `cache gc`) runs; but when
+    /// no other process holds it at all, run `alone` first, under the exclusive lock: no other run is using the cache
+    /// then, so what is in it unfinished was left by a dead one. The lock is then turned
+    /// into a shared one (`flock` converts it in place).
+    pub(super) fn shared(
+        path: &Path,
+        alone: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<Self, StoreError> {
         let file = open(path)?;
-        fs4::FileExt::lock_shared(&file).map_err(|e| StoreError::io(path, e))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {
+                let result = alone();
+                fs4::FileExt::lock_shared(&file).map_err(|e| StoreError::io(path, e))?;
+                result?;
+            }
+            Err(fs4::TryLockError::WouldBlock) => {
+                fs4::FileExt::lock_shared(&file).map_err(|e| StoreError::io(path, e))?;
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(StoreError::io(path, e)),
+        }
         Ok(Self { _file: file })
     }
 

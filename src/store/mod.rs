@@ -17,7 +17,12 @@
 //! <cache>/tmp/<hex>.partial                     a download in progress, resumable
 //! <cache>/tmp/<hex>.<random>.partial            a second concurrent download of the same blob
 //! <cache>/tmp/put-<random>                      a small blob being written
+//! <cache>/tmp/.*.isobuild-tmp, .tmp*            a local image's layers and tarballs being written
 //! ```
+//!
+//! A run killed outright leaves its files in `tmp/` (and perhaps a half-written tag record,
+//! `*.isobuild-tmp`, in `tags-v1/`); the next run that finds the cache unused by any other
+//! process deletes all of them but the non-empty resumable partials.
 //!
 //! The `-v1` suffixes version the formats: a change to what lives in a folder (another hash
 //! layout, another tag record shape) bumps the name, so an old isobuild never misreads a new
@@ -28,8 +33,10 @@
 //! 1. [`Store::blob_writer`] waits for any other task of this process writing the same
 //!    digest, then returns `None` if the blob is already present.
 //! 2. Otherwise it opens `tmp/<hex>.partial` and takes an exclusive `flock` on it. If another
-//!    process holds it, the writer uses a uniquely named partial instead, so two runs never
-//!    write into one file (both then download; the second rename is harmless).
+//!    process holds it, that process is downloading the blob: the writer waits until the
+//!    blob appears (then `None`) or the lock is freed (then it resumes that partial), so two
+//!    runs sharing a cache download each blob once. Only if the partial keeps being
+//!    replaced under it does it write a uniquely named private partial instead.
 //! 3. Bytes already in a partial left by an interrupted run are hashed again, so
 //!    [`BlobWriter::offset`] tells the caller where to resume (an HTTP `Range` request).
 //! 4. [`BlobWriter::finish`] checks size and digest, flushes, and renames the file into
@@ -37,11 +44,11 @@
 //!
 //! # Invariants
 //!
-//! - A file under `blobs-v1/sha256/` always hashes to its name: it is moved into place
-//!   only after verification, and moves within one filesystem are atomic.
-//! - A blob in place is never replaced, even by the same bytes: ISO trees hard-link it, and a
-//!   replacement would leave them holding another inode, so identical files would no longer
-//!   be stored once (and ISOs would differ from build to build). Small blobs read
+//! - A file under `blobs-v1/sha256/` always hashes to its name: it is renamed into place
+//!   only after verification, and renames within one filesystem are atomic.
+//! - A blob file, once there, is never replaced (renames into `blobs-v1/` refuse to
+//!   overwrite): the ISO tree hard-links it, and a second inode for the same digest would
+//!   split files that must share one, which changes the ISO xorriso writes. Small blobs read
 //!   back with [`Store::read_blob`] are verified again.
 //! - Every run holds a shared lock on `<cache>/lock` for as long as its [`Store`] lives;
 //!   [`Store::gc`] needs [`Store::open_exclusive`], so it never deletes a blob a running
@@ -211,7 +218,7 @@ impl Store {
                 root: root.to_owned(),
             })?
         } else {
-            LockFile::shared(&root.join(LOCK))?
+            LockFile::shared(&root.join(LOCK), || remove_strays(root))?
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -280,7 +287,9 @@ impl Store {
             .tempfile_in(&tmp)
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::io::Write::write_all(&mut file, bytes).map_err(|e| StoreError::io(file.path(), e))?;
-        crate::fs::persist_noclobber(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+        crate::fs::persist_noclobber(file, &dest, BLOB_MODE)
+            .map(drop)
+            .map_err(|e| StoreError::io(&dest, e))
     }
 
     /// Move a finished temporary file into the cache as blob `digest`, after hashing it again
@@ -302,7 +311,9 @@ impl Store {
         if dest.is_file() {
             return Ok(());
         }
-        crate::fs::persist_noclobber(file, &dest, BLOB_MODE).map_err(|e| StoreError::io(&dest, e))
+        crate::fs::persist_noclobber(file, &dest, BLOB_MODE)
+            .map(drop)
+            .map_err(|e| StoreError::io(&dest, e))
     }
 
     /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache
@@ -320,8 +331,12 @@ impl Store {
         if self.has_blob(digest) {
             return Ok(None);
         }
-        let writer = BlobWriter::open(self, digest.clone(), expected_size, guard).await?;
-        // Another process may have finished this blob while we opened our partial.
+        let Some(writer) = BlobWriter::open(self, digest.clone(), expected_size, guard).await?
+        else {
+            return Ok(None);
+        };
+        // Another process may have finished this blob while we opened our partial (the
+        // writer then removes the empty partial it made as it drops).
         if self.has_blob(digest) {
             return Ok(None);
         }
@@ -499,6 +514,38 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Delete what runs killed outright left (a killed process deletes nothing): in `tmp/`,
+/// temporary files of small blobs and local images, private partials, empty partials (only
+/// non-empty resumable partials, `<hex>.partial`, stay for the next download to resume);
+/// in `tags-v1/`, half-written tag records. Called only when no other process uses the
+/// cache.
+fn remove_strays(root: &Path) -> Result<(), StoreError> {
+    let tags = root.join(TAGS);
+    crate::fs::remove_temporaries(&tags).map_err(|e| StoreError::io(&tags, e))?;
+    let tmp = &root.join(TMP);
+    for entry in fs_err::read_dir(tmp).map_err(|e| StoreError::io(tmp, e))? {
+        let entry = entry.map_err(|e| StoreError::io(tmp, e))?;
+        let path = entry.path();
+        let metadata = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
+        let resumable = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.strip_suffix(".partial"))
+            .is_some_and(|hex| Digest::from_hex(hex).is_ok());
+        if resumable && metadata.is_file() && metadata.len() > 0 {
+            continue;
+        }
+        tracing::debug!("removing `{}`, left by an interrupted run", path.display());
+        let removed = if metadata.is_dir() {
+            fs_err::remove_dir_all(&path)
+        } else {
+            fs_err::remove_file(&path)
+        };
+        removed.map_err(|e| StoreError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// The descriptor fields of a manifest or index, all that reachability needs.

@@ -206,7 +206,7 @@ async fn concurrent_writers_of_one_digest_in_one_process_write_once() {
 }
 
 #[tokio::test]
-async fn a_partial_locked_by_another_process_is_left_alone() {
+async fn a_partial_locked_by_another_process_is_waited_for_then_resumed() {
     let (_dir, store) = store();
     let digest = Digest::of(b"other");
     let partial = store.root().join(format!("tmp/{}.partial", digest.hex()));
@@ -215,12 +215,115 @@ async fn a_partial_locked_by_another_process_is_left_alone() {
     let other = std::fs::File::open(&partial).unwrap();
     fs4::FileExt::lock(&other).unwrap();
 
-    let mut writer = store.blob_writer(&digest, Some(5)).await.unwrap().unwrap();
-    assert_eq!(writer.offset(), 0, "a private partial starts empty");
-    writer.write(b"other").await.unwrap();
+    let waiting = {
+        let store = store.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move { store.blob_writer(&digest, Some(5)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the writer waits for the other download"
+    );
+    // The other process gives up (or dies): its partial is resumed, not started over.
+    drop(other);
+    let mut writer = waiting.await.unwrap().unwrap().unwrap();
+    assert_eq!(writer.offset(), 2);
+    writer.write(b"her").await.unwrap();
     writer.finish().await.unwrap();
     assert!(store.has_blob(&digest));
-    assert_eq!(fs_err::read(&partial).unwrap(), b"ot", "untouched");
+    assert!(!partial.exists());
+}
+
+#[tokio::test]
+async fn a_blob_another_process_finishes_while_we_wait_is_not_written_again() {
+    let (_dir, store) = store();
+    let digest = Digest::of(b"other");
+    let partial = store.root().join(format!("tmp/{}.partial", digest.hex()));
+    fs_err::write(&partial, b"other").unwrap();
+    let other = std::fs::File::open(&partial).unwrap();
+    fs4::FileExt::lock(&other).unwrap();
+
+    let waiting = {
+        let store = store.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move { store.blob_writer(&digest, Some(5)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the writer waits for the other download"
+    );
+    fs_err::rename(&partial, store.blob_path(&digest)).unwrap();
+    drop(other);
+    assert!(waiting.await.unwrap().unwrap().is_none());
+    let tmp: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(tmp.is_empty(), "nothing left in tmp/: {tmp:?}");
+}
+
+#[test]
+fn what_dead_runs_left_in_tmp_is_removed_when_no_run_uses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let resumable = format!("{}.partial", Digest::of(b"a").hex());
+    let empty = format!("{}.partial", Digest::of(b"b").hex());
+    let strays = [
+        empty.clone(),
+        format!("{}.x1y2z3.partial", Digest::of(b"c").hex()),
+        "put-abc123".to_owned(),
+        ".layer.abc.isobuild-tmp".to_owned(),
+    ];
+    let fill = || {
+        fs_err::create_dir_all(root.join("tmp")).unwrap();
+        fs_err::write(root.join("tmp").join(&resumable), b"a-part").unwrap();
+        for stray in &strays {
+            let content: &[u8] = if *stray == empty { b"" } else { b"junk" };
+            fs_err::write(root.join("tmp").join(stray), content).unwrap();
+        }
+    };
+    fill();
+    let tags = root.join("tags-v1/127.0.0.1:5000/library/alpine");
+    fs_err::create_dir_all(&tags).unwrap();
+    fs_err::write(tags.join("3.20.json"), b"{}").unwrap();
+    fs_err::write(tags.join(".3.20.json.abc123.isobuild-tmp"), b"{").unwrap();
+    let first = Store::open(&root).unwrap();
+    assert_eq!(names(&root.join("tmp")), std::slice::from_ref(&resumable));
+    assert_eq!(names(&tags), ["3.20.json"]);
+
+    // With a run using the cache, a second one leaves `tmp/` alone: the files may be live.
+    fill();
+    let second = Store::open(&root).unwrap();
+    assert_eq!(names(&root.join("tmp")).len(), 1 + strays.len());
+    drop((first, second));
+}
+
+#[tokio::test]
+async fn a_blob_once_stored_keeps_its_inode() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, store) = store();
+    let digest = Digest::of(b"version");
+    let inode = |store: &Store| fs_err::metadata(store.blob_path(&digest)).unwrap().ino();
+    store.put_blob_bytes(&digest, b"version").unwrap();
+    let first = inode(&store);
+    // A second writer that lost the race (it checked before the first one finished): its
+    // copy is dropped, not renamed over the first, which the ISO tree may already link.
+    let mut writer = BlobWriter::open(
+        &store,
+        digest.clone(),
+        Some(7),
+        store.writer_mutex(&digest).lock_owned().await,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    writer.write(b"version").await.unwrap();
+    writer.finish().await.unwrap();
+    store.put_blob_bytes(&digest, b"version").unwrap();
+    assert_eq!(inode(&store), first);
+    assert_eq!(names(&store.tmp_dir()), Vec::<String>::new());
 }
 
 #[test]

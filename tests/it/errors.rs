@@ -211,6 +211,24 @@ error_case! {
     problems: ["recipe.yaml:5:11: iso.output: the ISO `_build/root/demo.iso` would be written inside its own tree `iso.root`"],
 }
 
+error_case! {
+    name: iso_volume_id_includes_a_file,
+    recipe: format!("{HEAD}iso:\n  volume_id: \"{{% include '/etc/passwd' %}}\"\n"),
+    problems: ["recipe.yaml:5:14: iso.volume_id: cannot render `{% include '/etc/passwd' %}`: template not found: tried to include non-existing template '/etc/passwd'"],
+}
+
+error_case! {
+    name: iso_root_is_the_recipe_folder,
+    recipe: format!("{HEAD}iso:\n  root: .\n  output: _out/demo.iso\n"),
+    problems: ["recipe.yaml:5:9: iso.root: the tree `.` would hold the recipe itself; every build deletes what the recipe does not write in `iso.root`, so it must be a folder of its own (like `_build/root`)"],
+}
+
+error_case! {
+    name: iso_root_is_the_filesystem_root,
+    recipe: format!("{HEAD}iso:\n  root: /\n  output: _out/demo.iso\n"),
+    problems: ["recipe.yaml:5:9: iso.root: the tree `/` would hold the recipe itself; every build deletes what the recipe does not write in `iso.root`, so it must be a folder of its own (like `_build/root`)"],
+}
+
 // ---- images ---------------------------------------------------------------------------------
 
 error_case! {
@@ -350,6 +368,18 @@ error_case! {
 }
 
 error_case! {
+    name: image_archive_escapes_with_dotdot,
+    recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      archive: ../pause.tar\n"),
+    problems: ["recipe.yaml:8:16: images.list[0].archive: `../pause.tar` escapes the ISO tree with `..`"],
+}
+
+error_case! {
+    name: images_path_escapes_through_a_template,
+    recipe: format!("{HEAD}images:\n  path: \"../{{{{ name }}}}/{{{{ tag }}}}\"\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n"),
+    problems: ["recipe.yaml:5:9: images.path: for images.list[0]: `../pause/3.9` escapes the ISO tree with `..`"],
+}
+
+error_case! {
     name: image_after_unknown_task,
     recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      after: [build-pause]\n"),
     problems: ["recipe.yaml:8:15: images.list[0].after[0]: unknown task `build-pause` (this recipe has no tasks)"],
@@ -395,6 +425,28 @@ error_case! {
     recipe: format!("{HEAD}files:\n  - {{ src: a.txt, dest: docs/a.txt }}\n  - {{ src: b.txt, dest: docs//a.txt }}\n"),
     files: [("a.txt", "a\n"), ("b.txt", "b\n")],
     problems: ["recipe.yaml:6:25: files[1].dest: `docs/a.txt` is already the dest of files[0]"],
+}
+
+error_case! {
+    name: file_dest_escapes_through_a_variable,
+    recipe: format!("{HEAD}vars: {{ up: \"..\" }}\nfiles:\n  - {{ src: a.txt, dest: \"{{{{ vars.up }}}}/a.txt\" }}\n"),
+    files: [("a.txt", "a\n")],
+    problems: ["recipe.yaml:6:25: files[0].dest: `../a.txt` escapes the ISO tree with `..`"],
+}
+
+error_case! {
+    name: file_dest_escapes_through_set,
+    recipe: format!("{HEAD}vars: {{ d: docs }}\nfiles:\n  - {{ src: a.txt, dest: \"{{{{ vars.d }}}}/a.txt\" }}\n"),
+    files: [("a.txt", "a\n")],
+    args: ["--set", "d=../../etc"],
+    problems: ["recipe.yaml:6:25: files[0].dest: `../../etc/a.txt` escapes the ISO tree with `..`"],
+}
+
+error_case! {
+    name: file_src_inside_the_tree,
+    recipe: format!("{HEAD}files:\n  - {{ src: _build/root/a.txt, dest: a.txt }}\n"),
+    files: [("_build/root/a.txt", "a\n")],
+    problems: ["recipe.yaml:5:12: files[0].src: `_build/root/a.txt` is inside the ISO tree `_build/root`, which every build empties of what the recipe does not write; keep sources out of `iso.root`"],
 }
 
 error_case! {
