@@ -6,9 +6,10 @@
 //! distribution API directly (`POST …/blobs/uploads/`, `PUT ?digest=`, `PUT …/manifests/`),
 //! so the tests depend on no other tool to fill the registry.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use isobuild::reference::Digest;
 use isobuild::source::manifest::media_type;
@@ -328,6 +329,8 @@ pub struct Pusher {
     agent: ureq::Agent,
     base: String,
     authorization: Option<String>,
+    /// With [`Pusher::mounting`]: the repository each blob was first pushed to.
+    pushed: Option<Mutex<HashMap<Digest, String>>>,
 }
 
 impl Pusher {
@@ -343,7 +346,19 @@ impl Pusher {
             base: base.to_owned(),
             authorization: credentials
                 .map(|(user, password)| format!("Basic {}", encode(&format!("{user}:{password}")))),
+            pushed: None,
         }
+    }
+
+    /// Upload each blob once: a blob already pushed to another repository is mounted from
+    /// there (`POST …/uploads/?mount=&from=`), and one already in the same repository is
+    /// skipped. A set whose images share base layers then uploads each layer once, which
+    /// matters when the layers weigh a gigabyte (the bench). Off by default, so tests see
+    /// exactly one upload per `push_blob`.
+    #[must_use]
+    pub fn mounting(mut self) -> Self {
+        self.pushed = Some(Mutex::new(HashMap::new()));
+        self
     }
 
     fn request(&self, method: &str, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
@@ -366,13 +381,26 @@ impl Pusher {
         size: u64,
         body: impl Read + Send + 'static,
     ) {
+        let first_repository = self
+            .pushed
+            .as_ref()
+            .and_then(|pushed| pushed.lock().unwrap().get(digest).cloned());
+        let query = match &first_repository {
+            Some(first) if first == repository => return,
+            Some(first) => format!("?mount={digest}&from={first}"),
+            None => String::new(),
+        };
         let response = self
             .request(
                 "POST",
-                &format!("{}/v2/{repository}/blobs/uploads/", self.base),
+                &format!("{}/v2/{repository}/blobs/uploads/{query}", self.base),
             )
             .send_empty()
             .unwrap();
+        // 201: mounted. Otherwise (202) the registry opened an upload session instead.
+        if first_repository.is_some() && response.status().as_u16() == 201 {
+            return;
+        }
         assert_eq!(
             response.status().as_u16(),
             202,
@@ -404,6 +432,12 @@ impl Pusher {
             "upload {digest}: {}",
             response.body_mut().read_to_string().unwrap_or_default()
         );
+        if let Some(pushed) = &self.pushed {
+            pushed
+                .lock()
+                .unwrap()
+                .insert(digest.clone(), repository.to_owned());
+        }
     }
 
     pub fn push_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) {

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use isobuild::reference::Digest;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ pub struct Registry {
     child: Child,
     port: u16,
     credentials: Option<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
@@ -27,11 +29,28 @@ impl Registry {
         Self::start_with(Some((username.to_owned(), password.to_owned())))
     }
 
+    /// An anonymous registry whose folder (config, log, storage) is made inside `parent`
+    /// rather than the system's temporary folder: the bench keeps its gigabyte of blobs on
+    /// the disk it measures, under a folder it cleans itself.
+    pub fn start_in(parent: &Path) -> Self {
+        Self::start_at(
+            tempfile::Builder::new()
+                .prefix("registry-")
+                .tempdir_in(parent)
+                .unwrap(),
+            None,
+        )
+    }
+
     fn start_with(credentials: Option<(String, String)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("isobuild-registry-")
             .tempdir()
             .unwrap();
+        Self::start_at(dir, credentials)
+    }
+
+    fn start_at(dir: tempfile::TempDir, credentials: Option<(String, String)>) -> Self {
         let config_path = dir.path().join("config.yml");
         let log_path = dir.path().join("registry.log");
         // The port is free when probed but could be taken before the registry binds it:
@@ -60,7 +79,7 @@ impl Registry {
                     child,
                     port,
                     credentials,
-                    _dir: dir,
+                    dir,
                 };
             }
             let _ = child.kill();
@@ -82,6 +101,17 @@ impl Registry {
 
     pub fn addr(&self) -> std::net::SocketAddr {
         ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Where the registry keeps a blob's bytes (distribution's filesystem driver layout).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// The credentials it wants, if any.
