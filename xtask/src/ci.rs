@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: install the test peers if missing, then fmt, clippy, tests and docs.
+//! `cargo xtask ci`: install the test peers if missing, then fmt, clippy, tests, a quick
+//! bench and docs.
 //!
 //! CI (`.ci/run`) and people run exactly this command. The integration tests start real peers
 //! (docker-registry, nginx, skopeo, xorriso, podman), so the Debian packages that provide them
@@ -53,6 +54,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     } else {
         step(&root, "cargo", &["test", "--workspace"], &[])?;
     }
+    // Timings in CI mean little; this keeps the bench working (see `bench`).
+    let mut bench = vec!["--quick".to_owned()];
+    if skip_install {
+        bench.push("--no-install".to_owned());
+    }
+    crate::bench::run(&bench)?;
     step(
         &root,
         "cargo",
