@@ -22,7 +22,8 @@
 //! with medians and the targets of issue 8, and writes `bench.json` and `bench.html` into
 //! `DIR`. Before each measure it runs `sync`, so no measure pays for another's writeback.
 //! Nothing asserts on time: `cargo xtask ci` runs `bench --quick` (one run, a debug build)
-//! only so that it keeps working.
+//! only so that it keeps working. `--serve` stops after the push and keeps the registry up
+//! until Enter, with `work/recipe.yaml`, for profiling one contender by hand.
 
 mod measure;
 mod report;
@@ -57,7 +58,7 @@ const PLATFORM: &str = "linux/amd64";
 /// doit's pool of `skopeo copy` processes.
 const SKOPEO_PARALLEL: usize = 4;
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--out DIR] [--runs N] [--profile release|dev] [--keep] [--no-install]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--out DIR] [--runs N] [--profile release|dev] [--keep] [--no-install] [--serve]";
 
 struct Options {
     quick: bool,
@@ -66,6 +67,7 @@ struct Options {
     profile: String,
     keep: bool,
     install: bool,
+    serve: bool,
 }
 
 impl Options {
@@ -76,6 +78,7 @@ impl Options {
         let mut profile = None;
         let mut keep = false;
         let mut install = true;
+        let mut serve = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -87,6 +90,7 @@ impl Options {
                 "--quick" => quick = true,
                 "--keep" => keep = true,
                 "--no-install" => install = false,
+                "--serve" => serve = true,
                 "--out" => out = Some(PathBuf::from(value("--out")?)),
                 "--runs" => {
                     let text = value("--runs")?;
@@ -106,6 +110,7 @@ impl Options {
             profile: profile.unwrap_or_else(|| if quick { "dev" } else { "release" }.to_owned()),
             keep,
             install,
+            serve,
         })
     }
 }
@@ -171,6 +176,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     fs_err::create_dir_all(&stage)?;
     for digest in unique.keys() {
         fs_err::hard_link(registry.blob_path(digest), stage.join(digest.hex()))?;
+    }
+    if options.serve {
+        println!(
+            "registry {} serves the set; {} and sync.yaml list it; press Enter to stop",
+            registry.host(),
+            work.join("recipe.yaml").display()
+        );
+        let _ = std::io::stdin().read_line(&mut String::new());
+        return Ok(());
     }
 
     let mut measures = vec![
