@@ -4,7 +4,7 @@
 //! - `cargo xtask demo`: the README's quick start, a reproducible ISO from a throwaway local
 //!   registry (see [`demo`]);
 //! - `cargo xtask bench`: isobuild against skopeo and the disk's floor on a MetalK8s-shaped
-//!   image set (see [`bench`]).
+//!   image set (see [`mod@bench`]).
 
 // A developer tool talks to its user on the terminal: printing is its job, unlike isobuild's
 // library where only `report` prints.
