@@ -1,11 +1,11 @@
-//! `cargo xtask bench [--quick] [--out DIR] [--runs N] [--profile P] [--keep] [--no-install]`
-//! (issue 8):
-//! isobuild against MetalK8s' old way of pulling images, on the same machine, from the same
-//! local registry, in one run.
+//! `cargo xtask bench [--quick] [--out DIR] [--runs N] [--profile P] [--keep] [--no-install]
+//! [--serve]` (issue 8): isobuild against MetalK8s' old way of pulling images, on the same
+//! machine, from the same local registry, in one run.
 //!
 //! It generates the MetalK8s-shaped set of [`set`] (`--quick`: eight smaller images),
 //! pushes it to a docker-registry on loopback whose storage sits in `DIR` (default
-//! `target/bench`), then measures, alternating the contenders round after round:
+//! `target/bench`, `target/bench-quick` with `--quick`), then measures, alternating the
+//! contenders round after round:
 //!
 //! 1. isobuild, cold: `fetch` then `layout` into an empty cache and tree;
 //! 2. `skopeo copy --format v2s2 docker://… dir:…` of every image, four at a time (doit);
@@ -124,6 +124,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let isobuild = crate::binary::build_isobuild(&root, &options.profile)?;
     let out = match &options.out {
         Some(dir) => std::env::current_dir()?.join(dir),
+        // Apart, so that CI's quick run does not overwrite a full run's results.
+        None if options.quick => root.join("target/bench-quick"),
         None => root.join("target/bench"),
     };
     fs_err::create_dir_all(&out)?;
@@ -308,8 +310,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     let table = results.table();
     println!(
-        "{}\n\n{table}",
-        results.context[0].1.as_str().unwrap_or_default()
+        "{}; isobuild {} build{}\n\n{table}",
+        results.context[0].1.as_str().unwrap_or_default(),
+        options.profile,
+        if options.profile == "release" {
+            ""
+        } else {
+            " (times say little)"
+        }
     );
     fs_err::write(
         out.join("bench.json"),
