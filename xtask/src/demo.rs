@@ -10,7 +10,6 @@
 //! no ISO tree.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use isobuild::reference::Digest;
@@ -18,7 +17,7 @@ use isobuild_testkit::images::{Format, Image, Index, Layer, Pusher};
 use isobuild_testkit::peers::Registry;
 use isobuild_testkit::set::{Content, ImageSet};
 
-use crate::ci::{Peer, install_peers, workspace_root};
+use crate::ci::{Peer, install_peers, step, workspace_root};
 
 /// What the demo starts or runs besides isobuild: the registry, and xorriso for the ISO.
 const PEERS: &[Peer] = &[
@@ -58,23 +57,26 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let iso = out.join("demo.iso");
     let mirror = format!("{HOST}={}/{HOST}", registry.host());
     let cache = out.join("cache");
-    run_isobuild(
+    let (isobuild, iso_arg, cache_arg) = (utf8(&isobuild)?, utf8(&iso)?, utf8(&cache)?);
+    let host = registry.host();
+    step(
         &root,
-        &isobuild,
+        isobuild,
         &[
-            "build".as_ref(),
-            "recipes/demo.yaml".as_ref(),
-            "-o".as_ref(),
-            iso.as_os_str(),
-            "--cache-dir".as_ref(),
-            cache.as_os_str(),
-            "--mirror".as_ref(),
-            mirror.as_ref(),
-            "--insecure-registry".as_ref(),
-            registry.host().as_ref(),
+            "build",
+            "recipes/demo.yaml",
+            "-o",
+            iso_arg,
+            "--cache-dir",
+            cache_arg,
+            "--mirror",
+            &mirror,
+            "--insecure-registry",
+            &host,
         ],
+        &[],
     )?;
-    run_isobuild(&root, &isobuild, &["verify".as_ref(), iso.as_os_str()])?;
+    step(&root, isobuild, &["verify", iso_arg], &[])?;
     drop(registry);
 
     let size = fs_err::metadata(&iso)?.len();
@@ -85,18 +87,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn run_isobuild(root: &Path, isobuild: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
-    let shown: Vec<_> = args.iter().map(|arg| arg.to_string_lossy()).collect();
-    eprintln!("xtask demo: isobuild {}", shown.join(" "));
-    let status = Command::new(isobuild)
-        .args(args)
-        .current_dir(root)
-        .status()
-        .with_context(|| format!("cannot run {}", isobuild.display()))?;
-    if !status.success() {
-        bail!("`isobuild {}` failed ({status})", shown.join(" "));
-    }
-    Ok(())
+fn utf8(path: &Path) -> Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))
 }
 
 /// The images `recipes/demo.yaml` lists, as stand-ins: alpine, nginx and an app image share

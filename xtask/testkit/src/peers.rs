@@ -74,7 +74,10 @@ impl Registry {
                 ),
                 Err(e) => panic!("cannot start docker-registry: {e}"),
             };
-            if wait_ready(&mut child, port) {
+            // Ready once `/v2/` answers at all: 200, or 401 with auth.
+            if wait_http(&mut child, port, "/v2/", |status| {
+                matches!(status, 200 | 401)
+            }) {
                 return Self {
                     child,
                     port,
@@ -127,25 +130,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Ready once `/v2/` answers at all (200, or 401 with auth).
-fn wait_ready(child: &mut Child, port: u16) -> bool {
-    let agent = crate::images::agent();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if let Ok(response) = agent.get(format!("http://127.0.0.1:{port}/v2/")).call() {
-            let status = response.status().as_u16();
-            if status == 200 || status == 401 {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[allow(clippy::print_stderr)]
@@ -270,7 +254,8 @@ impl Nginx {
                 ),
                 Err(e) => panic!("cannot start nginx: {e}"),
             };
-            if wait_http(&mut child, port, "/v2/") {
+            // Any answer will do: the rules decide what `/v2/` says.
+            if wait_http(&mut child, port, "/v2/", |_| true) {
                 return Self { child, port, dir };
             }
             let _ = child.kill();
@@ -304,18 +289,17 @@ impl Drop for Nginx {
     }
 }
 
-/// Ready once `path` answers anything but a connection error.
-fn wait_http(child: &mut Child, port: u16, path: &str) -> bool {
+/// Whether `child` answers `GET path` on `port` with a status `ready` accepts within 15 s
+/// (false as soon as it exits).
+fn wait_http(child: &mut Child, port: u16, path: &str, ready: fn(u16) -> bool) -> bool {
     let agent = crate::images::agent();
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if agent
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .call()
-            .is_ok()
+        if let Ok(response) = agent.get(format!("http://127.0.0.1:{port}{path}")).call()
+            && ready(response.status().as_u16())
         {
             return true;
         }
