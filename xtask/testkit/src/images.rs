@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use isobuild::reference::Digest;
+use isobuild::source::local::repack::HashWriter;
 use isobuild::source::manifest::media_type;
 use serde_json::json;
-use sha2::Digest as _;
 
 use crate::peers::Registry;
 
@@ -65,40 +65,6 @@ impl Read for RandomReader {
         self.rng.fill(&mut buf[..n]);
         self.remaining -= n as u64;
         Ok(n)
-    }
-}
-
-/// Hashes and counts what goes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: sha2::Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: sha2::Sha256::new(),
-            count: 0,
-        }
-    }
-
-    fn finish(self) -> (W, Digest, u64) {
-        (self.inner, Digest::from_hasher(self.hasher), self.count)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -175,8 +141,8 @@ fn write_layer<W: Write>(
     file_size: u64,
     level: flate2::Compression,
 ) -> (W, Digest, Digest, u64) {
-    let gzip = flate2::write::GzEncoder::new(HashingWriter::new(out), level);
-    let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+    let gzip = flate2::write::GzEncoder::new(HashWriter::new(out), level);
+    let mut tar = tar::Builder::new(HashWriter::new(gzip));
     let mut rng = Rng::new(seed);
     for i in 0..files {
         let mut header = tar::Header::new_gnu();
