@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: install the test peers if missing, then fmt, clippy, tests and docs.
+//! `cargo xtask ci`: install the test peers if missing, then fmt, clippy, tests, a quick
+//! bench and docs.
 //!
 //! CI (`.ci/run`) and people run exactly this command. The integration tests start real peers
 //! (docker-registry, nginx, skopeo, xorriso, podman), so the Debian packages that provide them
@@ -9,8 +10,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// Debian packages the tests need, and a binary each provides (to check presence).
-const PEERS: &[(&str, &str)] = &[
+/// A Debian package and a binary it provides (to check presence).
+pub(crate) type Peer = (&'static str, &'static str);
+
+/// Debian packages the tests need.
+const PEERS: &[Peer] = &[
     ("docker-registry", "docker-registry"),
     ("skopeo", "skopeo"),
     ("xorriso", "xorriso"),
@@ -24,7 +28,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let skip_install = args.iter().any(|arg| arg == "--no-install");
     let root = workspace_root()?;
     if !skip_install {
-        install_peers()?;
+        install_peers(PEERS)?;
     }
     step(&root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
     step(
@@ -50,6 +54,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     } else {
         step(&root, "cargo", &["test", "--workspace"], &[])?;
     }
+    // Timings in CI mean little; this keeps the bench working (see `bench`).
+    let mut bench = vec!["--quick".to_owned()];
+    if skip_install {
+        bench.push("--no-install".to_owned());
+    }
+    crate::bench::run(&bench)?;
     step(
         &root,
         "cargo",
@@ -65,7 +75,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> Result<PathBuf> {
+pub(crate) fn workspace_root() -> Result<PathBuf> {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     Ok(manifest_dir
         .parent()
@@ -85,9 +95,10 @@ fn on_path(binary: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
 }
 
-/// `apt-get install` the peers whose binary is missing (once `apt-get update`).
-fn install_peers() -> Result<()> {
-    let missing: Vec<&str> = PEERS
+/// `apt-get install` the peers whose binary is missing (once `apt-get update`). `demo` and
+/// `bench` call it with the peers they start.
+pub(crate) fn install_peers(peers: &[Peer]) -> Result<()> {
+    let missing: Vec<&str> = peers
         .iter()
         .filter(|(_, binary)| !on_path(binary) && !Path::new("/usr/sbin").join(binary).is_file())
         .map(|(package, _)| *package)
@@ -95,7 +106,7 @@ fn install_peers() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask ci: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {}", missing.join(" "));
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let run_apt = |args: &[&str]| -> Result<()> {
         let mut argv: Vec<&str> = sudo.to_vec();
@@ -124,8 +135,8 @@ fn is_root() -> bool {
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
-fn step(root: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
-    eprintln!("xtask ci: {program} {}", args.join(" "));
+pub(crate) fn step(root: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    eprintln!("xtask: {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
         .current_dir(root)

@@ -51,15 +51,16 @@ pub struct RepackedLayer {
     pub file: tempfile::NamedTempFile,
 }
 
-/// A writer that hashes and counts what passes through it.
-struct HashWriter<W> {
+/// A writer that hashes and counts what passes through it (public for the test kit's
+/// synthetic layers, which hash the same way).
+pub struct HashWriter<W> {
     inner: W,
     hasher: sha2::Sha256,
     len: u64,
 }
 
 impl<W: Write> HashWriter<W> {
-    fn new(inner: W) -> Self {
+    pub fn new(inner: W) -> Self {
         Self {
             inner,
             hasher: sha2::Sha256::new(),
@@ -67,7 +68,8 @@ impl<W: Write> HashWriter<W> {
         }
     }
 
-    fn finish(self) -> (W, Digest, u64) {
+    /// The inner writer, the digest and the count of what went through.
+    pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, Digest::from_hasher(self.hasher), self.len)
     }
 }
