@@ -270,26 +270,16 @@ impl Store {
 
     /// Store `bytes` as blob `digest` after checking they hash to it.
     pub fn put_blob_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
-        let actual = Digest::of(bytes);
-        if actual != *digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        let dest = self.blob_path(digest);
-        if dest.is_file() {
-            return Ok(());
-        }
-        let tmp = self.tmp_dir();
-        let mut file = tempfile::Builder::new()
-            .prefix("put-")
-            .tempfile_in(&tmp)
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        std::io::Write::write_all(&mut file, bytes).map_err(|e| StoreError::io(file.path(), e))?;
-        crate::fs::persist_noclobber(file, &dest, BLOB_MODE)
-            .map(drop)
-            .map_err(|e| StoreError::io(&dest, e))
+        self.put_verified(digest, Digest::of(bytes), || {
+            let tmp = self.tmp_dir();
+            let mut file = tempfile::Builder::new()
+                .prefix("put-")
+                .tempfile_in(&tmp)
+                .map_err(|e| StoreError::io(&tmp, e))?;
+            std::io::Write::write_all(&mut file, bytes)
+                .map_err(|e| StoreError::io(file.path(), e))?;
+            Ok(file)
+        })
     }
 
     /// Move a finished temporary file into the cache as blob `digest`, after hashing it again
@@ -301,6 +291,17 @@ impl Store {
         file: tempfile::NamedTempFile,
     ) -> Result<(), StoreError> {
         let actual = Digest::of_file(file.path()).map_err(|e| StoreError::io(file.path(), e))?;
+        self.put_verified(digest, actual, || Ok(file))
+    }
+
+    /// Move the file `make` gives into place as blob `digest`, if `actual` (its content's
+    /// digest) is `digest` and the blob is not there yet.
+    fn put_verified(
+        &self,
+        digest: &Digest,
+        actual: Digest,
+        make: impl FnOnce() -> Result<tempfile::NamedTempFile, StoreError>,
+    ) -> Result<(), StoreError> {
         if actual != *digest {
             return Err(StoreError::DigestMismatch {
                 expected: digest.clone(),
@@ -311,7 +312,7 @@ impl Store {
         if dest.is_file() {
             return Ok(());
         }
-        crate::fs::persist_noclobber(file, &dest, BLOB_MODE)
+        crate::fs::persist_noclobber(make()?, &dest, BLOB_MODE)
             .map(drop)
             .map_err(|e| StoreError::io(&dest, e))
     }
