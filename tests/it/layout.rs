@@ -258,30 +258,9 @@ fn archives_are_deterministic_and_readable_by_skopeo() {
     ]));
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2);
     let storage = tempfile::tempdir().unwrap();
-    let loaded = std::process::Command::new("podman")
-        .arg("--root")
-        .arg(storage.path().join("root"))
-        .arg("--runroot")
-        .arg(storage.path().join("run"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "load",
-            "-i",
-        ])
-        .arg(&archive)
-        .output()
-        .expect("podman is installed (apt-get install podman)");
-    assert!(
-        loaded.status.success(),
-        "podman load: {}",
-        String::from_utf8_lossy(&loaded.stderr)
-    );
-    assert!(String::from_utf8_lossy(&loaded.stdout).contains("test/alpha:1.0"));
+    let loaded =
+        crate::harness::podman::run_in(storage.path(), &["load", "-i", &archive.to_string_lossy()]);
+    assert!(loaded.contains("test/alpha:1.0"), "{loaded}");
     let first = fs_err::read(&archive).unwrap();
     // A layout somewhere else, with another cache: the same bytes.
     let other = project(&registry);

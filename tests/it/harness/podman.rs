@@ -147,18 +147,24 @@ impl Podman {
 
     /// Run `podman ARGS` against this instance's storage; panics with its output on failure.
     pub fn run(&self, args: &[&str]) -> String {
-        let output = Self::base_command(self.dir.path())
-            .args(args)
-            .output()
-            .expect("run podman");
-        assert!(
-            output.status.success(),
-            "podman {args:?} failed\n--- stdout\n{}--- stderr\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        run_in(self.dir.path(), args)
     }
+}
+
+/// Run `podman ARGS` with its storage in `dir` and no service (`podman load`, `podman save`);
+/// panics with its output on failure.
+pub fn run_in(dir: &Path, args: &[&str]) -> String {
+    let output = Podman::base_command(dir)
+        .args(args)
+        .output()
+        .expect("podman is installed (apt-get install podman)");
+    assert!(
+        output.status.success(),
+        "podman {args:?} failed\n--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 impl Drop for Podman {
