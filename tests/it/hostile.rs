@@ -286,21 +286,10 @@ fn oci_archive(bad: &dyn Fn(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
 /// Every path under `dir` but the cache, the layout output and `keep`, for "nothing was
 /// written" checks.
 fn files_outside_output(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = walkdir::WalkDir::new(dir)
+    crate::harness::relative_paths(dir)
         .into_iter()
-        .map(|entry| {
-            entry
-                .unwrap()
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .display()
-                .to_string()
-        })
         .filter(|name| !name.starts_with(".cache") && !name.starts_with("out"))
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
 
 #[test]

@@ -466,20 +466,7 @@ fn crafted(bad_name: &str, kind: tar::EntryType, link: &str) -> Vec<u8> {
 
 /// Every file under `dir`, relative.
 fn tree(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|entry| {
-            entry
-                .unwrap()
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .display()
-                .to_string()
-        })
-        .collect();
-    names.sort();
-    names
+    crate::harness::relative_paths(dir)
 }
 
 #[test]

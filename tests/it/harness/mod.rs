@@ -198,3 +198,21 @@ pub fn extract_iso(iso: &Path, dest: &Path) {
         }
     }
 }
+
+/// Every path under `dir` (files and folders, `dir` itself as ``), relative, sorted.
+pub fn relative_paths(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|entry| {
+            entry
+                .unwrap()
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
