@@ -814,3 +814,16 @@ recipe_error! {
     field: "",
     message: "a recipe is one YAML document, and this file has another after `---`",
 }
+
+#[test]
+fn load_str_reads_text_as_load_reads_the_file() {
+    let project = Project::new().file("recipe.yaml", HEAD);
+    let file = project.path().join("recipe.yaml");
+    let from_file = super::load(&file, &BTreeMap::new()).unwrap();
+    let from_text = super::load_str(HEAD, &file, &BTreeMap::new()).unwrap();
+    assert_eq!(format!("{from_text:?}"), format!("{from_file:?}"));
+    // The file named need not exist: it only places the recipe.
+    let elsewhere = project.path().join("absent/recipe.yaml");
+    let recipe = super::load_str(HEAD, &elsewhere, &BTreeMap::new()).unwrap();
+    assert_eq!(recipe.base_dir, project.path().join("absent"));
+}
