@@ -14,8 +14,9 @@
 //! layers. So a `Scan` keeps every small JSON-looking member in memory and, depending on
 //! `Want`, streams the other members through the repacker into temporary files:
 //!
-//! - a file on disk is scanned twice: once for metadata only (seeking over layer data), then
-//!   once more repacking only the layers the chosen image uses;
+//! - a file on disk (or an archive in memory, [`read_archive_bytes`]) is scanned twice: once
+//!   for metadata only (seeking over layer data), then once more repacking only the layers
+//!   the chosen image uses;
 //! - a stream (a daemon export) is scanned once, repacking every layer as it passes, since a
 //!   single-image export holds nothing else.
 
