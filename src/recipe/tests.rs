@@ -827,3 +827,46 @@ fn load_str_reads_text_as_load_reads_the_file() {
     let recipe = super::load_str(HEAD, &elsewhere, &BTreeMap::new()).unwrap();
     assert_eq!(recipe.base_dir, project.path().join("absent"));
 }
+
+// Found by fuzzing `tests/fuzz` (recipe_load) with hand-made hostile seeds: each of these used
+// to take seconds, hang or exhaust memory before the recipe was refused.
+
+/// An alias bomb: ten levels of ten aliases to the level below (10^9 nodes expanded).
+fn alias_bomb() -> String {
+    let mut yaml = format!("{HEAD}vars:\n  a0: &a0 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'\n");
+    for level in 1..10 {
+        let aliases = vec![format!("*a{}", level - 1); 10].join(", ");
+        yaml.push_str(&format!("  a{level}: &a{level} [{aliases}]\n"));
+    }
+    yaml
+}
+
+recipe_error! {
+    name: alias_bombs_are_refused_early,
+    yaml: alias_bomb(),
+    line: 10,
+    column: 22,
+    field: "",
+    message: "invalid YAML: alias replay limit exceeded: total_replayed_events=50001 > 50000",
+}
+
+recipe_error! {
+    name: deep_flow_nesting_is_refused,
+    yaml: format!("{HEAD}vars: {}\n", "[".repeat(10_000)),
+    line: 4,
+    column: 39,
+    field: "",
+    message: "invalid YAML: recursion limit exceeded",
+}
+
+recipe_error! {
+    name: deep_block_nesting_is_refused,
+    yaml: format!(
+        "{HEAD}vars:\n{}",
+        (1..1000).map(|depth| format!("{}- \n", "  ".repeat(depth))).collect::<String>()
+    ),
+    line: 36,
+    column: 65,
+    field: "",
+    message: "invalid YAML: budget breached: Depth { depth: 33 }",
+}
