@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::engine::{Fingerprint, JobOutput};
-use crate::recipe::{FileEntry, TemplateContext, template_env};
+use crate::recipe::{FileEntry, TemplateContext, read_template, template_env};
 
 use super::{TaskError, TreeClaim};
 
@@ -156,16 +156,18 @@ impl TemplateJob {
 
 /// Render the template file at `path` with `context`.
 pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<String, TaskError> {
-    let source = fs_err::read_to_string(path)?;
+    let source = read_template(path)?;
     let env = template_env();
     let name = path.display().to_string();
     let failed = |error: &minijinja::Error| TaskError::Render {
         path: path.to_owned(),
         line: error.line().unwrap_or(0),
-        message: error
-            .detail()
-            .unwrap_or(&error.kind().to_string())
-            .to_owned(),
+        message: crate::recipe::out_of_fuel(error).unwrap_or_else(|| {
+            error
+                .detail()
+                .unwrap_or(&error.kind().to_string())
+                .to_owned()
+        }),
     };
     let template = env
         .template_from_named_str(&name, &source)

@@ -23,7 +23,11 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Problem, RecipeError};
 pub use paths::IsoPath;
-pub use template::{ImageContext, TemplateContext, render_str, template_env};
+pub(crate) use template::out_of_fuel;
+pub use template::{
+    ImageContext, TEMPLATE_FUEL, TEMPLATE_LIMIT, TemplateContext, read_template, render_str,
+    template_env,
+};
 
 use crate::reference::{Digest, ImageSource};
 

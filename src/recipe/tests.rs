@@ -870,3 +870,26 @@ recipe_error! {
     field: "",
     message: "invalid YAML: budget breached: Depth { depth: 33 }",
 }
+
+recipe_error! {
+    name: runaway_template_loops_run_out_of_fuel,
+    yaml: format!(
+        "{HEAD}iso: {{ volume_id: \"{{% for a in range(99999) %}}{{% for b in range(99999) %}}{{% endfor %}}{{% endfor %}}\" }}\n"
+    ),
+    line: 4,
+    column: 19,
+    field: "iso.volume_id",
+    message: format!(
+        "cannot render `{{% for a in range(99999) %}}{{% for b in range(99999) %}}{{% endfor %}}{{% endfor %}}`: the template runs more than {} instructions; is a loop running away?",
+        super::TEMPLATE_FUEL
+    ),
+}
+
+recipe_error! {
+    name: templates_must_be_regular_files,
+    yaml: format!("{HEAD}files: [{{ src: /dev/zero, dest: z, template: true }}]\n"),
+    line: 4,
+    column: 16,
+    field: "files[0].src",
+    message: "`/dev/zero` is not a regular file; a template must be one",
+}
