@@ -863,7 +863,9 @@ recipe_error! {
     name: deep_block_nesting_is_refused,
     yaml: format!(
         "{HEAD}vars:\n{}",
-        (1..1000).map(|depth| format!("{}- \n", "  ".repeat(depth))).collect::<String>()
+        (1..1000)
+            .flat_map(|depth| ["  ".repeat(depth), "- \n".to_owned()])
+            .collect::<String>()
     ),
     line: 36,
     column: 65,
