@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::engine::{Fingerprint, JobOutput};
-use crate::recipe::{FileEntry, TemplateContext, template_env};
+use crate::recipe::{FileEntry, TemplateContext, read_template, template_env};
 
 use super::{TaskError, TreeClaim, blocking};
 
@@ -164,14 +164,16 @@ impl TemplateJob {
 
 /// Render the template file at `path` with `context`.
 pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<String, TaskError> {
-    let source = fs_err::read_to_string(path)?;
+    let source = read_template(path)?;
     let env = template_env();
     let name = path.display().to_string();
     let failed = |error: &minijinja::Error| {
-        let mut message = error
-            .detail()
-            .unwrap_or(&error.kind().to_string())
-            .to_owned();
+        let mut message = crate::recipe::out_of_fuel(error).unwrap_or_else(|| {
+            error
+                .detail()
+                .unwrap_or(&error.kind().to_string())
+                .to_owned()
+        });
         // The environment has no loader on purpose: a template must not read files the
         // fingerprint does not know about (or any file at all, like `/etc/passwd`).
         if error.kind() == minijinja::ErrorKind::TemplateNotFound {

@@ -1291,7 +1291,7 @@ impl Checker<'_> {
             );
             return;
         }
-        let source = match fs_err::read_to_string(path) {
+        let source = match super::read_template(path) {
             Ok(source) => source,
             Err(error) => {
                 self.problems.add(at, error.to_string());
@@ -1396,6 +1396,9 @@ fn cycle_from(
 
 /// How a minijinja error reads in a problem: its kind, then its detail.
 fn template_error(error: &minijinja::Error) -> String {
+    if let Some(message) = super::template::out_of_fuel(error) {
+        return message;
+    }
     match error.detail() {
         Some(detail) => format!("{}: {detail}", error.kind()),
         None => error.kind().to_string(),

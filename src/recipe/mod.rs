@@ -1,9 +1,10 @@
 //! The recipe: what an ISO is made of, as the user wrote it in YAML (schema version 1).
 //!
-//! [`load`] reads a recipe file, checks it completely and returns a [`Recipe`] whose values are
-//! already validated: references and digests are parsed, every path that lands in the ISO tree
-//! is an [`IsoPath`], every template compiles and every `after:` names an existing task without
-//! a cycle. Relative host paths are made absolute against the recipe file's folder.
+//! [`load`] reads a recipe file ([`load_str`] takes its text), checks it completely and
+//! returns a [`Recipe`] whose values are already validated: references and digests are
+//! parsed, every path that lands in the ISO tree is an [`IsoPath`], every template compiles
+//! and every `after:` names an existing task without a cycle. Relative host paths are made
+//! absolute against the recipe file's folder.
 //!
 //! Turning a recipe into work is [`crate::plan`]'s job; this module never touches the network
 //! and only reads the recipe and the template files it names.
@@ -22,7 +23,11 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Problem, RecipeError};
 pub use paths::IsoPath;
-pub use template::{ImageContext, TemplateContext, render_str, template_env};
+pub(crate) use template::out_of_fuel;
+pub use template::{
+    ImageContext, TEMPLATE_FUEL, TEMPLATE_LIMIT, TemplateContext, read_template, render_str,
+    template_env,
+};
 
 use crate::reference::{Digest, ImageSource};
 
@@ -227,6 +232,20 @@ pub struct CommandTask {
 /// Every problem in the file is reported at once in the returned [`RecipeError`].
 pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Recipe, RecipeError> {
     parse::load(path, overrides)
+}
+
+/// Validate recipe `text` as if it had been read from `file`, as [`load`] does after reading
+/// it: relative paths resolve against `file`'s folder, problems name `file`, and the template
+/// files the recipe names are still read from disk.
+///
+/// For callers that already hold the text (the fuzz targets in `tests/fuzz`, editors); `file`
+/// need not exist.
+pub fn load_str(
+    text: &str,
+    file: &Path,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Recipe, RecipeError> {
+    parse::load_str(text, file, overrides)
 }
 #[cfg(test)]
 mod tests;

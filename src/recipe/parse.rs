@@ -1,4 +1,5 @@
-//! [`load`]: read a recipe file and hand it to the checks, with paths set up for problems.
+//! [`load`] and [`load_str`]: read a recipe file (or take its text) and hand it to the
+//! checks, with paths set up for problems.
 //!
 //! The stages are: the YAML text becomes a located [`super::node::Node`] tree
 //! (serde-saphyr), the tree becomes the raw serde types of [`super::raw`] (through
@@ -19,6 +20,14 @@ pub(super) fn load(
         path: path.to_owned(),
         source,
     })?;
+    load_str(&source, path, overrides)
+}
+
+pub(super) fn load_str(
+    source: &str,
+    path: &Path,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Recipe, RecipeError> {
     let origin = Origin {
         file: path.to_owned(),
         base_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
@@ -26,5 +35,5 @@ pub(super) fn load(
         // directory just means absolute paths.
         cwd: std::env::current_dir().ok(),
     };
-    check(&source, &origin, overrides).map_err(|problems| RecipeError::Invalid { problems })
+    check(source, &origin, overrides).map_err(|problems| RecipeError::Invalid { problems })
 }

@@ -3,8 +3,15 @@
 //! The context is the recipe's data (name, version, vars, epoch and the images with their
 //! resolved digests when known). Rendering is strict: an undefined variable is an error, so a
 //! typo in a template never silently ships an empty string in the ISO.
+//!
+//! Templates are bounded, so a mistake cannot hang or swamp the build: a template file must
+//! be a regular file of at most [`TEMPLATE_LIMIT`] bytes ([`read_template`]), and one
+//! rendering may run at most [`TEMPLATE_FUEL`] minijinja instructions (nested loops over
+//! `range()` would otherwise run for hours).
 
 use std::collections::BTreeMap;
+use std::io::{self, Read as _};
+use std::path::Path;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -30,8 +37,18 @@ pub struct ImageContext {
     pub digest: Option<String>,
 }
 
+/// Most bytes a template file may have. Templates are text someone edits; a file past this is
+/// a mistake (an ISO or a binary named in `src:`) better refused than read whole into memory.
+pub const TEMPLATE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Most minijinja instructions one rendering may run. MetalK8s' templates need a few hundred
+/// (a loop over its images is about ten per image); a million leaves room for loops over
+/// thousands of images while stopping a runaway loop in a fraction of a second (about two
+/// under the fuzz targets' sanitizers, whose hang limit is ten).
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// The environment every template renders in: strict undefined values, trailing newline kept,
-/// and two filters:
+/// [`TEMPLATE_FUEL`] per rendering, and two filters:
 /// - `underscore`: `129.0.0-dev` → `129_0_0_dev`, for nginx variable names;
 /// - `timestamp`: seconds since the epoch → `2023-11-14T22:13:20Z` (UTC, the format of
 ///   MetalK8s' `BUILD_TIMESTAMP`), so dates in the ISO come from the recipe's `epoch` and
@@ -40,6 +57,7 @@ pub struct ImageContext {
 pub fn template_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
         .keep_trailing_newline(true)
         .build()
@@ -74,6 +92,46 @@ fn timestamp(value: &minijinja::Value) -> Result<String, minijinja::Error> {
         )
     })?;
     Ok(instant.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// What to say when `error` is minijinja running out of fuel, whose own wording ("engine ran
+/// out of fuel") names its machinery rather than the user's mistake.
+pub(crate) fn out_of_fuel(error: &minijinja::Error) -> Option<String> {
+    (error.kind() == minijinja::ErrorKind::OutOfFuel).then(|| {
+        format!("the template runs more than {TEMPLATE_FUEL} instructions; is a loop running away?")
+    })
+}
+
+/// Read the template file at `path`: a regular file (not a FIFO or a device, which could
+/// block or never end) of at most [`TEMPLATE_LIMIT`] bytes of UTF-8.
+pub fn read_template(path: &Path) -> io::Result<String> {
+    // Checked before opening: opening a FIFO blocks until something writes to it.
+    let metadata = fs_err::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "`{}` is not a regular file; a template must be one",
+                path.display()
+            ),
+        ));
+    }
+    let mut text = String::new();
+    fs_err::File::open(path)?
+        .take(TEMPLATE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(|error| crate::fs::with_path(&error, "read", path))?;
+    if text.len() as u64 > TEMPLATE_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "`{}` is larger than {} MiB, too large for a template",
+                path.display(),
+                TEMPLATE_LIMIT / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// Render a one-line template from the recipe (`volume_id`, `path`, …).
@@ -129,5 +187,45 @@ mod tests {
         assert!(problem("{{ 'now' | timestamp }}").contains("not `now`"));
         assert!(problem("{{ 1.5 | timestamp }}").contains("whole number"));
         assert!(problem("{{ 99999999999999 | timestamp }}").contains("not a date"));
+    }
+
+    #[test]
+    fn template_files_are_regular_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.j2");
+        fs_err::write(&small, "{{ name }}").unwrap();
+        assert_eq!(read_template(&small).unwrap(), "{{ name }}");
+        // A device never ends and a FIFO blocks: both used to be read until memory ran out.
+        let device = read_template(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(device.kind(), io::ErrorKind::InvalidInput, "{device}");
+        let folder = read_template(dir.path()).unwrap_err();
+        assert_eq!(folder.kind(), io::ErrorKind::InvalidInput, "{folder}");
+        // Sparse, so the test writes nothing.
+        let large = dir.path().join("large.j2");
+        fs_err::File::create(&large)
+            .unwrap()
+            .set_len(TEMPLATE_LIMIT + 1)
+            .unwrap();
+        let error = read_template(&large).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::FileTooLarge, "{error}");
+    }
+
+    #[test]
+    fn runaway_loops_run_out_of_fuel() {
+        let error = render_str(
+            "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}",
+            &TemplateContext::default(),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), minijinja::ErrorKind::OutOfFuel);
+        assert!(out_of_fuel(&error).is_some());
+        // A loop over as many images as a large recipe has is nowhere near the limit.
+        assert!(
+            render_str(
+                "{% for i in range(2000) %}{{ i }} {{ name | underscore }}\n{% endfor %}",
+                &TemplateContext::default(),
+            )
+            .is_ok()
+        );
     }
 }

@@ -814,3 +814,84 @@ recipe_error! {
     field: "",
     message: "a recipe is one YAML document, and this file has another after `---`",
 }
+
+#[test]
+fn load_str_reads_text_as_load_reads_the_file() {
+    let project = Project::new().file("recipe.yaml", HEAD);
+    let file = project.path().join("recipe.yaml");
+    let from_file = super::load(&file, &BTreeMap::new()).unwrap();
+    let from_text = super::load_str(HEAD, &file, &BTreeMap::new()).unwrap();
+    assert_eq!(format!("{from_text:?}"), format!("{from_file:?}"));
+    // The file named need not exist: it only places the recipe.
+    let elsewhere = project.path().join("absent/recipe.yaml");
+    let recipe = super::load_str(HEAD, &elsewhere, &BTreeMap::new()).unwrap();
+    assert_eq!(recipe.base_dir, project.path().join("absent"));
+}
+
+// Found by fuzzing `tests/fuzz` (recipe_load) with hand-made hostile seeds: each of these used
+// to take seconds, hang or exhaust memory before the recipe was refused.
+
+/// An alias bomb: ten levels of ten aliases to the level below (10^9 nodes expanded).
+fn alias_bomb() -> String {
+    let mut yaml = format!("{HEAD}vars:\n  a0: &a0 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'\n");
+    for level in 1..10 {
+        let aliases = vec![format!("*a{}", level - 1); 10].join(", ");
+        yaml.push_str(&format!("  a{level}: &a{level} [{aliases}]\n"));
+    }
+    yaml
+}
+
+recipe_error! {
+    name: alias_bombs_are_refused_early,
+    yaml: alias_bomb(),
+    line: 10,
+    column: 22,
+    field: "",
+    message: "invalid YAML: alias replay limit exceeded: total_replayed_events=50001 > 50000",
+}
+
+recipe_error! {
+    name: deep_flow_nesting_is_refused,
+    yaml: format!("{HEAD}vars: {}\n", "[".repeat(10_000)),
+    line: 4,
+    column: 39,
+    field: "",
+    message: "invalid YAML: recursion limit exceeded",
+}
+
+recipe_error! {
+    name: deep_block_nesting_is_refused,
+    yaml: format!(
+        "{HEAD}vars:\n{}",
+        (1..1000)
+            .flat_map(|depth| ["  ".repeat(depth), "- \n".to_owned()])
+            .collect::<String>()
+    ),
+    line: 36,
+    column: 65,
+    field: "",
+    message: "invalid YAML: budget breached: Depth { depth: 33 }",
+}
+
+recipe_error! {
+    name: runaway_template_loops_run_out_of_fuel,
+    yaml: format!(
+        "{HEAD}iso: {{ volume_id: \"{{% for a in range(99999) %}}{{% for b in range(99999) %}}{{% endfor %}}{{% endfor %}}\" }}\n"
+    ),
+    line: 4,
+    column: 19,
+    field: "iso.volume_id",
+    message: format!(
+        "cannot render `{{% for a in range(99999) %}}{{% for b in range(99999) %}}{{% endfor %}}{{% endfor %}}`: the template runs more than {} instructions; is a loop running away?",
+        super::TEMPLATE_FUEL
+    ),
+}
+
+recipe_error! {
+    name: templates_must_be_regular_files,
+    yaml: format!("{HEAD}files: [{{ src: /dev/zero, dest: z, template: true }}]\n"),
+    line: 4,
+    column: 16,
+    field: "files[0].src",
+    message: "`/dev/zero` is not a regular file; a template must be one",
+}

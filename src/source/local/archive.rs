@@ -14,8 +14,9 @@
 //! layers. So a `Scan` keeps every small JSON-looking member in memory and, depending on
 //! `Want`, streams the other members through the repacker into temporary files:
 //!
-//! - a file on disk is scanned twice: once for metadata only (seeking over layer data), then
-//!   once more repacking only the layers the chosen image uses;
+//! - a file on disk (or an archive in memory, [`read_archive_bytes`]) is scanned twice: once
+//!   for metadata only (seeking over layer data), then once more repacking only the layers
+//!   the chosen image uses;
 //! - a stream (a daemon export) is scanned once, repacking every layer as it passes, since a
 //!   single-image export holds nothing else.
 
@@ -59,17 +60,51 @@ pub fn read_archive(
     let found = match &source {
         ImageSource::DockerArchive(path) => {
             let source_id = file_digest(&image, path)?;
-            read_docker_archive_file(&image, path, sink.scratch_dir(), source_id)?
+            read_docker_archive_seekable(&image, &open_file(path), sink.scratch_dir(), source_id)?
         }
         ImageSource::OciArchive(path) => {
             let source_id = file_digest(&image, path)?;
-            read_oci_archive_file(&image, path, platform, sink.scratch_dir(), source_id)?
+            let open = open_file(path);
+            read_oci_archive_seekable(&image, &open, platform, sink.scratch_dir(), source_id)?
         }
         ImageSource::OciLayout { dir, tag } => {
             read_oci_layout(&image, dir, tag.as_deref(), platform, sink.scratch_dir())?
         }
         ImageSource::Registry(_) | ImageSource::Daemon(_) => {
             return Err(LocalSourceError::NotLocal { image });
+        }
+    };
+    assemble(found, platform, format, sink)
+}
+
+/// The two archive forms [`read_archive_bytes`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// `docker save` / `podman save` output (`docker-archive:`).
+    Docker,
+    /// An OCI image layout in a tar (`oci-archive:`).
+    Oci,
+}
+
+/// Read an archive held in memory, exactly as [`read_archive`] reads the same bytes from a
+/// file. The fuzz targets in `tests/fuzz` use it, since a fuzzer hands over bytes, not
+/// files; blobs still go through `sink` and its scratch folder.
+pub fn read_archive_bytes(
+    kind: ArchiveKind,
+    bytes: &[u8],
+    platform: &Platform,
+    format: ImageFormat,
+    sink: &dyn super::BlobSink,
+) -> Result<LocalImage, LocalSourceError> {
+    let source_id = Digest::of(bytes).to_string();
+    let open = || Ok(io::Cursor::new(bytes));
+    let scratch = sink.scratch_dir();
+    let found = match kind {
+        ArchiveKind::Docker => {
+            read_docker_archive_seekable("docker-archive:<memory>", &open, scratch, source_id)?
+        }
+        ArchiveKind::Oci => {
+            read_oci_archive_seekable("oci-archive:<memory>", &open, platform, scratch, source_id)?
         }
     };
     assemble(found, platform, format, sink)
@@ -407,19 +442,32 @@ impl Scan {
     }
 }
 
-/// Scan the file at `path` once, without repacking anything.
-fn metadata_pass(image: &str, path: &Path, scratch: &Path) -> Result<Scan, LocalSourceError> {
-    scan_file(image, path, scratch, &Want::Nothing)
+/// Opens the archive afresh for each pass over it: the file at its path, or a cursor over
+/// bytes in memory.
+type Open<'a, R> = &'a dyn Fn() -> io::Result<R>;
+
+/// The archive file at `path`, opened for a pass.
+fn open_file(path: &Path) -> impl Fn() -> io::Result<SeekableFile> + '_ {
+    move || fs_err::File::open(path).map(SeekableFile)
 }
 
-fn scan_file(
+/// Scan the archive once, without repacking anything.
+fn metadata_pass<R: Read + Seek>(
     image: &str,
-    path: &Path,
+    open: Open<'_, R>,
+    scratch: &Path,
+) -> Result<Scan, LocalSourceError> {
+    scan_seekable(image, open, scratch, &Want::Nothing)
+}
+
+fn scan_seekable<R: Read + Seek>(
+    image: &str,
+    open: Open<'_, R>,
     scratch: &Path,
     want: &Want<'_>,
 ) -> Result<Scan, LocalSourceError> {
-    let file = fs_err::File::open(path).map_err(|source| io_error(image, source))?;
-    let mut archive = tar::Archive::new(SeekableFile(file));
+    let reader = open().map_err(|source| io_error(image, source))?;
+    let mut archive = tar::Archive::new(reader);
     let entries = archive
         .entries_with_seek()
         .map_err(|source| io_error(image, source))?;
@@ -442,11 +490,11 @@ impl Seek for SeekableFile {
     }
 }
 
-/// Second pass over a file: repack the layers the first pass found to be needed.
-fn layer_pass(
+/// Second pass over the archive: repack the layers the first pass found to be needed.
+fn layer_pass<R: Read + Seek>(
     scan: &mut Scan,
     image: &str,
-    path: &Path,
+    open: Open<'_, R>,
     scratch: &Path,
     layers: &[String],
 ) -> Result<(), LocalSourceError> {
@@ -454,7 +502,7 @@ fn layer_pass(
     if needed.is_empty() {
         return Ok(());
     }
-    let second = scan_file(image, path, scratch, &Want::Only(&needed))?;
+    let second = scan_seekable(image, open, scratch, &Want::Only(&needed))?;
     scan.layers.extend(second.layers);
     Ok(())
 }
@@ -545,15 +593,16 @@ fn docker_found(
     })
 }
 
-fn read_docker_archive_file(
+/// Read a docker-archive that can be read twice (a file, or bytes in memory).
+fn read_docker_archive_seekable<R: Read + Seek>(
     image: &str,
-    path: &Path,
+    open: Open<'_, R>,
     scratch: &Path,
     source_id: String,
 ) -> Result<Found, LocalSourceError> {
-    let mut scan = metadata_pass(image, path, scratch)?;
+    let mut scan = metadata_pass(image, open, scratch)?;
     let selection = select_docker(&scan, image)?;
-    layer_pass(&mut scan, image, path, scratch, &selection.layers)?;
+    layer_pass(&mut scan, image, open, scratch, &selection.layers)?;
     docker_found(scan, selection, image, scratch, source_id)
 }
 
@@ -854,20 +903,21 @@ fn select_oci(
     })
 }
 
-fn read_oci_archive_file(
+/// Read an oci-archive that can be read twice (a file, or bytes in memory).
+fn read_oci_archive_seekable<R: Read + Seek>(
     image: &str,
-    path: &Path,
+    open: Open<'_, R>,
     platform: &Platform,
     scratch: &Path,
     source_id: String,
 ) -> Result<Found, LocalSourceError> {
-    let mut scan = metadata_pass(image, path, scratch)?;
+    let mut scan = metadata_pass(image, open, scratch)?;
     let selection = {
         let mut read = |member: &str| scan.json(image, member);
         select_oci(image, None, platform, &mut read)?
     };
     let members: Vec<String> = selection.layers.iter().map(blob_member).collect();
-    layer_pass(&mut scan, image, path, scratch, &members)?;
+    layer_pass(&mut scan, image, open, scratch, &members)?;
     let layers: Vec<(String, Option<Digest>)> = selection
         .layers
         .iter()
@@ -1353,6 +1403,40 @@ mod tests {
         assert_eq!(from_oci.manifest, from_docker.manifest);
         assert_eq!(from_oci.layers, from_docker.layers);
         assert_ne!(from_oci.source_id, from_docker.source_id);
+    }
+
+    #[test]
+    fn archives_in_memory_read_as_archive_files_do() {
+        let work = tempfile::tempdir().unwrap();
+        let layers = vec![layer(7, 3000), layer(8, 10)];
+        oci_layout(
+            &work.path().join("layout"),
+            &[("amd64", layers.clone())],
+            "x",
+        );
+        let oci = tar_folder(&work.path().join("layout"));
+        let docker = docker_archive(&layers, &config(&layers, "amd64"));
+        for (kind, bytes, source) in [
+            (
+                ArchiveKind::Oci,
+                oci,
+                ImageSource::OciArchive("a.tar".into()),
+            ),
+            (
+                ArchiveKind::Docker,
+                docker,
+                ImageSource::DockerArchive("a.tar".into()),
+            ),
+        ] {
+            write(work.path(), "a.tar", &bytes);
+            let sink = DirSink::new();
+            let from_file =
+                read_archive(&source, work.path(), &amd64(), ImageFormat::Oci, &sink).unwrap();
+            let from_bytes =
+                read_archive_bytes(kind, &bytes, &amd64(), ImageFormat::Oci, &sink).unwrap();
+            assert_eq!(from_bytes, from_file);
+            assert!(sink.scratch_entries().is_empty());
+        }
     }
 
     #[test]

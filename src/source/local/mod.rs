@@ -42,7 +42,7 @@ pub mod daemon;
 pub mod docker_host;
 pub mod repack;
 
-pub use archive::{archive_source_id, read_archive};
+pub use archive::{ArchiveKind, archive_source_id, read_archive, read_archive_bytes};
 pub use daemon::{daemon_image_id, export_from_daemon};
 pub use docker_host::{Endpoint, EndpointOrigin, ResolvedEndpoint, resolve_endpoint};
 
