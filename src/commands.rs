@@ -81,10 +81,11 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     fn new(settings: &'a BuildSettings) -> Result<Self, Error> {
-        let mut recipe = recipe::load(&settings.recipe, &settings.overrides)?;
-        if let Some(epoch) = settings.source_date_epoch {
-            recipe.epoch = Some(epoch);
-        }
+        let mut recipe = recipe::load_with_epoch(
+            &settings.recipe,
+            &settings.overrides,
+            settings.source_date_epoch,
+        )?;
         if let Some(platform) = &settings.platform {
             recipe.images.platform = platform.clone();
         }

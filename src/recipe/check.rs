@@ -30,6 +30,9 @@ pub(super) struct Origin {
     pub(super) base_dir: PathBuf,
     /// The current directory: paths under it are shown relative to it.
     pub(super) cwd: Option<PathBuf>,
+    /// `SOURCE_DATE_EPOCH`: replaces the recipe's `epoch` (still checked) before anything
+    /// is rendered.
+    pub(super) epoch_override: Option<i64>,
 }
 
 impl Origin {
@@ -351,6 +354,7 @@ impl Checker<'_> {
         }
         let vars = self.vars(raw.vars.as_ref(), document, overrides);
         let epoch = self.epoch(raw.epoch.as_ref());
+        let epoch = self.origin.epoch_override.or(epoch);
         self.context = TemplateContext {
             name: name.map(|(name, _)| name.clone()).unwrap_or_default(),
             version: version

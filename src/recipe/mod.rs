@@ -231,7 +231,17 @@ pub struct CommandTask {
 ///
 /// Every problem in the file is reported at once in the returned [`RecipeError`].
 pub fn load(path: &Path, overrides: &BTreeMap<String, String>) -> Result<Recipe, RecipeError> {
-    parse::load(path, overrides)
+    parse::load(path, overrides, None)
+}
+
+/// [`load`], with `epoch` (`SOURCE_DATE_EPOCH`) in place of the recipe's own, so that every
+/// string rendered while loading (`--timestamp {{ epoch }}` in a task, say) sees it too.
+pub fn load_with_epoch(
+    path: &Path,
+    overrides: &BTreeMap<String, String>,
+    epoch: Option<i64>,
+) -> Result<Recipe, RecipeError> {
+    parse::load(path, overrides, epoch)
 }
 
 /// Validate recipe `text` as if it had been read from `file`, as [`load`] does after reading
@@ -245,7 +255,7 @@ pub fn load_str(
     file: &Path,
     overrides: &BTreeMap<String, String>,
 ) -> Result<Recipe, RecipeError> {
-    parse::load_str(text, file, overrides)
+    parse::load_str(text, file, overrides, None)
 }
 #[cfg(test)]
 mod tests;

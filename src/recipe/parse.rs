@@ -15,20 +15,23 @@ use super::{Recipe, RecipeError};
 pub(super) fn load(
     path: &Path,
     overrides: &BTreeMap<String, String>,
+    epoch: Option<i64>,
 ) -> Result<Recipe, RecipeError> {
     let source = fs_err::read_to_string(path).map_err(|source| RecipeError::Read {
         path: path.to_owned(),
         source,
     })?;
-    load_str(&source, path, overrides)
+    load_str(&source, path, overrides, epoch)
 }
 
 pub(super) fn load_str(
     source: &str,
     path: &Path,
     overrides: &BTreeMap<String, String>,
+    epoch: Option<i64>,
 ) -> Result<Recipe, RecipeError> {
     let origin = Origin {
+        epoch_override: epoch,
         file: path.to_owned(),
         base_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
         // Only used to shorten the paths shown in problems; an unreadable current

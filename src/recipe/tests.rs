@@ -43,6 +43,7 @@ impl Project {
             file: self.path().join("recipe.yaml"),
             base_dir: self.path().to_owned(),
             cwd: Some(self.path().to_owned()),
+            epoch_override: None,
         };
         let overrides: BTreeMap<String, String> = overrides
             .iter()

@@ -458,3 +458,17 @@ files:
         .failure(2)
         .stderr_contains("`replace` and `template: true` do not go together");
 }
+
+#[test]
+fn source_date_epoch_replaces_the_epoch_everywhere() {
+    let recipe = r"isobuild: 1
+name: t
+version: '1'
+epoch: 1700000000
+tasks:
+  - { name: stamp, run: [sh, -c, 'echo {{ epoch }} $SOURCE_DATE_EPOCH > stamp.txt'], outputs: [stamp.txt] }
+";
+    let test = Test::new().recipe(recipe).env("SOURCE_DATE_EPOCH", "42");
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    assert_eq!(test.read("stamp.txt"), "42 42\n");
+}
