@@ -161,13 +161,20 @@ impl<'a> Session<'a> {
             locked: lock.as_ref().map(|lock| (lock, lock_file.as_path())),
             offline: self.settings.offline,
         };
-        let resolutions = self.runtime.block_on(resolve::resolve_images(
+        let resolving = resolve::resolve_images(
             &self.recipe,
             &services.client,
             &services.store,
             &self.reporter,
             options,
-        ))?;
+        );
+        // Ctrl-C while resolving: nothing is written yet, so stopping is all there is to do.
+        let resolutions = self.runtime.block_on(async {
+            tokio::select! {
+                resolutions = resolving => Ok(resolutions),
+                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            }
+        })??;
         resolve::into_images(resolutions.clone())?;
         Ok(resolutions)
     }

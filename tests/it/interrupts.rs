@@ -498,3 +498,18 @@ fn two_builds_of_one_project_at_once_take_turns() {
     assert_no_temporaries(&test);
     assert_cache_sound(&test.cache_dir(), &setup.known_blobs());
 }
+
+#[test]
+fn ctrl_c_while_resolving_images_exits_130() {
+    let setup = Setup::new();
+    let host = setup.proxy.host();
+    // Every manifest request waits: the run is stuck resolving until interrupted.
+    setup.proxy.fault("/manifests/", Fault::Stall, usize::MAX);
+    let test = project(&host, true);
+    let mut child = spawn(&test, &host, &[], &[]);
+    wait_until("a manifest request", Duration::from_secs(20), || {
+        setup.proxy.count("GET", "/manifests/") > 0
+    });
+    interrupt(&mut child, Signal::Int);
+    assert_no_temporaries(&test);
+}
