@@ -15,6 +15,8 @@ use serde_saphyr::Spanned;
 
 /// Most nodes (mappings, lists and scalars) a recipe may have, aliases expanded.
 const MAX_NODES: usize = 50_000;
+/// Most YAML events aliases may replay, all aliases together.
+const MAX_REPLAYED_EVENTS: usize = 10_000;
 /// Deepest nesting of mappings and lists; the schema needs five levels.
 const MAX_DEPTH: usize = 32;
 /// Most bytes of scalar text in a recipe.
@@ -84,8 +86,9 @@ impl Node {
                 flow_nesting_limit: MAX_DEPTH,
                 max_total_scalar_bytes: MAX_SCALAR_BYTES,
             },
+            // Recipes rarely use aliases, and then for a few shared settings.
             alias_limits: serde_saphyr::alias_limits! {
-                max_total_replayed_events: MAX_NODES,
+                max_total_replayed_events: MAX_REPLAYED_EVENTS,
             },
         };
         let mut node: Self = serde_saphyr::from_str_with_options(source, options)?;
