@@ -15,7 +15,9 @@ use serde_saphyr::Spanned;
 
 /// Most nodes (mappings, lists and scalars) a recipe may have, aliases expanded.
 const MAX_NODES: usize = 50_000;
-/// Deepest nesting of mappings and lists; a recipe needs five levels.
+/// Most YAML events aliases may replay, all aliases together.
+const MAX_REPLAYED_EVENTS: usize = 10_000;
+/// Deepest nesting of mappings and lists; the schema needs five levels.
 const MAX_DEPTH: usize = 32;
 /// Most bytes of scalar text in a recipe.
 const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
@@ -72,9 +74,9 @@ impl Node {
             // `.inf` and `.nan` are text where a string is wanted, like any other number.
             non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
             with_snippet: false,
-            // serde-saphyr's default budget is sized for any YAML document; a recipe is a
-            // few thousand nodes (MetalK8s' is about 1,500). Tighter caps keep a hostile or
-            // broken file (an alias bomb) from costing seconds before it is refused.
+            // serde-saphyr's default budget is sized for any YAML document; a recipe is
+            // small (MetalK8s' has 677 nodes, 5 deep). Tighter caps keep a hostile or broken
+            // file (an alias bomb) from costing seconds before it is refused.
             budget: serde_saphyr::budget! {
                 max_nodes: MAX_NODES,
                 max_events: 4 * MAX_NODES,
@@ -84,8 +86,9 @@ impl Node {
                 flow_nesting_limit: MAX_DEPTH,
                 max_total_scalar_bytes: MAX_SCALAR_BYTES,
             },
+            // Recipes rarely use aliases, and then for a few shared settings.
             alias_limits: serde_saphyr::alias_limits! {
-                max_total_replayed_events: MAX_NODES,
+                max_total_replayed_events: MAX_REPLAYED_EVENTS,
             },
         };
         let mut node: Self = serde_saphyr::from_str_with_options(source, options)?;

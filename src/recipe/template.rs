@@ -41,10 +41,10 @@ pub struct ImageContext {
 /// a mistake (an ISO or a binary named in `src:`) better refused than read whole into memory.
 pub const TEMPLATE_LIMIT: u64 = 16 * 1024 * 1024;
 
-/// Most minijinja instructions one rendering may run. MetalK8s' templates need a few hundred
-/// (a loop over its images is about ten per image); a million leaves room for loops over
-/// thousands of images while stopping a runaway loop in a fraction of a second (about two
-/// under the fuzz targets' sanitizers, whose hang limit is ten).
+/// Most minijinja instructions one rendering may run. MetalK8s' `versions.json` template, a
+/// loop over its 40 images, spends about 1,300 (some 30 an image); a million leaves room for
+/// tens of thousands of images while stopping a runaway loop in a fraction of a second
+/// (about two under the fuzz targets' sanitizers, whose hang limit is ten).
 pub const TEMPLATE_FUEL: u64 = 1_000_000;
 
 /// The environment every template renders in: strict undefined values, trailing newline kept,

@@ -845,10 +845,10 @@ fn alias_bomb() -> String {
 recipe_error! {
     name: alias_bombs_are_refused_early,
     yaml: alias_bomb(),
-    line: 10,
-    column: 22,
+    line: 9,
+    column: 47,
     field: "",
-    message: "invalid YAML: alias replay limit exceeded: total_replayed_events=50001 > 50000",
+    message: "invalid YAML: alias replay limit exceeded: total_replayed_events=10001 > 10000",
 }
 
 recipe_error! {
