@@ -6,8 +6,9 @@
 //!
 //! Templates are bounded, so a mistake cannot hang or swamp the build: a template file must
 //! be a regular file of at most [`TEMPLATE_LIMIT`] bytes ([`read_template`]), and one
-//! rendering may run at most [`TEMPLATE_FUEL`] minijinja instructions (nested loops over
-//! `range()` would otherwise run for hours).
+//! rendering gets [`TEMPLATE_FUEL`], which pays for minijinja's instructions and the data
+//! they make (nested loops over `range()` would otherwise run for hours, and repeated
+//! `{% set a = a ~ a %}` would fill memory).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _};
@@ -41,10 +42,13 @@ pub struct ImageContext {
 /// a mistake (an ISO or a binary named in `src:`) better refused than read whole into memory.
 pub const TEMPLATE_LIMIT: u64 = 16 * 1024 * 1024;
 
-/// Most minijinja instructions one rendering may run. MetalK8s' `versions.json` template, a
-/// loop over its 40 images, spends about 1,300 (some 30 an image); a million leaves room for
-/// tens of thousands of images while stopping a runaway loop in a fraction of a second
-/// (about two under the fuzz targets' sanitizers, whose hang limit is ten).
+/// The fuel of one rendering: one per minijinja instruction, plus one per 64 bytes of data
+/// it makes (output, strings built by `~` or `*`, list items), so it bounds both time and
+/// memory. MetalK8s' `versions.json` template, a loop over its 40 images, spends about 1,300
+/// (some 30 an image). A million leaves room for tens of thousands of images and for the
+/// largest template file ([`TEMPLATE_LIMIT`] is a quarter of its 64 MB), while stopping a
+/// runaway loop in a fraction of a second (about two under the fuzz targets' sanitizers,
+/// whose hang limit is ten).
 pub const TEMPLATE_FUEL: u64 = 1_000_000;
 
 /// The environment every template renders in: strict undefined values, trailing newline kept,
@@ -98,7 +102,9 @@ fn timestamp(value: &minijinja::Value) -> Result<String, minijinja::Error> {
 /// out of fuel") names its machinery rather than the user's mistake.
 pub(crate) fn out_of_fuel(error: &minijinja::Error) -> Option<String> {
     (error.kind() == minijinja::ErrorKind::OutOfFuel).then(|| {
-        format!("the template runs more than {TEMPLATE_FUEL} instructions; is a loop running away?")
+        format!(
+            "the template takes more than {TEMPLATE_FUEL} steps (one per instruction and per 64 bytes it makes); is a loop running away, or a string growing?"
+        )
     })
 }
 
@@ -211,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn runaway_loops_run_out_of_fuel() {
+    fn runaway_loops_and_huge_strings_run_out_of_fuel() {
         let error = render_str(
             "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}",
             &TemplateContext::default(),
@@ -219,6 +225,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.kind(), minijinja::ErrorKind::OutOfFuel);
         assert!(out_of_fuel(&error).is_some());
+        // Doubling a string: few instructions, gigabytes of data.
+        let doubling = format!(
+            "{{% set a = 'x' * 100000 %}}{}{{{{ a | length }}}}",
+            "{% set a = a ~ a %}".repeat(15)
+        );
+        let error = render_str(&doubling, &TemplateContext::default()).unwrap_err();
+        assert_eq!(error.kind(), minijinja::ErrorKind::OutOfFuel);
         // A loop over as many images as a large recipe has is nowhere near the limit.
         assert!(
             render_str(

@@ -883,7 +883,7 @@ recipe_error! {
     column: 19,
     field: "iso.volume_id",
     message: format!(
-        "cannot render `{{% for a in range(99999) %}}{{% for b in range(99999) %}}{{% endfor %}}{{% endfor %}}`: the template runs more than {} instructions; is a loop running away?",
+        "cannot render `{{% for a in range(99999) %}}{{% for b in range(99999) %}}{{% endfor %}}{{% endfor %}}`: the template takes more than {} steps (one per instruction and per 64 bytes it makes); is a loop running away, or a string growing?",
         super::TEMPLATE_FUEL
     ),
 }
