@@ -46,8 +46,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Unsupported(String),
     #[error("`{}` failed verification:\n  {}", target.display(), problems.join("\n  "))]
     VerifyFailed {
         target: PathBuf,
@@ -74,7 +72,6 @@ impl Error {
             | Self::Setup(_)
             | Self::BuildFailed(_)
             | Self::Io { .. }
-            | Self::Unsupported(_)
             | Self::VerifyFailed { .. } => 1,
         }
     }
