@@ -18,8 +18,12 @@
 //!    [`report::Reporter`] trait, and JSON and HTML summaries after the run.
 //! 6. [`source`] resolves image references to manifests and streams blobs from registries
 //!    (mirrors, credentials, retries, resumption) into the [`store`], the content-addressed
-//!    cache shared by every recipe and every concurrent run.
-//! 7. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//!    cache shared by every recipe and every concurrent run; [`source::local`] reads archives,
+//!    OCI layouts and Docker/Podman daemons instead.
+//! 7. [`layout`] writes the ISO's registry tree from the cache (image folders hard-linked
+//!    from it, docker-archive tarballs, the nginx rules) and checks one (`verify`); [`iso`]
+//!    makes the reproducible ISO of the tree with xorriso.
+//! 8. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
 //!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
 //!
 //! The logic never prints: it returns values and calls the reporter.
@@ -31,7 +35,6 @@ pub mod error;
 pub mod fs;
 pub mod iso;
 pub mod layout;
-// Lives under `source/` beside the registry client; declared here until they are merged.
 pub mod plan;
 pub mod recipe;
 pub mod reference;
