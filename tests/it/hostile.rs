@@ -21,8 +21,8 @@ use isobuild::source::manifest::media_type;
 use serde_json::{Value, json};
 
 use crate::faults::{Setup, assert_cache_sound, layout};
-use crate::harness::Test;
 use crate::harness::proxy::Fault;
+use crate::harness::{Test, tar_file as file, tar_raw_member};
 
 const HEAD: &str = "isobuild: 1\nname: Hostile\nversion: 1.0.0\nepoch: 1700000000\n";
 
@@ -183,29 +183,6 @@ fn recipe_fields_cannot_read_files_either() {
 
 // ---- archives --------------------------------------------------------------------------------
 
-/// A tar member with raw header fields: `tar::Builder` itself refuses to write such names.
-fn raw_member(
-    builder: &mut tar::Builder<Vec<u8>>,
-    name: &str,
-    kind: tar::EntryType,
-    link: &str,
-    data: &[u8],
-) {
-    let mut header = tar::Header::new_gnu();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-    header.set_entry_type(kind);
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    builder.append(&header, data).unwrap();
-}
-
-fn file(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-    raw_member(builder, name, tar::EntryType::Regular, "", data);
-}
-
 /// One image: an uncompressed layer and its config.
 fn image_parts() -> (Vec<u8>, Vec<u8>) {
     let mut layer = tar::Builder::new(Vec::new());
@@ -320,7 +297,7 @@ fn archives_with_members_that_would_escape_are_refused_whole() {
         for &(name, kind, link, reason) in &cases {
             let data: &[u8] = if kind == Regular { b"evil" } else { b"" };
             let archive = make(&|builder: &mut tar::Builder<Vec<u8>>| {
-                raw_member(builder, name, kind, link, data);
+                tar_raw_member(builder, name, kind, link, data);
             });
             // The recipe and the archive sit two folders deep, so `..` from a would-be
             // extraction lands in the project, where it would show.

@@ -15,6 +15,7 @@ use isobuild::source::local::{
 };
 
 use crate::harness::podman::Podman;
+use crate::harness::{tar_file, tar_raw_member};
 
 /// The tag the synthetic image is loaded under.
 const IMAGE: &str = "localhost/isobuild-test:1.0";
@@ -71,15 +72,6 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-    let mut header = tar::Header::new_ustar();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    builder.append_data(&mut header, name, data).unwrap();
-}
-
 /// A synthetic image: its uncompressed layers and its config.
 struct Synthetic {
     layers: Vec<Vec<u8>>,
@@ -92,7 +84,7 @@ impl Synthetic {
             .into_iter()
             .map(|(seed, len)| {
                 let mut builder = tar::Builder::new(Vec::new());
-                append(
+                tar_file(
                     &mut builder,
                     &format!("data/file-{seed}"),
                     &noise(seed, len),
@@ -126,15 +118,15 @@ impl Synthetic {
         let mut names = Vec::new();
         for layer in &self.layers {
             let name = format!("{}/layer.tar", Digest::of(layer).hex());
-            append(&mut builder, &name, layer);
+            tar_file(&mut builder, &name, layer);
             names.push(name);
         }
         let config_name = format!("{}.json", self.config_digest().hex());
-        append(&mut builder, &config_name, &self.config);
+        tar_file(&mut builder, &config_name, &self.config);
         let manifest = serde_json::json!([{
             "Config": config_name, "RepoTags": [IMAGE], "Layers": names,
         }]);
-        append(
+        tar_file(
             &mut builder,
             "manifest.json",
             &serde_json::to_vec(&manifest).unwrap(),
@@ -438,20 +430,12 @@ fn skopeo_oci_layouts_are_read_by_tag() {
 fn crafted(bad_name: &str, kind: tar::EntryType, link: &str) -> Vec<u8> {
     let synthetic = Synthetic::new();
     let mut builder = tar::Builder::new(Vec::new());
-    // Raw header fields: `tar::Builder` itself refuses to write such names.
-    let mut header = tar::Header::new_gnu();
-    header.as_old_mut().name[..bad_name.len()].copy_from_slice(bad_name.as_bytes());
-    header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-    header.set_entry_type(kind);
     let data: &[u8] = if kind == tar::EntryType::Regular {
         b"evil"
     } else {
         b""
     };
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder.append(&header, data).unwrap();
+    tar_raw_member(&mut builder, bad_name, kind, link, data);
     let valid = synthetic.docker_archive();
     let mut archive = tar::Archive::new(valid.as_slice());
     for entry in archive.entries().unwrap() {

@@ -11,7 +11,7 @@ use isobuild::reference::{Digest, ImageSource};
 
 use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
-use crate::harness::{Test, extract_iso};
+use crate::harness::{Test, extract_iso, tar_file};
 
 const UPSTREAMS: [&str; 5] = [
     "docker.io",
@@ -42,19 +42,10 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-    let mut header = tar::Header::new_ustar();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    builder.append_data(&mut header, name, data).unwrap();
-}
-
 /// `image` as an OCI archive (what `buildah build -t oci-archive:…` writes), tagged `tag`.
 fn oci_archive(image: &Image, tag: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    append(
+    tar_file(
         &mut builder,
         "oci-layout",
         br#"{"imageLayoutVersion":"1.0.0"}"#,
@@ -68,23 +59,23 @@ fn oci_archive(image: &Image, tag: &str) -> Vec<u8> {
             "annotations": { "org.opencontainers.image.ref.name": tag },
         }],
     });
-    append(
+    tar_file(
         &mut builder,
         "index.json",
         &serde_json::to_vec(&index).unwrap(),
     );
-    append(
+    tar_file(
         &mut builder,
         &format!("blobs/sha256/{}", image.digest.hex()),
         &image.manifest,
     );
-    append(
+    tar_file(
         &mut builder,
         &format!("blobs/sha256/{}", image.config_digest.hex()),
         &image.config,
     );
     for layer in &image.layers {
-        append(
+        tar_file(
             &mut builder,
             &format!("blobs/sha256/{}", layer.digest.hex()),
             &layer.bytes(),

@@ -216,3 +216,28 @@ pub fn relative_paths(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Append a regular file member to a test archive (mode 0644, mtime 0).
+pub fn tar_file(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+    tar_raw_member(builder, name, tar::EntryType::Regular, "", data);
+}
+
+/// Append a member written with raw header fields, so tests can craft what `tar::Builder`
+/// itself refuses to write (`../evil`, absolute names, links pointing anywhere).
+pub fn tar_raw_member(
+    builder: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    link: &str,
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    header.set_entry_type(kind);
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append(&header, data).unwrap();
+}
