@@ -89,6 +89,11 @@ async fn xorriso_version() -> String {
 
 /// Delete what no task of this plan wrote (left by an earlier version of the recipe), then
 /// the folders that became empty, so the ISO holds exactly what the recipe says.
+///
+/// Also the last check of the tree before it becomes an ISO: it holds only regular files
+/// and folders (a link in it would be followed by nginx on the node), and files of image
+/// folders have mode 0644 again: they are hard links to the cache, and a `chmod` in any tree
+/// (or of the cache) would otherwise change this ISO and lock nginx workers out.
 fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
     if !root.exists() {
         return Ok(());
@@ -107,6 +112,24 @@ fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
         } else if !claim.owns(&relative) {
             tracing::debug!("removing stale `{relative}` from the ISO tree");
             fs_err::remove_file(entry.path())?;
+        } else if !entry.file_type().is_file() {
+            return Err(std::io::Error::other(format!(
+                "`{relative}` in the ISO tree is not a regular file (a symbolic link or a device); isobuild writes only files and folders there"
+            )));
+        } else if in_image_folder(entry.path()) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = entry
+                .metadata()
+                .map_err(std::io::Error::from)?
+                .permissions()
+                .mode();
+            if mode & 0o7777 != 0o644 {
+                tracing::warn!(
+                    "`{relative}` had mode {:04o}; set back to 0644",
+                    mode & 0o7777
+                );
+                crate::fs::set_mode(entry.path(), 0o644)?;
+            }
         }
     }
     // Deepest first, so a folder is looked at after its children.
@@ -116,4 +139,10 @@ fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `file` is in an image folder (one holding `version` and `manifest.json`).
+fn in_image_folder(file: &Path) -> bool {
+    file.parent()
+        .is_some_and(|dir| dir.join("version").is_file() && dir.join("manifest.json").is_file())
 }

@@ -175,6 +175,13 @@ impl Job for Task {
         }
     }
 
+    fn outputs_digest(&self) -> BoxFuture<'_, Option<String>> {
+        match self {
+            Self::Command(job) => Box::pin(job.outputs_digest()),
+            _ => ready(None),
+        }
+    }
+
     fn missing_output(&self) -> Option<String> {
         match self {
             Self::Copy(job) => job.missing_output(),

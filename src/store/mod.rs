@@ -99,6 +99,16 @@ pub enum StoreError {
     },
     #[error("the cache `{}` is in use by another isobuild process", root.display())]
     Busy { root: PathBuf },
+    #[error(
+        "`{}` is not an isobuild cache (it has no CACHEDIR.TAG written by isobuild) and is not empty; give a new or empty folder",
+        root.display()
+    )]
+    NotACache { root: PathBuf },
+    #[error(
+        "`{}` must be a folder of the cache, owned by you, not a symbolic link or anything else",
+        path.display()
+    )]
+    NotPrivate { path: PathBuf },
     #[error("cleaning the cache needs exclusive access (open it with `Store::open_exclusive`)")]
     NotExclusive,
 }
@@ -139,6 +149,9 @@ struct Inner {
     /// One async mutex per digest being written by this process, so two tasks wanting the
     /// same blob download it once: the second waits, then finds it present.
     writers: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
+    /// Blobs this process wrote after verifying them, or hashed again since: the ones
+    /// [`Store::check_blob`] trusts without reading them.
+    verified: Mutex<HashSet<Digest>>,
 }
 
 /// What a tag pointed to when it was last resolved.
@@ -204,15 +217,29 @@ impl Store {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Self, StoreError> {
-        for dir in [BLOBS, TAGS, TMP] {
-            let path = root.join(dir);
-            fs_err::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
-        }
         let tag = root.join(CACHEDIR_TAG);
-        if !tag.exists() {
+        let ours = fs_err::read(&tag).is_ok_and(|bytes| bytes == CACHEDIR_TAG_CONTENT.as_bytes());
+        if !ours {
+            // A folder isobuild did not make is not isobuild's to clean (`--cache-dir .`).
+            let empty = match fs_err::read_dir(root) {
+                Ok(mut entries) => entries.next().is_none(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                Err(e) => return Err(StoreError::io(root, e)),
+            };
+            if !empty {
+                return Err(StoreError::NotACache {
+                    root: root.to_owned(),
+                });
+            }
+            fs_err::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
             crate::fs::write_atomic(&tag, CACHEDIR_TAG_CONTENT.as_bytes(), 0o644)
                 .map_err(|e| StoreError::io(&tag, e))?;
         }
+        for dir in [BLOBS, TAGS] {
+            let path = root.join(dir);
+            fs_err::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        private_dir(&root.join(TMP))?;
         let lock = if exclusive {
             LockFile::try_exclusive(&root.join(LOCK))?.ok_or_else(|| StoreError::Busy {
                 root: root.to_owned(),
@@ -226,6 +253,7 @@ impl Store {
                 exclusive,
                 _lock: lock,
                 writers: Mutex::default(),
+                verified: Mutex::default(),
             }),
         })
     }
@@ -312,9 +340,55 @@ impl Store {
         if dest.is_file() {
             return Ok(());
         }
-        crate::fs::persist_noclobber(make()?, &dest, BLOB_MODE)
-            .map(drop)
-            .map_err(|e| StoreError::io(&dest, e))
+        let placed = crate::fs::persist_noclobber(make()?, &dest, BLOB_MODE)
+            .map_err(|e| StoreError::io(&dest, e))?;
+        if placed {
+            self.mark_verified(digest);
+        }
+        Ok(())
+    }
+
+    /// Remember that the blob file of `digest` was just written from verified bytes.
+    pub(crate) fn mark_verified(&self, digest: &Digest) {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(digest.clone());
+    }
+
+    /// Check the cached blob `digest` before it goes into an ISO tree: a regular file (not a
+    /// link to `/etc/passwd`), with content that hashes to its name unless this process
+    /// wrote or checked it already. Another process or a user may have changed a cache file
+    /// since it was verified; a wrong one is removed (the next run fetches it again).
+    pub fn check_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        let metadata = match fs_err::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob {
+                    digest: digest.clone(),
+                    root: self.inner.root.clone(),
+                });
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let trusted = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(digest);
+        let sound = metadata.file_type().is_file()
+            && (trusted
+                || Digest::of_file(&path).map_err(|e| StoreError::io(&path, e))? == *digest);
+        if !sound {
+            // Best effort: if the removal fails, the error still stops the run.
+            let _ = fs_err::remove_file(&path);
+            return Err(StoreError::CorruptBlob { path });
+        }
+        self.mark_verified(digest);
+        Ok(())
     }
 
     /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache
@@ -517,6 +591,37 @@ impl Store {
     }
 }
 
+/// Make `dir` (the cache's `tmp/`) if missing, readable by its owner only, so no other user
+/// can plant a file (a link to theirs, say) where a download goes; an existing one must be a
+/// real folder owned by the caller.
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(dir, e)),
+    }
+    let metadata = fs_err::symlink_metadata(dir).map_err(|e| StoreError::io(dir, e))?;
+    if !metadata.is_dir() || metadata.uid() != rustix::process::geteuid().as_raw() {
+        return Err(StoreError::NotPrivate {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether `name` is one isobuild gives a file in `tmp/` (see the tree above).
+fn is_tmp_name(name: &str) -> bool {
+    let partial = name.strip_suffix(".partial").is_some_and(|stem| {
+        let hex = stem.split_once('.').map_or(stem, |(hex, _)| hex);
+        Digest::from_hex(hex).is_ok()
+    });
+    partial
+        || name.starts_with("put-")
+        || name.starts_with(".tmp")
+        || (name.starts_with('.') && name.ends_with(crate::fs::TEMP_SUFFIX))
+}
+
 /// Delete what runs killed outright left (a killed process deletes nothing): in `tmp/`,
 /// temporary files of small blobs and local images, private partials, empty partials (only
 /// non-empty resumable partials, `<hex>.partial`, stay for the next download to resume);
@@ -529,6 +634,11 @@ fn remove_strays(root: &Path) -> Result<(), StoreError> {
     for entry in fs_err::read_dir(tmp).map_err(|e| StoreError::io(tmp, e))? {
         let entry = entry.map_err(|e| StoreError::io(tmp, e))?;
         let path = entry.path();
+        // Only what isobuild names; anything else in `tmp/` is not ours to delete.
+        if !entry.file_name().to_str().is_some_and(is_tmp_name) {
+            continue;
+        }
+        // Not following links: a link is deleted, never what it points to.
         let metadata = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
         let resumable = entry
             .file_name()
