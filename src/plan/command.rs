@@ -104,7 +104,8 @@ impl CommandJob {
             status,
             stdout: stdout.await.unwrap_or_default(),
             stderr: stderr.await.unwrap_or_default(),
-        };        if !output.status.success() {
+        };
+        if !output.status.success() {
             return Err(TaskError::CommandFailed {
                 command: self.spec.run.join(" "),
                 status: describe_status(output.status),

@@ -110,6 +110,7 @@ fn a_tree_isobuild_did_not_make_is_never_pruned() {
     fresh.run(["build", "recipe.yaml", "-q"]).success();
     assert!(fresh.path().join("_build/.root.isobuild-tree").is_file());
     fresh.write("_build/root/stale.txt", "old\n");
+    fresh.write("static/a.txt", "changed\n");
     fresh.run(["build", "recipe.yaml", "-q"]).success();
     assert!(!fresh.path().join("_build/root/stale.txt").exists());
 }
@@ -426,15 +427,15 @@ fn overlapping_iso_paths_are_refused_at_load_naming_both_entries() {
     let cases = [
         (
             "files:\n  - { src: static/, dest: static }\n  - { src: static/a.txt, dest: static/a.txt }\n",
-            "`static/a.txt` is inside `static`, written by `files[0]` (line 6, column 5)",
+            "`static/a.txt` is inside `static`, written by `files[0].dest` (line 6, column 27)",
         ),
         (
             "files:\n  - { src: static/a.txt, dest: x }\n  - { src: static/a.txt, dest: x/y }\n",
             "`x/y` is inside `x`",
         ),
         (
-            "images:\n  list:\n    - { name: alpha, ref: \"docker-archive:alpha.tar\", archive: images/beta/1.0/a.tar }\n    - { name: beta, ref: \"docker-archive:beta.tar\", tag: \"1.0\" }\n",
-            "is inside",
+            "images:\n  list:\n    - { name: alpha, ref: \"docker-archive:alpha.tar\", tag: \"1.0\", archive: images/beta/1.0/a.tar }\n    - { name: beta, ref: \"docker-archive:beta.tar\", tag: \"1.0\" }\n",
+            "`images/beta/1.0` holds `images/beta/1.0/a.tar`, written by `images.list[0].archive`",
         ),
         (
             "images:\n  registry_config: { path: a.txt, common_path: common.inc, server_root: /srv }\n  list: []\nfiles:\n  - { src: static/a.txt, dest: a.txt }\n",
@@ -536,7 +537,7 @@ fn sigterm_stops_a_build_like_ctrl_c_and_exits_143() {
     assert!(sent.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143), "SIGTERM exits with 143");
-    assert!(!alive(&task), "the command was killed");
+    wait_until("the command is gone", || !alive(&task));
     wait_until("the command's children are gone", || !alive(&grandchild));
     assert!(!test.path().join("_build/demo.iso").exists());
     assert!(crate::faults::temporaries(test.path()).is_empty());
@@ -652,9 +653,9 @@ fn two_builds_of_one_tree_with_different_caches_take_turns() {
         command
             .args(["build", "recipe.yaml", "--insecure-registry", &host])
             .args(if progress {
-                ["--progress", "plain"]
+                &["--progress", "plain"][..]
             } else {
-                ["-q", "-q"]
+                &["-q"][..]
             })
             .current_dir(test.path())
             .env("ISOBUILD_CACHE_DIR", test.path().join(cache))
@@ -667,6 +668,11 @@ fn two_builds_of_one_tree_with_different_caches_take_turns() {
     };
     let mut first = spawn("cache-a", false);
     wait_until("the first build runs its task", || {
+        if let Ok(Some(status)) = first.try_wait() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            panic!("the first build ended ({status}):\n{stderr}");
+        }
         test.path().join("started").exists()
     });
     let mut second = spawn("cache-b", true);
