@@ -236,6 +236,9 @@ struct Claim {
     path: IsoPath,
     at: At,
     kind: ClaimKind,
+    /// A `files:` entry's source: when a folder, another entry may write beside its files
+    /// (MetalK8s adds generated files to the `salt/` it copies), just not over one of them.
+    source: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -822,6 +825,7 @@ impl Checker<'_> {
                 path: path.clone(),
                 at: at.clone(),
                 kind: ClaimKind::Rules,
+                source: None,
             });
             Some(path)
         };
@@ -954,6 +958,7 @@ impl Checker<'_> {
                     path: archive.clone(),
                     at: at.clone(),
                     kind: ClaimKind::Archive,
+                    source: None,
                 });
                 Some(archive)
             }
@@ -1000,6 +1005,7 @@ impl Checker<'_> {
             path: path.clone(),
             at: at.clone(),
             kind: ClaimKind::Image,
+            source: None,
         });
         let after = AfterRefs::of(raw.after.as_ref()).names();
         Some(ImageEntry {
@@ -1070,6 +1076,7 @@ impl Checker<'_> {
                     path: dest.clone(),
                     at: dest_at.clone(),
                     kind: ClaimKind::File,
+                    source: src.as_ref().map(|(src, _)| src.clone()),
                 });
                 Some(dest)
             });
@@ -1440,6 +1447,18 @@ impl Checker<'_> {
                 .filter(|other| inside(other))
             {
                 let equal = second.path == first.path;
+                // Beside the files a copied folder brings is fine, over one of them is not.
+                // A source that is not there yet (a task makes it) is given the benefit of
+                // the doubt: only a clash that can be seen is one.
+                if !equal
+                    && let Some(source) = &first.source
+                    && !source.is_file()
+                {
+                    let rest = &second.path.as_str()[first.path.as_str().len() + 1..];
+                    if fs_err::symlink_metadata(source.join(rest)).is_err() {
+                        continue;
+                    }
+                }
                 // Two `files:` dests or two image folders on one path are reported where
                 // they are read.
                 if equal

@@ -2,8 +2,9 @@
 //! and a list of blobs ([`ResolvedImage`]), and streams those blobs into the
 //! [`Store`](crate::store::Store), verified.
 //!
-//! - [`registry`]: OCI registries, through `oci-client` (manifests, auth handshake) and
-//!   streamed, resumable blob requests; mirrors, credentials, retries, per-registry limits.
+//! - [`registry`]: OCI registries over `reqwest`: the token handshake, bounded manifest
+//!   requests and streamed, resumable blob requests; mirrors, credentials, retries,
+//!   per-registry limits.
 //! - [`manifest`]: parsing and validating manifests and indexes (reused by the layout).
 //! - [`auth`]: credential files and the [`auth::Secret`] type.
 //! - [`local`]: images without a registry: `oci-archive:`, `oci:`, `docker-archive:` files and
@@ -17,6 +18,7 @@ pub mod local;
 pub mod manifest;
 pub mod registry;
 pub mod retry;
+mod token;
 
 use std::fmt;
 
