@@ -101,6 +101,11 @@ impl<'a> Session<'a> {
     /// The cache, the registry client and the daemon endpoint for this recipe's images.
     fn image_services(&self, offline: bool) -> Result<Arc<ImageServices>, Error> {
         let store = Store::open(&self.settings.cache_dir)?;
+        if let Some(timeout) = self.settings.http_timeout {
+            // A download that has sent nothing for a few read timeouts is stuck, whichever
+            // process it belongs to.
+            store.set_stalled_after(timeout * 3);
+        }
         let mut mirrors = self.recipe.mirrors.clone();
         mirrors.extend(self.settings.mirrors.clone());
         let mut builder = RegistryClient::builder()
@@ -180,13 +185,47 @@ impl<'a> Session<'a> {
         Ok(resolutions)
     }
 
+    /// `--report` and `--timings` when resolving the images failed, before any task: the
+    /// usual shape, with one failed `resolve images` task carrying the error. Best effort:
+    /// the resolution error is what the run reports.
+    fn report_resolve_failure(&self, error: &Error) {
+        let summary = report::RunSummary {
+            started_at: std::time::SystemTime::now(),
+            duration: None,
+            jobs: self.settings.jobs,
+            tasks: vec![report::TaskRecord {
+                name: "resolve images".to_owned(),
+                kind: "resolve",
+                start: None,
+                end: None,
+                status: report::TaskStatus::Failed {
+                    reason: "images are resolved before any task runs".to_owned(),
+                    error: error.to_string(),
+                },
+                bytes: 0,
+            }],
+        };
+        if let Some(path) = &self.settings.report
+            && let Err(error) = report::write_json_report(path, &summary)
+        {
+            tracing::warn!("cannot write the report `{}`: {error}", path.display());
+        }
+        if let Some(path) = &self.settings.timings
+            && let Err(error) = report::write_timings_html(path, &summary)
+        {
+            tracing::warn!("cannot write the timings `{}`: {error}", path.display());
+        }
+    }
+
     /// Plan and run the recipe into `tree_root` (and the ISO when asked).
     fn run(&self, tree_root: &Path, iso: Option<IsoRequest>, scope: Scope) -> Result<(), Error> {
         let images = if self.recipe.images.list.is_empty() {
             None
         } else {
             let services = self.image_services(self.settings.offline)?;
-            let resolutions = self.resolve(&services, true)?;
+            let resolutions = self
+                .resolve(&services, true)
+                .inspect_err(|error| self.report_resolve_failure(error))?;
             Some(ImagePlan {
                 services,
                 resolutions,

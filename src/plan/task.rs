@@ -53,6 +53,15 @@ pub enum TaskError {
     },
     #[error("cannot apply `replace` to `{}`: it is not UTF-8 text", path.display())]
     NotText { path: PathBuf },
+    #[error(
+        "`replace` would make `{}` {size} bytes or more; it is bounded to {limit} bytes (are a key and its value swapped?)",
+        path.display()
+    )]
+    ReplaceTooLarge {
+        path: PathBuf,
+        size: usize,
+        limit: usize,
+    },
     #[error("inputs pattern `{pattern}` matches no file")]
     NoInputs { pattern: String },
     #[error("bad inputs pattern `{pattern}`: {message}")]

@@ -1150,7 +1150,7 @@ async fn failed_response(access: &Access, mut response: reqwest::Response) -> Fa
         status => Failure::Status {
             status: status.as_u16(),
             retry_after,
-            message: truncate(&text),
+            message: truncate(&super::auth::scrub(&text)),
         },
     }
 }

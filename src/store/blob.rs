@@ -85,8 +85,24 @@ impl BlobWriter {
         let tmp = store.tmp_dir();
         let path = tmp.join(format!("{}.partial", digest.hex()));
         let mut waiting = false;
+        // The partial's size, and when it last changed: a holder that writes nothing for
+        // `stalled_after` is given up on.
+        let mut progress = (0, std::time::Instant::now());
         let (file, partial) = loop {
-            match lock_partial(&path)? {
+            let mut lock = lock_partial(&path)?;
+            if let Lock::Busy = lock {
+                let len = fs_err::metadata(&path).map_or(0, |metadata| metadata.len());
+                if len != progress.0 {
+                    progress = (len, std::time::Instant::now());
+                } else if progress.1.elapsed() > store.stalled_after() {
+                    tracing::warn!(
+                        "the other isobuild downloading blob `{digest}` has written nothing for {}s; downloading it here instead",
+                        store.stalled_after().as_secs()
+                    );
+                    lock = Lock::Unstable;
+                }
+            }
+            match lock {
                 Lock::Ours(file) => break (file, Partial::Resumable(path)),
                 Lock::Busy => {
                     if store.has_blob(&digest) {
@@ -94,7 +110,11 @@ impl BlobWriter {
                     }
                     if !waiting {
                         waiting = true;
-                        tracing::debug!(%digest, "another process is downloading this blob; waiting for it");
+                        // At default verbosity: a wait that may be long is never silent.
+                        tracing::warn!(
+                            "waiting for another isobuild process downloading blob `{digest}` into `{}`",
+                            path.display()
+                        );
                     }
                     tokio::time::sleep(LOCK_POLL).await;
                 }

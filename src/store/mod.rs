@@ -133,6 +133,8 @@ const CACHEDIR_TAG_CONTENT: &str = "Signature: 8a477f597d28d172789f06886806bc55\
 /// Blobs are world-readable so that an ISO tree hard-linking them can be served by nginx
 /// workers running as `nobody`, and carry the mode the ISO tree uses for every file.
 const BLOB_MODE: u32 = 0o644;
+/// See [`Store::set_stalled_after`]: two minutes without a byte.
+const DEFAULT_STALLED_AFTER_MS: u64 = 120_000;
 
 /// The cache. Cheap to clone; clones share the lock and the in-process writer table.
 #[derive(Debug, Clone)]
@@ -152,6 +154,9 @@ struct Inner {
     /// Blobs this process wrote after verifying them, or hashed again since: the ones
     /// [`Store::check_blob`] trusts without reading them.
     verified: Mutex<HashSet<Digest>>,
+    /// How long a partial another process holds may go without growing before this one
+    /// stops waiting for it and downloads the blob itself (milliseconds).
+    stalled_after_ms: std::sync::atomic::AtomicU64,
 }
 
 /// What a tag pointed to when it was last resolved.
@@ -254,8 +259,27 @@ impl Store {
                 _lock: lock,
                 writers: Mutex::default(),
                 verified: Mutex::default(),
+                stalled_after_ms: std::sync::atomic::AtomicU64::new(DEFAULT_STALLED_AFTER_MS),
             }),
         })
+    }
+
+    /// Stop waiting for another process's download of a blob (and fetch it here) once its
+    /// partial has not grown for `limit`: that process may be stopped (`SIGSTOP`, a
+    /// suspended laptop) or stuck, and would otherwise hold this run forever.
+    pub fn set_stalled_after(&self, limit: std::time::Duration) {
+        let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .stalled_after_ms
+            .store(millis.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn stalled_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.inner
+                .stalled_after_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The cache folder.

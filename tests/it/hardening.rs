@@ -708,3 +708,237 @@ fn two_builds_of_one_tree_with_different_caches_take_turns() {
         "the ISO is the ISO of one build alone"
     );
 }
+
+// ---- 12–16. bounded bodies, deadlines, the realm's scheme, scrubbed secrets -----------------
+
+/// `layout` of the test set from `setup`'s proxy, one try per request, 1 s timeouts.
+fn layout_once(test: &Test, host: &str, extra: &[&str]) -> crate::harness::Run {
+    let mut args = vec![
+        "layout",
+        "recipe.yaml",
+        "out",
+        "-q",
+        "--insecure-registry",
+        host,
+    ];
+    args.extend_from_slice(extra);
+    test.run(args)
+}
+
+fn one_try(setup: &Setup) -> Test {
+    setup.project().env("ISOBUILD_HTTP_RETRIES", "1")
+}
+
+/// A `401` on `/v2/` asking for a token at `realm`.
+fn challenge(realm: &str) -> crate::harness::proxy::Fault {
+    crate::harness::proxy::Fault::Status {
+        status: 401,
+        headers: vec![(
+            "WWW-Authenticate".to_owned(),
+            format!(r#"Bearer realm="{realm}",service="isobuild-test""#),
+        )],
+        body: br#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#.to_vec(),
+    }
+}
+
+#[test]
+fn an_endless_token_answer_is_cut_off() {
+    let setup = Setup::new();
+    let host = setup.host();
+    setup
+        .proxy
+        .fault("/v2/", challenge(&format!("http://{host}/token")), 1);
+    setup.proxy.fault(
+        "/token",
+        crate::harness::proxy::Fault::Flood {
+            headers: Vec::new(),
+            len: 1 << 30,
+            declare: false,
+        },
+        1,
+    );
+    let test = one_try(&setup);
+    layout_once(&test, &host, &[])
+        .failure(1)
+        .stderr_contains("its token server sent more than");
+    let sent: u64 = setup
+        .proxy
+        .requests("GET", "/token")
+        .iter()
+        .map(crate::harness::proxy::Seen::sent)
+        .sum();
+    assert!(
+        sent < 64 << 20,
+        "the token answer was read on: {sent} bytes"
+    );
+}
+
+#[test]
+fn a_token_server_over_plain_http_on_a_secure_host_gets_no_login() {
+    let setup = Setup::new();
+    let host = setup.host();
+    // `localhost` is not the `--insecure-registry` host (`127.0.0.1:…`).
+    let port = host.rsplit(':').next().unwrap();
+    setup.proxy.fault(
+        "/v2/",
+        challenge(&format!("http://localhost:{port}/token")),
+        1,
+    );
+    let test = one_try(&setup);
+    layout_once(&test, &host, &[])
+        .failure(1)
+        .stderr_contains("is not HTTPS")
+        .stderr_contains("--insecure-registry");
+    assert_eq!(
+        setup.proxy.count("GET", "/token"),
+        0,
+        "no request to the realm"
+    );
+}
+
+#[test]
+fn a_manifest_trickled_byte_by_byte_meets_a_deadline() {
+    let setup = Setup::new();
+    let host = setup.host();
+    setup.proxy.fault(
+        "/manifests/",
+        crate::harness::proxy::Fault::Throttle {
+            chunk: 1,
+            pause: Duration::from_millis(400),
+        },
+        100,
+    );
+    let test = one_try(&setup);
+    layout_once(&test, &host, &[])
+        .failure(1)
+        .stderr_contains("no complete answer within");
+}
+
+#[test]
+fn a_registry_echoing_the_token_has_it_scrubbed_from_stderr_and_the_report() {
+    const TOKEN: &str = "tok-5f1c0b9e-echoed-secret";
+    let setup = Setup::new();
+    let host = setup.host();
+    setup.proxy.require_bearer(TOKEN);
+    setup.proxy.fault(
+        "/manifests/",
+        crate::harness::proxy::Fault::Status {
+            status: 400,
+            headers: Vec::new(),
+            body: format!(r#"{{"errors":[{{"code":"BAD","message":"bad token {TOKEN}"}}]}}"#)
+                .into_bytes(),
+        },
+        100,
+    );
+    let test = one_try(&setup);
+    let run = layout_once(&test, &host, &["--report", "report.json"]).failure(1);
+    assert!(!run.stderr.contains(TOKEN), "the token was printed:\n{run}");
+    assert!(run.stderr.contains("<redacted>"), "{run}");
+    // The report is written although resolution failed, and holds no token either.
+    let report = test.read("report.json");
+    assert!(report.contains("resolve images"), "{report}");
+    assert!(
+        !report.contains(TOKEN),
+        "the token is in the report:\n{report}"
+    );
+}
+
+#[test]
+fn a_stopped_process_holding_a_partial_is_taken_over() {
+    let setup = Setup::new();
+    let host = setup.host();
+    let big = setup.big_layer().clone();
+    setup.proxy.fault(
+        &format!("/blobs/{}", big.digest),
+        crate::harness::proxy::Fault::Hold(1_500_000),
+        1,
+    );
+    let shared = tempfile::tempdir().unwrap();
+    let cache = shared.path().join("cache");
+    let first = setup.project();
+    let mut stopped = Command::new(env!("CARGO_BIN_EXE_isobuild"))
+        .args([
+            "layout",
+            "recipe.yaml",
+            "out",
+            "-q",
+            "--insecure-registry",
+            &host,
+        ])
+        .current_dir(first.path())
+        .env("ISOBUILD_CACHE_DIR", &cache)
+        .env("ISOBUILD_HTTP_TIMEOUT", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    setup.proxy.wait_held(1, Duration::from_secs(20));
+    let pid = stopped.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let second = setup.project();
+    let run = second.run([
+        "layout",
+        "recipe.yaml",
+        "out",
+        "--insecure-registry",
+        &host,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let _ = stopped.kill();
+    let _ = stopped.wait();
+    let run = run.success();
+    assert!(
+        run.stderr
+            .contains("waiting for another isobuild process downloading blob"),
+        "the wait is said at default verbosity\n{run}"
+    );
+    assert!(run.stderr.contains("downloading it here instead"), "{run}");
+    second.run(["verify", "out"]).success();
+}
+
+#[test]
+fn replace_and_recipes_are_bounded() {
+    // `replace` of a 1 MB file whose every byte becomes 100.
+    let recipe = format!(
+        "{HEAD}files:\n  - {{ src: big.txt, dest: big.txt, replace: {{ \"a\": \"{}\" }} }}\n",
+        "b".repeat(100)
+    );
+    let test = Test::new()
+        .recipe(&recipe)
+        .file("big.txt", &"a".repeat(1 << 20));
+    test.run(["layout", "recipe.yaml", "out", "-q"])
+        .failure(1)
+        .stderr_contains("`replace` would make");
+    assert!(!test.path().join("out/big.txt").exists());
+
+    // A recipe that is an endless device (a `/dev/zero` made here, never the real one).
+    let zero = test.path().join("zero");
+    let made = Command::new("mknod")
+        .arg(&zero)
+        .args(["c", "1", "5"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "mknod needs root, which the tests have");
+    test.run(["build", "zero", "-q"])
+        .failure(2)
+        .stderr_contains("larger than");
+
+    // A recipe that is not UTF-8 says where.
+    fs_err::write(
+        test.path().join("latin1.yaml"),
+        b"isobuild: 1\nname: Caf\xe9\nversion: 1.0.0\n",
+    )
+    .unwrap();
+    test.run(["build", "latin1.yaml", "-q"])
+        .failure(2)
+        .stderr_contains("latin1.yaml:2:10")
+        .stderr_contains("not UTF-8");
+}
