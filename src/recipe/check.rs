@@ -197,6 +197,29 @@ fn syntax_message(error: &serde_saphyr::Error) -> String {
     if let serde_saphyr::Error::MultipleDocuments { .. } = error {
         return "a recipe is one YAML document, and this file has another after `---`".into();
     }
+    // Budget breaches would print as Rust values (`Depth { depth: 33 }`): say it in words.
+    if let serde_saphyr::Error::Budget { breach, .. } = error {
+        use super::node::{MAX_DEPTH, MAX_NODES, MAX_SCALAR_BYTES};
+        use serde_saphyr::budget::BudgetBreach;
+        let what = match breach {
+            BudgetBreach::Depth { .. } => {
+                format!("lists and mappings nest more than {MAX_DEPTH} levels deep")
+            }
+            BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => {
+                format!("the file has more than {MAX_NODES} values")
+            }
+            BudgetBreach::ScalarBytes { .. } => {
+                format!("the file has more than {MAX_SCALAR_BYTES} bytes of text")
+            }
+            BudgetBreach::Aliases { .. }
+            | BudgetBreach::Anchors { .. }
+            | BudgetBreach::AliasAnchorRatio { .. } => {
+                "the file has too many anchors or aliases (`&name`, `*name`)".to_owned()
+            }
+            _ => "the file is larger than a recipe can be".to_owned(),
+        };
+        return format!("invalid YAML: {what}; a recipe needs far less");
+    }
     let message = serde_saphyr::DefaultMessageFormatter.format_message(error);
     // One problem is one line: the message must not break it.
     let message: String = message

@@ -568,7 +568,7 @@ impl RegistryClient {
             (digest.clone(), bytes, false)
         } else if self.inner.offline {
             let record = previous.as_ref().ok_or_else(not_cached)?;
-            let bytes = cached(store, &record.digest)
+            let bytes = cached(store, &record.digest, true)
                 .map_err(store_error)?
                 .ok_or_else(not_cached)?;
             (record.digest.clone(), bytes, false)
@@ -673,7 +673,7 @@ impl RegistryClient {
             blob: None,
             source,
         };
-        if let Some(bytes) = cached(store, digest).map_err(store_error)? {
+        if let Some(bytes) = cached(store, digest, self.inner.offline).map_err(store_error)? {
             return Ok(bytes);
         }
         if self.inner.offline {
@@ -1162,10 +1162,14 @@ fn too_large(size: u64) -> Failure {
 }
 
 /// The store's copy of a blob, `None` when missing (or corrupt, then removed).
-fn cached(store: &Store, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+///
+/// Offline, a corrupt copy is an error saying so: nothing can replace it, and "not in the
+/// cache" would send the user looking for the wrong problem.
+fn cached(store: &Store, digest: &Digest, offline: bool) -> Result<Option<Vec<u8>>, StoreError> {
     match store.read_blob(digest) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(StoreError::MissingBlob { .. } | StoreError::CorruptBlob { .. }) => Ok(None),
+        Err(StoreError::MissingBlob { .. }) => Ok(None),
+        Err(StoreError::CorruptBlob { .. }) if !offline => Ok(None),
         Err(e) => Err(e),
     }
 }

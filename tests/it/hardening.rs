@@ -942,3 +942,22 @@ fn replace_and_recipes_are_bounded() {
         .stderr_contains("latin1.yaml:2:10")
         .stderr_contains("not UTF-8");
 }
+
+// ---- misleading messages ----------------------------------------------------------------------
+
+#[test]
+fn a_corrupt_cached_manifest_offline_says_corrupt() {
+    let setup = Setup::new();
+    let host = setup.host();
+    let test = setup.project();
+    crate::faults::layout(&test, &host).success();
+    let manifest = test
+        .cache_dir()
+        .join("blobs-v1/sha256")
+        .join(setup.big.digest.hex());
+    fs_err::write(&manifest, b"{\"not\": \"it\"}").unwrap();
+    fs_err::remove_dir_all(test.path().join("out")).unwrap();
+    test.run(["layout", "recipe.yaml", "out", "-q", "--offline"])
+        .failure(1)
+        .stderr_contains("does not match its digest");
+}
