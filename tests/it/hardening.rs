@@ -961,3 +961,165 @@ fn a_corrupt_cached_manifest_offline_says_corrupt() {
         .failure(1)
         .stderr_contains("does not match its digest");
 }
+
+// ---- trials (run on demand) -------------------------------------------------------------------
+
+/// A pseudo-random delay in `0..max_ms` milliseconds, from a seed that moves each call.
+fn random_delay(seed: &mut u64, max_ms: u64) -> Duration {
+    *seed = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    Duration::from_millis((*seed >> 33) % max_ms)
+}
+
+fn trial_count() -> usize {
+    std::env::var("ISOBUILD_TRIALS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(20)
+}
+
+/// The recipe of the trials: the test set, `big`, a file tree and an ISO.
+fn trial_project(host: &str) -> Test {
+    Test::new()
+        .recipe(
+            &(recipe(host, true)
+                + "iso:\n  output: _build/test.iso\n  root: _build/root\n  sha256sum: _build/SHA256SUM\nfiles:\n  - { src: static/, dest: static/ }\n"),
+        )
+        .file("static/a.txt", "a\n")
+        .file("static/sub/b.txt", &"b".repeat(100_000))
+}
+
+fn trial_build(test: &Test, host: &str, cache: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_isobuild"))
+        .args(["build", "recipe.yaml", "-q", "--insecure-registry", host])
+        .current_dir(test.path())
+        .env("ISOBUILD_CACHE_DIR", cache)
+        .env("NO_COLOR", "1")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn iso_of(test: &Test) -> Vec<u8> {
+    fs_err::read(test.path().join("_build/test.iso")).unwrap_or_default()
+}
+
+/// `kill -9` at a random moment of a build (downloads slowed so it lands anywhere), then a
+/// rerun: the ISO must be the ISO of a build never killed, every time.
+#[test]
+#[ignore = "trial loop: cargo nextest run --run-ignored only -E 'test(trials_)'"]
+#[allow(clippy::print_stderr)]
+fn trials_kill_9_at_random_then_rerun_gives_the_same_iso() {
+    let setup = Setup::new();
+    let host = setup.host();
+    let clean_project = trial_project(&host);
+    clean_project
+        .run(["build", "recipe.yaml", "-q", "--insecure-registry", &host])
+        .success();
+    let clean = iso_of(&clean_project);
+    let mut seed = u64::from(std::process::id());
+    let (trials, mut identical) = (trial_count(), 0);
+    for _ in 0..trials {
+        setup.proxy.clear_faults();
+        setup.proxy.fault(
+            "/blobs/",
+            crate::harness::proxy::Fault::Throttle {
+                chunk: 256 * 1024,
+                pause: Duration::from_millis(20),
+            },
+            1000,
+        );
+        let test = trial_project(&host);
+        let mut child = trial_build(&test, &host, &test.cache_dir());
+        std::thread::sleep(random_delay(&mut seed, 1500));
+        let _ = child.kill();
+        let _ = child.wait();
+        setup.proxy.clear_faults();
+        let rerun = test.run(["build", "recipe.yaml", "-q", "--insecure-registry", &host]);
+        if rerun.code == Some(0) && iso_of(&test) == clean {
+            identical += 1;
+        } else {
+            eprintln!("trial differs:\n{rerun}");
+        }
+    }
+    eprintln!("kill -9 then rerun: {identical}/{trials} identical ISOs");
+    assert_eq!(identical, trials);
+}
+
+/// Two projects sharing one cache build at once and one is killed at a random moment; and
+/// two builds of one project with different caches run at once. Every ISO must be the clean
+/// one.
+#[test]
+#[ignore = "trial loop: cargo nextest run --run-ignored only -E 'test(trials_)'"]
+#[allow(clippy::print_stderr)]
+fn trials_concurrent_builds_with_one_killed_give_the_same_iso() {
+    let setup = Setup::new();
+    let host = setup.host();
+    let clean_project = trial_project(&host);
+    clean_project
+        .run(["build", "recipe.yaml", "-q", "--insecure-registry", &host])
+        .success();
+    let clean = iso_of(&clean_project);
+    let mut seed = u64::from(std::process::id()) ^ 0x9e37;
+    let trials = trial_count();
+    let (mut shared_ok, mut two_caches_ok) = (0, 0);
+    for _ in 0..trials {
+        setup.proxy.clear_faults();
+        setup.proxy.fault(
+            "/blobs/",
+            crate::harness::proxy::Fault::Throttle {
+                chunk: 256 * 1024,
+                pause: Duration::from_millis(20),
+            },
+            1000,
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let (killed, survivor) = (trial_project(&host), trial_project(&host));
+        let mut victim = trial_build(&killed, &host, cache.path());
+        let mut other = trial_build(&survivor, &host, cache.path());
+        std::thread::sleep(random_delay(&mut seed, 1500));
+        let _ = victim.kill();
+        let _ = victim.wait();
+        let survived = other.wait().unwrap().code() == Some(0);
+        setup.proxy.clear_faults();
+        let rerun = killed.run([
+            "build",
+            "recipe.yaml",
+            "-q",
+            "--insecure-registry",
+            &host,
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ]);
+        if survived
+            && rerun.code == Some(0)
+            && iso_of(&survivor) == clean
+            && iso_of(&killed) == clean
+        {
+            shared_ok += 1;
+        } else {
+            eprintln!("shared-cache trial differs (survivor ok: {survived}):\n{rerun}");
+        }
+
+        // One project, two caches, two builds at once: they take turns on the tree.
+        let project = trial_project(&host);
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut first = trial_build(&project, &host, a.path());
+        let mut second = trial_build(&project, &host, b.path());
+        let first_ok = first.wait().unwrap().code() == Some(0);
+        let second_ok = second.wait().unwrap().code() == Some(0);
+        if first_ok && second_ok && iso_of(&project) == clean {
+            two_caches_ok += 1;
+        } else {
+            eprintln!("two-caches trial differs: {first_ok} {second_ok}");
+        }
+    }
+    eprintln!(
+        "shared cache, one killed: {shared_ok}/{trials} identical; one tree, two caches: {two_caches_ok}/{trials} identical"
+    );
+    assert_eq!((shared_ok, two_caches_ok), (trials, trials));
+}

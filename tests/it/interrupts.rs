@@ -114,7 +114,11 @@ enum Signal {
 fn interrupt(child: &mut Child, signal: Signal) -> Option<i32> {
     match signal {
         Signal::Int | Signal::Term => {
-            let name = if let Signal::Int = signal { "-INT" } else { "-TERM" };
+            let name = if let Signal::Int = signal {
+                "-INT"
+            } else {
+                "-TERM"
+            };
             let status = Command::new("kill")
                 .args([name, &child.id().to_string()])
                 .status()
