@@ -175,16 +175,6 @@ fn write_in_place(
     writer.flush().map_err(|e| with_path(&e, "write", dest))
 }
 
-/// Whether `path` exists and is something other than a regular file or a folder (a device,
-/// a FIFO, a socket or a symbolic link): outputs are written into such a path, never renamed
-/// over it (see [`persist`]).
-pub fn is_special(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|metadata| {
-        let kind = metadata.file_type();
-        !kind.is_file() && !kind.is_dir()
-    })
-}
-
 /// Like [`persist`], but never replaces an existing `dest`: when one is there, `file` is
 /// deleted instead and `false` returned. For content-addressed files, where an existing file
 /// has the same bytes and others may already be hard links to it.
