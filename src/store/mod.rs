@@ -127,6 +127,11 @@ const TAGS: &str = "tags-v1";
 const TMP: &str = "tmp";
 const LOCK: &str = "lock";
 const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+/// Every name isobuild gives an entry of the cache folder itself.
+const OWN_NAMES: &[&str] = &[BLOBS_DIR, TAGS, TMP, LOCK, STATE, CACHEDIR_TAG];
+const BLOBS_DIR: &str = "blobs-v1";
+/// Task fingerprints (the engine's, see [`crate::engine::FreshnessStore`]).
+const STATE: &str = "state-v1";
 const CACHEDIR_TAG_CONTENT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
     # This file is a cache directory tag created by isobuild.\n\
     # For information about cache directory tags see https://bford.info/cachedir/\n";
@@ -226,12 +231,19 @@ impl Store {
         let ours = fs_err::read(&tag).is_ok_and(|bytes| bytes == CACHEDIR_TAG_CONTENT.as_bytes());
         if !ours {
             // A folder isobuild did not make is not isobuild's to clean (`--cache-dir .`).
-            let empty = match fs_err::read_dir(root) {
-                Ok(mut entries) => entries.next().is_none(),
+            // One holding only what isobuild puts in a cache is: a recipe without images
+            // writes its fingerprints (`state-v1/`) without ever opening the store.
+            let ours_only = match fs_err::read_dir(root) {
+                Ok(entries) => entries.filter_map(Result::ok).all(|entry| {
+                    entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|name| OWN_NAMES.contains(&name))
+                }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
                 Err(e) => return Err(StoreError::io(root, e)),
             };
-            if !empty {
+            if !ours_only {
                 return Err(StoreError::NotACache {
                     root: root.to_owned(),
                 });
