@@ -145,6 +145,12 @@ fn opening_a_folder_that_is_not_a_cache_deletes_nothing() {
         !test.path().join("blobs-v1").exists(),
         "nothing was created"
     );
+
+    // A cache folder holding only what isobuild writes there (the fingerprints a recipe
+    // without images leaves) is isobuild's.
+    let fingerprints_only = Test::new();
+    fingerprints_only.write(".cache/state-v1/0123/task.json", "{}");
+    fingerprints_only.run(["cache", "ls"]).success();
 }
 
 #[test]
