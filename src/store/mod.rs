@@ -234,11 +234,12 @@ impl Store {
             // One holding only what isobuild puts in a cache is: a recipe without images
             // writes its fingerprints (`state-v1/`) without ever opening the store.
             let ours_only = match fs_err::read_dir(root) {
+                // A temporary file is another run writing the tag at this very moment.
                 Ok(entries) => entries.filter_map(Result::ok).all(|entry| {
-                    entry
-                        .file_name()
-                        .to_str()
-                        .is_some_and(|name| OWN_NAMES.contains(&name))
+                    entry.file_name().to_str().is_some_and(|name| {
+                        OWN_NAMES.contains(&name)
+                            || (name.starts_with('.') && name.ends_with(crate::fs::TEMP_SUFFIX))
+                    })
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
                 Err(e) => return Err(StoreError::io(root, e)),
@@ -385,12 +386,21 @@ impl Store {
     }
 
     /// Remember that the blob file of `digest` was just written from verified bytes.
-    pub(crate) fn mark_verified(&self, digest: &Digest) {
+    pub fn mark_verified(&self, digest: &Digest) {
         self.inner
             .verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(digest.clone());
+    }
+
+    /// Whether this process wrote or checked the blob `digest` (see [`Store::check_blob`]).
+    pub fn is_verified(&self, digest: &Digest) -> bool {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(digest)
     }
 
     /// Check the cached blob `digest` before it goes into an ISO tree: a regular file (not a

@@ -1005,7 +1005,12 @@ fn trial_build(test: &Test, host: &str, cache: &Path) -> std::process::Child {
         .env_remove("SOURCE_DATE_EPOCH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            fs_err::File::create(test.path().join("stderr.log"))
+                .unwrap()
+                .into_parts()
+                .0,
+        )
         .spawn()
         .unwrap()
 }
@@ -1108,7 +1113,10 @@ fn trials_concurrent_builds_with_one_killed_give_the_same_iso() {
         {
             shared_ok += 1;
         } else {
-            eprintln!("shared-cache trial differs (survivor ok: {survived}):\n{rerun}");
+            eprintln!(
+                "shared-cache trial differs (survivor ok: {survived}):\n{rerun}\nsurvivor's stderr:\n{}",
+                survivor.read("stderr.log")
+            );
         }
 
         // One project, two caches, two builds at once: they take turns on the tree.
@@ -1128,4 +1136,55 @@ fn trials_concurrent_builds_with_one_killed_give_the_same_iso() {
         "shared cache, one killed: {shared_ok}/{trials} identical; one tree, two caches: {two_caches_ok}/{trials} identical"
     );
     assert_eq!((shared_ok, two_caches_ok), (trials, trials));
+}
+
+#[test]
+fn a_blob_changed_in_place_after_its_task_ran_never_reaches_the_iso() {
+    let setup = Setup::new();
+    let host = setup.host();
+    let test = trial_project(&host);
+    let build = || test.run(["build", "recipe.yaml", "-q", "--insecure-registry", &host]);
+    build().success();
+    // In place: the tree's file and the cache's are one inode, and the image task stays up
+    // to date.
+    let big = setup.big_layer().clone();
+    let layer = test
+        .path()
+        .join("_build/root/images/big/1.0")
+        .join(big.digest.hex());
+    let mut file = fs_err::OpenOptions::new().write(true).open(&layer).unwrap();
+    std::io::Write::write_all(&mut file, b"tampered").unwrap();
+    drop(file);
+    fs_err::remove_file(test.path().join("_build/test.iso")).unwrap();
+    build()
+        .failure(1)
+        .stderr_contains("does not match its digest");
+    assert!(!test.path().join("_build/test.iso").exists());
+}
+
+#[test]
+fn runs_creating_one_new_cache_at_once_all_open_it() {
+    for _ in 0..5 {
+        let test = Test::new();
+        let cache = test.path().join("fresh");
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_isobuild"))
+                    .args(["cache", "ls", "--cache-dir"])
+                    .arg(&cache)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }
