@@ -30,6 +30,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod container;
 pub mod engine;
 pub mod error;
 pub mod fs;

@@ -110,7 +110,7 @@ impl CommandJob {
     }
 }
 
-fn describe_status(status: std::process::ExitStatus) -> String {
+pub fn describe_status(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
@@ -123,7 +123,10 @@ fn describe_status(status: std::process::ExitStatus) -> String {
 ///
 /// Only the folder before a pattern's first wildcard is walked, so `images/salt/**` never
 /// reads the rest of the project.
-fn expand_inputs(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, TaskError> {
+pub(super) fn expand_inputs(
+    patterns: &[String],
+    base_dir: &Path,
+) -> Result<Vec<PathBuf>, TaskError> {
     let mut files = Vec::new();
     for pattern in patterns {
         let matcher = GlobBuilder::new(pattern)
