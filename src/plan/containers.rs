@@ -123,6 +123,9 @@ pub struct ContainerJob {
     epoch: Option<i64>,
     platform: Platform,
     services: Arc<ImageServices>,
+    /// What the recipe's other tasks declare: they may write beside this one, at the same
+    /// time, in a folder both mount.
+    others: Vec<PathBuf>,
 }
 
 impl ContainerJob {
@@ -147,7 +150,14 @@ impl ContainerJob {
             epoch,
             platform,
             services,
+            others: Vec::new(),
         }
+    }
+
+    /// Declare what the other tasks of the recipe write.
+    pub(super) fn with_others(mut self, others: Vec<PathBuf>) -> Self {
+        self.others = others;
+        self
     }
 
     pub(super) fn name(&self) -> String {
@@ -236,7 +246,12 @@ impl ContainerJob {
             .filter(|m| self.writable(&m.src))
         {
             for (path, stamp) in snapshot(&mount.src)? {
-                let declared = self.spec.outputs.iter().any(|o| path.starts_with(o));
+                let declared = self
+                    .spec
+                    .outputs
+                    .iter()
+                    .chain(&self.others)
+                    .any(|o| path.starts_with(o));
                 if !declared && before.get(&path) != Some(&stamp) {
                     let _ = fs_err::remove_file(&path);
                     undeclared.push(self.shown(&path));

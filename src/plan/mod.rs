@@ -109,16 +109,26 @@ impl Plan {
                         continue;
                     }
                     waiting.push((graph.node_count(), position));
-                    Task::Container(containers::ContainerJob::new(
-                        spec.clone(),
-                        container.clone(),
-                        input,
-                        container.image.clone(),
-                        recipe.base_dir.clone(),
-                        recipe.epoch,
-                        recipe.images.platform.clone(),
-                        Arc::clone(&images.services),
-                    ))
+                    Task::Container(
+                        containers::ContainerJob::new(
+                            spec.clone(),
+                            container.clone(),
+                            input,
+                            container.image.clone(),
+                            recipe.base_dir.clone(),
+                            recipe.epoch,
+                            recipe.images.platform.clone(),
+                            Arc::clone(&images.services),
+                        )
+                        .with_others(
+                            recipe
+                                .tasks
+                                .iter()
+                                .filter(|other| other.name != spec.name)
+                                .flat_map(|other| other.outputs.iter().cloned())
+                                .collect(),
+                        ),
+                    )
                 }
                 _ => Task::Command(command::CommandJob::new(
                     spec.clone(),
