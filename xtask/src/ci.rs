@@ -22,6 +22,10 @@ const PEERS: &[Peer] = &[
     ("podman", "podman"),
     ("isomd5sum", "implantisomd5"),
     ("libarchive-tools", "bsdtar"),
+    // Container tasks and image builds (tests/it/containers.rs); their base image is
+    // Debian's static busybox.
+    ("buildah", "buildah"),
+    ("busybox-static", "busybox"),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
