@@ -311,7 +311,8 @@ fn snapshot(root: &Path) -> Result<BTreeMap<PathBuf, (u64, i64, i64)>, TaskError
 /// One external `FROM` of a build and the recipe image that provides it.
 #[derive(Clone)]
 struct Base {
-    image: ImageInput,
+    /// `None` when the image could not be resolved (a plan for `graph` only).
+    image: Option<ImageInput>,
     /// The name buildah knows it by in the session.
     local: String,
     /// `FROM` as written, for the key.
@@ -407,7 +408,7 @@ impl BuildJob {
                 .iter()
                 .enumerate()
                 .find(|(_, (candidate, input))| provides(candidate, input.as_ref(), &wanted));
-            let Some((position, (candidate, Some(input)))) = found else {
+            let Some((position, (candidate, input))) = found else {
                 return Err(fail(format!(
                     "{file}:{}: `FROM {}` is not an image of the recipe; add it to `images.list` (with `ship: false` if the ISO does not need it) so that isobuild pins and caches it",
                     from.line, from.image
@@ -466,7 +467,9 @@ impl BuildJob {
         for (index, base) in &self.bases {
             fingerprint.add(
                 format!("base {index} {}", base.written),
-                base.image.identity(&self.base_dir, &self.platform).await?,
+                self.base(base)?
+                    .identity(&self.base_dir, &self.platform)
+                    .await?,
             );
         }
         let context = self.build.context.clone();
@@ -491,6 +494,12 @@ impl BuildJob {
         Ok(fingerprint)
     }
 
+    fn base<'b>(&self, base: &'b Base) -> Result<&'b ImageInput, TaskError> {
+        base.image
+            .as_ref()
+            .ok_or_else(|| TaskError::Unresolved(base.written.clone()))
+    }
+
     pub(super) fn missing_output(&self) -> Option<String> {
         (!self.output.is_file()).then(|| self.output.display().to_string())
     }
@@ -499,7 +508,7 @@ impl BuildJob {
         let session = Session::new(self.services.store.root())?;
         let mut locals = BTreeMap::new();
         for (index, base) in &self.bases {
-            let id = base.image.load(&session, &self.services).await?;
+            let id = self.base(base)?.load(&session, &self.services).await?;
             session.tag(&id, &base.local).await?;
             locals.insert(*index, base.local.clone());
         }
@@ -562,7 +571,10 @@ fn provides(candidate: &ImageEntry, input: Option<&ImageInput>, wanted: &ImageRe
         (Some(digest), Some(ImageInput::Registry(image))) => {
             *digest == image.manifest_digest || image.index_digest.as_ref() == Some(digest)
         }
-        (Some(digest), _) => reference.digest.as_ref() == Some(digest),
+        // Unresolved (`graph` without network): the recipe's pins are all there is.
+        (Some(digest), _) => {
+            reference.digest.as_ref() == Some(digest) || candidate.digest.as_ref() == Some(digest)
+        }
         (None, _) => wanted.tag_or_latest() == reference.tag_or_latest(),
     }
 }

@@ -122,19 +122,9 @@ impl Checker<'_> {
             .required_text(raw_build.context.as_ref(), &build.at, "context")
             .and_then(|(text, at)| {
                 let rendered = self.render(text, at)?;
+                // It may be made by a task (`after:`), so it need not exist yet.
                 let path = normalize(&self.origin.base_dir.join(rendered));
-                if path.is_dir() {
-                    Some((path, at.clone()))
-                } else {
-                    self.problems.add(
-                        at,
-                        format!(
-                            "the build context `{}` is not a folder",
-                            self.origin.shown(&path).display()
-                        ),
-                    );
-                    None
-                }
+                Some((path, at.clone()))
             });
         let containerfile = match (&raw_build.containerfile, &context) {
             (Some(located), _) => located.value.as_ref().and_then(|text| {
