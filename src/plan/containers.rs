@@ -467,7 +467,7 @@ impl BuildJob {
         for (index, base) in &self.bases {
             fingerprint.add(
                 format!("base {index} {}", base.written),
-                self.base(base)?
+                resolved(base)?
                     .identity(&self.base_dir, &self.platform)
                     .await?,
             );
@@ -494,12 +494,6 @@ impl BuildJob {
         Ok(fingerprint)
     }
 
-    fn base<'b>(&self, base: &'b Base) -> Result<&'b ImageInput, TaskError> {
-        base.image
-            .as_ref()
-            .ok_or_else(|| TaskError::Unresolved(base.written.clone()))
-    }
-
     pub(super) fn missing_output(&self) -> Option<String> {
         (!self.output.is_file()).then(|| self.output.display().to_string())
     }
@@ -508,7 +502,7 @@ impl BuildJob {
         let session = Session::new(self.services.store.root())?;
         let mut locals = BTreeMap::new();
         for (index, base) in &self.bases {
-            let id = self.base(base)?.load(&session, &self.services).await?;
+            let id = resolved(base)?.load(&session, &self.services).await?;
             session.tag(&id, &base.local).await?;
             locals.insert(*index, base.local.clone());
         }
@@ -557,6 +551,13 @@ impl BuildJob {
         crate::fs::persist(temp, &self.output, 0o644)?;
         Ok(JobOutput { bytes })
     }
+}
+
+/// The image of a base, or why there is none.
+fn resolved(base: &Base) -> Result<&ImageInput, TaskError> {
+    base.image
+        .as_ref()
+        .ok_or_else(|| TaskError::Unresolved(base.written.clone()))
 }
 
 /// Whether the recipe image `candidate` is what `FROM wanted` asks for.
