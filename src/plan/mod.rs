@@ -294,7 +294,8 @@ fn dot_escape(text: &str) -> String {
 }
 
 /// The data every template sees; `digests` are the manifest digests written in the ISO, by
-/// image position, when known before the run (registry images).
+/// image position, when known before the run (registry images). Only the images the ISO
+/// holds are listed.
 pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> TemplateContext {
     TemplateContext {
         name: recipe.name.clone(),
@@ -306,6 +307,9 @@ pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> Template
             .list
             .iter()
             .enumerate()
+            // Builder and base images (`ship: false`) are not in the ISO: templates that list
+            // the ISO's images (versions.json) must not see them.
+            .filter(|(_, image)| image.ship)
             .map(|(index, image)| ImageContext {
                 name: image.name.clone(),
                 tag: image.tag.clone(),
