@@ -157,7 +157,12 @@ pub(super) fn expand_inputs(
                 if !entry.file_type().is_file() {
                     continue;
                 }
-                let relative = entry.path().strip_prefix(base_dir).unwrap_or(entry.path());
+                // An absolute pattern (a `{{ vars.… }}` checkout path) matches absolute paths.
+                let relative = if Path::new(pattern).is_absolute() {
+                    entry.path()
+                } else {
+                    entry.path().strip_prefix(base_dir).unwrap_or(entry.path())
+                };
                 if whole_dir || matcher.is_match(relative) {
                     files.push(entry.path().to_owned());
                 }
@@ -198,6 +203,8 @@ mod tests {
         assert_eq!(names(&["a/*.txt"]), ["a/x.txt"]);
         assert_eq!(names(&["a"]), ["a/b/y.txt", "a/b/z.md", "a/x.txt"]);
         assert_eq!(names(&["c/w.txt", "c/w.txt"]), ["c/w.txt"]);
+        let absolute = format!("{}/a/**/*.md", dir.path().display());
+        assert_eq!(names(&[absolute.as_str()]), ["a/b/z.md"]);
         assert!(expand_inputs(&["nope/*".into()], dir.path()).is_err());
     }
 }

@@ -188,11 +188,12 @@ impl ContainerJob {
         self.command.missing_output()
     }
 
+    /// A mount is writable when it holds a declared output or lies inside one.
     fn writable(&self, src: &Path) -> bool {
         self.spec
             .outputs
             .iter()
-            .any(|output| output.starts_with(src))
+            .any(|output| output.starts_with(src) || src.starts_with(output))
     }
 
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
@@ -330,6 +331,9 @@ pub struct BuildJob {
     platform: Platform,
     services: Arc<ImageServices>,
     base_dir: PathBuf,
+    /// What the recipe's tasks write: products, not sources, even inside the context (the
+    /// docs step writes in the checkout the doc builder is built from).
+    products: Vec<PathBuf>,
 }
 
 /// Where the build of `entry` goes in the cache: one folder per recipe file.
@@ -440,9 +444,16 @@ impl BuildJob {
                 platform,
                 services,
                 base_dir,
+                products: Vec::new(),
             },
             used,
         ))
+    }
+
+    /// Declare what the recipe's tasks write.
+    pub(super) fn with_products(mut self, products: Vec<PathBuf>) -> Self {
+        self.products = products;
+        self
     }
 
     pub(super) fn name(&self) -> String {
@@ -481,6 +492,13 @@ impl BuildJob {
         })
         .await?;
         for file in files {
+            if self
+                .products
+                .iter()
+                .any(|product| file.starts_with(product))
+            {
+                continue;
+            }
             let relative = file
                 .strip_prefix(&self.build.context)
                 .unwrap_or(&file)
@@ -569,8 +587,12 @@ fn provides(candidate: &ImageEntry, input: Option<&ImageInput>, wanted: &ImageRe
         return false;
     }
     match (&wanted.digest, input) {
+        // The image served, or the recipe's pin for it (checked at resolution, or turned into
+        // a warning by `--ignore-pins`: then the user chose to build on the stand-in).
         (Some(digest), Some(ImageInput::Registry(image))) => {
-            *digest == image.manifest_digest || image.index_digest.as_ref() == Some(digest)
+            *digest == image.manifest_digest
+                || image.index_digest.as_ref() == Some(digest)
+                || candidate.digest.as_ref() == Some(digest)
         }
         // Unresolved (`graph` without network): the recipe's pins are all there is.
         (Some(digest), _) => {

@@ -414,7 +414,12 @@ fn add_images(
                 Arc::clone(services),
                 recipe.base_dir.clone(),
             )?;
-            let node = graph.add_node(Task::Build(job));
+            let products = recipe
+                .tasks
+                .iter()
+                .flat_map(|t| t.outputs.clone())
+                .collect();
+            let node = graph.add_node(Task::Build(job.with_products(products)));
             for before in &entry.after {
                 if let Some(&task) = by_task_name.get(before.as_str()) {
                     graph.add_edge(task, node, ());

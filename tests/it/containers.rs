@@ -16,7 +16,7 @@ const APPLETS: &[&str] = &[
 
 /// A one-layer image: `/bin/busybox` (Debian's `busybox-static`) and its applet links,
 /// plus `marker` with `marker` in it, so that two bases differ.
-fn busybox_image(marker: &str) -> Image {
+pub(crate) fn busybox_image(marker: &str) -> Image {
     let busybox = fs_err::read("/bin/busybox")
         .expect("Debian's busybox-static is installed (`apt-get install busybox-static`)");
     let mut tar = tar::Builder::new(Vec::new());
