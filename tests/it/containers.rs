@@ -3,6 +3,8 @@
 //! The images are the tests' own: a base whose only layer is Debian's `busybox-static`
 //! (pushed to a real docker-registry), and images built on it by isobuild itself.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::harness::Test;
@@ -378,4 +380,34 @@ fn a_from_that_is_not_an_image_of_the_recipe_is_an_error() {
     layout(&test, &host, &[]).failure(2).stderr_contains(
         "Containerfile:3: `FROM docker.io/library/alpine:3.20` is not an image of the recipe",
     );
+}
+
+/// The real MetalK8s checkout (`../shared/metalk8s`, see its README): every build of the
+/// recipe plans against it, so each `FROM` of its Dockerfiles (after image.py's build
+/// arguments) is an image of the recipe, and each build argument is declared by an `ARG`.
+#[test]
+fn every_from_of_the_real_metalk8s_dockerfiles_is_an_image_of_the_recipe() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tarball = root.join("../shared/metalk8s/metalk8s-ac251c2f9.tar.gz");
+    let scratch = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(scratch.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot extract {}", tarball.display());
+    let checkout = scratch.path().join("metalk8s");
+    let run = Test::new()
+        .run([
+            "graph".to_owned(),
+            root.join("recipes/metalk8s.yaml").display().to_string(),
+            "--set".to_owned(),
+            format!("metalk8s_src={}", checkout.display()),
+        ])
+        .success();
+    let builds = run.stdout.matches("image-build\\n").count();
+    let containers = run.stdout.matches("container\\n").count();
+    assert_eq!((builds, containers), (12, 6), "{}", run.stdout);
 }
