@@ -56,8 +56,13 @@ fn tail(output: &str) -> String {
 }
 
 /// A private buildah storage, removed on drop.
+///
+/// Its folder `session-X` has a lock file beside it, `session-X.lock`, held while the
+/// session lives: a session whose lock nobody holds was left by a killed run (`SIGKILL`
+/// skips every cleanup), and the next session removes it.
 pub struct Session {
     dir: tempfile::TempDir,
+    _lock: std::fs::File,
     /// Process groups still running, killed on drop (Ctrl-C drops the session mid-run).
     running: std::sync::Mutex<Vec<u32>>,
 }
@@ -110,12 +115,17 @@ impl Session {
             source,
         };
         fs_err::create_dir_all(&parent).map_err(setup)?;
+        remove_stale_sessions(&parent);
         let dir = tempfile::Builder::new()
             .prefix("session-")
             .tempdir_in(&parent)
             .map_err(setup)?;
+        let mut lock_name = dir.path().as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock = crate::fs::lock_exclusive(Path::new(&lock_name), || {}).map_err(setup)?;
         let session = Self {
             dir,
+            _lock: lock,
             running: std::sync::Mutex::new(Vec::new()),
         };
         let root = session.scratch();
@@ -316,6 +326,44 @@ impl Session {
     }
 }
 
+/// Remove the sessions of runs that died without cleaning up: their lock is free.
+fn remove_stale_sessions(parent: &Path) {
+    let Ok(entries) = fs_err::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Some(folder) = path
+            .to_str()
+            .and_then(|p| p.strip_suffix(".lock"))
+            .map(PathBuf::from)
+        else {
+            continue;
+        };
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if fs4::FileExt::try_lock(&file).is_ok() {
+            make_removable(&folder);
+            let _ = std::fs::remove_dir_all(&folder);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// vfs layers hold read-only folders; make them writable so that a removal succeeds.
+fn make_removable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if entry.file_type().is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         let running = std::mem::take(
@@ -332,16 +380,9 @@ impl Drop for Session {
                 .stderr(Stdio::null())
                 .status();
         }
-        // vfs layers hold read-only folders; make them writable so that the removal succeeds.
-        for entry in walkdir::WalkDir::new(self.dir.path())
-            .into_iter()
-            .filter_map(Result::ok)
-        {
-            if entry.file_type().is_dir() {
-                use std::os::unix::fs::PermissionsExt;
-                let _ =
-                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755));
-            }
-        }
+        make_removable(self.dir.path());
+        let mut lock = self.dir.path().as_os_str().to_owned();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
     }
 }

@@ -254,13 +254,7 @@ fn ctrl_c_kills_the_container_and_leaves_no_temporary_file() {
         .unwrap();
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    let sleepers: Vec<String> = fs_err::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter_map(|entry| fs_err::read(entry.path().join("cmdline")).ok())
-        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-        .filter(|cmdline| cmdline.contains("sleep 4242"))
-        .collect();
+    let sleepers = processes_with("sleep 4242");
     assert!(
         sleepers.is_empty(),
         "the container's command still runs: {sleepers:?}"
@@ -273,6 +267,73 @@ fn ctrl_c_kills_the_container_and_leaves_no_temporary_file() {
         .map(|e| e.path().to_owned())
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// The pids of processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    fs_err::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            fs_err::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
+                String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn the_storage_of_a_killed_run_is_removed_by_the_next_one() {
+    let (registry, base) = registry_with_base("one");
+    let host = registry.host();
+    let tasks = r"  - name: slow
+    image: busybox
+    run: [sh, -c, 'touch /out/started; exec sleep 4343']
+    outputs: [out/done]
+    mounts: [{ src: out, dest: /out }]
+";
+    let test = Test::new().recipe(&recipe(&host, &base.digest.to_string(), tasks));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isobuild"))
+        .args([
+            "layout",
+            "recipe.yaml",
+            "tree",
+            "-q",
+            "--insecure-registry",
+            &host,
+        ])
+        .current_dir(test.path())
+        .env("ISOBUILD_CACHE_DIR", test.cache_dir())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !test.path().join("out/started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // SIGKILL skips every cleanup: the command and the storage outlive the run.
+    for pid in processes_with("sleep 4343") {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+    }
+    let containers = test.cache_dir().join("containers");
+    assert!(fs_err::read_dir(&containers).unwrap().count() > 0);
+    test.write(
+        "recipe.yaml",
+        &recipe(&host, &base.digest.to_string(), HELLO),
+    );
+    test.write("greeting", "hi\n");
+    layout(&test, &host, &[]).success();
+    assert_no_session_left(&test);
 }
 
 /// No buildah storage (and so no container) is left in the cache.
