@@ -100,7 +100,7 @@ pub struct BuildSpec {
     pub output: PathBuf,
 }
 
-/// What a command printed (stdout and stderr, interleaved by stream).
+/// What a command printed.
 pub struct Output {
     pub stdout: String,
     pub stderr: String,
@@ -212,7 +212,7 @@ impl Session {
             .buildah(
                 &args,
                 spec.network,
-                &format!("command `{}` in `{image}`", spec.argv.join(" ")),
+                &format!("command `{}`", spec.argv.join(" ")),
             )
             .await;
         // The storage goes with the session anyway; removing the container now keeps a long
