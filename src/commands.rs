@@ -610,8 +610,8 @@ fn inspect(target: &Path, format: InspectFormat, lock: Option<&Path>) -> Result<
 
 /// `isobuild diff OLD NEW`.
 fn diff(old: &Path, new: &Path, format: DiffFormat, exit_code: bool) -> Result<(), Error> {
-    let old_inventory = crate::inspect::inspect(old, None)?;
-    let new_inventory = crate::inspect::inspect(new, None)?;
+    let old_inventory = crate::inspect::inspect_contents(old)?;
+    let new_inventory = crate::inspect::inspect_contents(new)?;
     let diff = crate::inspect::diff::diff(
         &old_inventory,
         &new_inventory,

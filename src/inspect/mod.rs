@@ -202,8 +202,24 @@ pub struct File {
 /// Inspect `path`: an ISO file, an ISO tree (a folder) or a lock file. With `lock`, the images
 /// also get their upstream reference and digests from that lock file.
 pub fn inspect(path: &Path, lock: Option<&Path>) -> Result<Inventory, InspectError> {
+    inspect_with(path, lock, true)
+}
+
+/// [`inspect`] without the ISO's own summary (`iso` is `null`): what [`diff`] compares, which
+/// spares reading all of each ISO to hash it.
+pub fn inspect_contents(path: &Path) -> Result<Inventory, InspectError> {
+    inspect_with(path, None, false)
+}
+
+fn inspect_with(
+    path: &Path,
+    lock: Option<&Path>,
+    summarize_iso: bool,
+) -> Result<Inventory, InspectError> {
     let mut inventory = if path.is_dir() {
         of_tree(&Tree::from_dir(path)?, Kind::Tree)?
+    } else if iso9660::is_iso(path)? && !summarize_iso {
+        of_tree(&iso9660::read(path)?, Kind::Iso)?
     } else if iso9660::is_iso(path)? {
         // Hashing the whole ISO is most of the work: on a thread of its own, while the tree
         // is read and its files hashed.

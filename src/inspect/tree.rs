@@ -94,6 +94,9 @@ impl Tree {
 
     fn each_chunk(&self, entry: &Entry, mut sink: impl FnMut(&[u8])) -> Result<(), InspectError> {
         const CHUNK: usize = 1 << 20;
+        // Most files are small: a 1 MiB buffer zeroed for each of thousands of them would be
+        // most of the work.
+        let capacity = usize::try_from(entry.size).map_or(CHUNK, |size| size.clamp(1, CHUNK));
         match &entry.data {
             Data::Host(path) => {
                 let io_error = |source| InspectError::Io {
@@ -101,7 +104,7 @@ impl Tree {
                     source,
                 };
                 let mut file = fs_err::File::open(path).map_err(io_error)?;
-                let mut buffer = vec![0; CHUNK];
+                let mut buffer = vec![0; capacity];
                 loop {
                     let read = std::io::Read::read(&mut file, &mut buffer).map_err(io_error)?;
                     if read == 0 {
@@ -118,12 +121,12 @@ impl Tree {
                     path: path.clone(),
                     source,
                 };
-                let mut buffer = vec![0; CHUNK];
+                let mut buffer = vec![0; capacity];
                 for &(offset, length) in extents {
                     let mut done = 0;
                     while done < length {
-                        let want =
-                            usize::try_from((length - done).min(CHUNK as u64)).unwrap_or(CHUNK);
+                        let want = usize::try_from((length - done).min(capacity as u64))
+                            .unwrap_or(capacity);
                         file.read_exact_at(&mut buffer[..want], offset + done)
                             .map_err(io_error)?;
                         sink(&buffer[..want]);
