@@ -129,12 +129,10 @@ fn image_component(image: &Image) -> Value {
         qualifiers.insert("arch", arch.to_owned());
     }
     if let Some(upstream) = &image.upstream {
-        let repository = upstream
-            .reference
-            .rsplit_once(':')
-            .filter(|(_, tag)| !tag.contains('/'))
-            .map_or(upstream.reference.as_str(), |(repository, _)| repository);
-        qualifiers.insert("repository_url", repository.to_owned());
+        qualifiers.insert(
+            "repository_url",
+            repository_of(&upstream.reference).to_owned(),
+        );
     }
     qualifiers.insert("tag", image.tag.clone());
     let query: Vec<String> = qualifiers
@@ -227,6 +225,14 @@ fn file_groups(inventory: &Inventory) -> Vec<Value> {
         .collect()
 }
 
+/// `host[:port]/path` of a reference, without its tag or digest.
+fn repository_of(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    name.rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(name, |(repository, _)| repository)
+}
+
 fn sha256(digest: &Digest) -> Value {
     json!({ "alg": "SHA-256", "content": digest.hex() })
 }
@@ -256,5 +262,21 @@ mod tests {
     fn purl_parts_are_percent_encoded() {
         assert_eq!(encode("1.0-rc.1"), "1.0-rc.1");
         assert_eq!(encode("a/b:c"), "a%2Fb%3Ac");
+    }
+
+    #[test]
+    fn repositories_lose_their_tag_or_digest_but_not_their_port() {
+        assert_eq!(
+            repository_of("127.0.0.1:5000/test/a:1.0"),
+            "127.0.0.1:5000/test/a"
+        );
+        assert_eq!(
+            repository_of("127.0.0.1:5000/test/a"),
+            "127.0.0.1:5000/test/a"
+        );
+        assert_eq!(
+            repository_of("docker.io/library/a:1@sha256:0123"),
+            "docker.io/library/a"
+        );
     }
 }
