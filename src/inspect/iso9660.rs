@@ -78,9 +78,17 @@ pub fn read(path: &Path) -> Result<Tree, InspectError> {
         path: path.to_owned(),
         message,
     };
+    // hadris-iso reports a short read as std's words; say what it means here.
+    let unreadable = |error: hadris_iso::Error| {
+        if error.kind() == hadris_iso::ErrorKind::UnexpectedEof {
+            "it ends before its directories do: is it cut short?".to_owned()
+        } else {
+            error.to_string()
+        }
+    };
     let file = std::fs::File::open(path).map_err(io_error(path))?;
     let data = file.try_clone().map_err(io_error(path))?;
-    let image = IsoImage::open(file).map_err(|error| bad(error.to_string()))?;
+    let image = IsoImage::open(file).map_err(|error| bad(unreadable(error)))?;
     let rock_ridge = image.supports_rrip();
     // The primary tree's root, from the primary volume descriptor's root directory record
     // (ECMA-119 8.4.18: extent at bytes 2..6, length at 10..14, little-endian halves), not
@@ -104,7 +112,8 @@ pub fn read(path: &Path) -> Result<Tree, InspectError> {
             )));
         }
         for entry in image.open_dir(dir).entries() {
-            let entry = entry.map_err(|error| bad(format!("in `/{prefix}`: {error}")))?;
+            let entry =
+                entry.map_err(|error| bad(format!("in `/{prefix}`: {}", unreadable(error))))?;
             if entry.is_special() {
                 continue;
             }

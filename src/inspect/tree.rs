@@ -117,9 +117,21 @@ impl Tree {
                 let Some((path, file)) = &self.iso else {
                     unreachable!("extents only come with the ISO they point into")
                 };
-                let io_error = |source| InspectError::Io {
-                    path: path.clone(),
-                    source,
+                let io_error = |source: std::io::Error| {
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                        InspectError::Iso {
+                            path: path.clone(),
+                            message: format!(
+                                "`/{}` lies past its end: is the ISO cut short?",
+                                entry.path
+                            ),
+                        }
+                    } else {
+                        InspectError::Io {
+                            path: path.clone(),
+                            source,
+                        }
+                    }
                 };
                 let mut buffer = vec![0; capacity];
                 for &(offset, length) in extents {

@@ -540,3 +540,58 @@ fn the_sbom_validates_against_the_cyclonedx_schema_and_is_reproducible() {
     };
     assert!(message.contains("not-a-type"), "{message}");
 }
+
+#[test]
+fn broken_isos_trees_and_lock_files_are_named_and_print_nothing() {
+    let test = Test::new()
+        .file(
+            "tree/images/x/1.0/version",
+            "Directory Transport Version: 1.1\n",
+        )
+        .file("tree/images/x/1.0/manifest.json", "{ not json")
+        .file("src/big.bin", &"x".repeat(200_000))
+        .file("src/small.txt", "small\n")
+        .file("bad.lock", "version: 1\nplatform: linux/amd64\nimages: 3\n");
+
+    let run = test.run(["inspect", "tree"]).failure(1).stderr_contains(
+        "image folder `images/x/1.0`: manifest.json does not parse: key must be a string",
+    );
+    assert_eq!(run.stdout, "");
+
+    let run = test
+        .run(["inspect", "bad.lock"])
+        .failure(1)
+        .stderr_contains("cannot read the lock file `bad.lock`");
+    assert_eq!(run.stdout, "");
+
+    // An ISO cut after its directories: its files' data is missing.
+    let status = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-rock",
+            "-output",
+            "whole.iso",
+            "src",
+        ])
+        .current_dir(test.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let whole = fs_err::read(test.path().join("whole.iso")).unwrap();
+    fs_err::write(test.path().join("cut.iso"), &whole[..40 * 2048]).unwrap();
+    test.run(["inspect", "whole.iso"])
+        .success()
+        .stdout_contains("big.bin");
+    let run = test
+        .run(["inspect", "cut.iso"])
+        .failure(1)
+        .stderr_contains("cannot read the ISO `cut.iso`: `/big.bin` lies past its end");
+    assert_eq!(run.stdout, "");
+    fs_err::write(test.path().join("cut.iso"), &whole[..18 * 2048]).unwrap();
+    test.run(["inspect", "cut.iso"])
+        .failure(1)
+        .stderr_contains("cannot read the ISO `cut.iso`: it ends before its directories do");
+    test.run(["diff", "whole.iso", "cut.iso"]).failure(1);
+}
