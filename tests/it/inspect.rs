@@ -61,9 +61,15 @@ fn project(recipe: &str) -> Test {
         .file("product.txt", "NAME=Demo\nVERSION=1.0.0\n")
         .file("static/a.txt", "a\n")
         .file("static/keep.txt", "kept\n")
+        .file(LONG_NAME, "long\n")
         .file("bootstrap.sh", "#!/bin/sh\necho bootstrap\n")
         .executable("bootstrap.sh")
 }
+
+/// A name plain ISO 9660 cannot hold (lower case, several dots, 70 characters): only its Rock
+/// Ridge name makes `inspect` of the ISO equal `inspect` of the tree.
+const LONG_NAME: &str =
+    "static/deep/Mixed.Case-and-a-very-long-name-that-iso9660-cannot-hold.v1.2.yaml";
 
 fn build(test: &Test, host: &str) {
     test.run(["build", "recipe.yaml", "-q", "--insecure-registry", host])
@@ -289,6 +295,7 @@ fn inspect_of_an_iso_equals_inspect_of_its_tree_and_of_its_lock() {
             file("bootstrap.sh", b"#!/bin/sh\necho bootstrap\n", "0755"),
             file("product.txt", b"NAME=Demo\nVERSION=1.0.0\n", "0644"),
             file("static/a.txt", b"a\n", "0644"),
+            file(LONG_NAME, b"long\n", "0644"),
             file("static/keep.txt", b"kept\n", "0644"),
         ])
     );
@@ -594,4 +601,69 @@ fn broken_isos_trees_and_lock_files_are_named_and_print_nothing() {
         .failure(1)
         .stderr_contains("cannot read the ISO `cut.iso`: it ends before its directories do");
     test.run(["diff", "whole.iso", "cut.iso"]).failure(1);
+}
+
+#[test]
+fn rpm_packages_are_listed_and_their_version_changes_diffed() {
+    let repo = "tree/packages/redhat/8/metalk8s-epel-el8";
+    let test = Test::new()
+        .file(&format!("old/{repo}/repodata/repomd.xml"), "<repomd/>\n")
+        .file(
+            &format!("old/{repo}/x86_64/jq-1.5-12.el8.x86_64.rpm"),
+            "old jq\n",
+        )
+        .file(
+            &format!("old/{repo}/x86_64/gone-1-1.el8.x86_64.rpm"),
+            "gone\n",
+        )
+        .file(&format!("new/{repo}/repodata/repomd.xml"), "<repomd/>\n")
+        .file(
+            &format!("new/{repo}/x86_64/jq-1.6-3.el8.x86_64.rpm"),
+            "new jq\n",
+        );
+    let inventory = json_of(&test, &["inspect", "old/tree", "--format", "json"]);
+    assert_eq!(
+        inventory["packages"][1],
+        json!({
+            "path": "packages/redhat/8/metalk8s-epel-el8/x86_64/jq-1.5-12.el8.x86_64.rpm",
+            "repo": "packages/redhat/8/metalk8s-epel-el8",
+            "name": "jq", "epoch": null, "version": "1.5", "release": "12.el8",
+            "arch": "x86_64", "nevra": "jq-1.5-12.el8.x86_64",
+            "size": 7, "sha256": sha256(b"old jq\n"), "signing_key": null,
+        })
+    );
+    let files: Vec<&str> = inventory["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        ["packages/redhat/8/metalk8s-epel-el8/repodata/repomd.xml"]
+    );
+
+    let diff = json_of(&test, &["diff", "old/tree", "new/tree", "--format", "json"]);
+    assert_eq!(
+        diff["packages"],
+        json!({
+            "added": [],
+            "removed": [ { "name": "gone", "arch": "x86_64", "version": "1-1.el8" } ],
+            "changed": [ { "name": "jq", "arch": "x86_64",
+                           "old_version": "1.5-12.el8", "new_version": "1.6-3.el8" } ],
+        })
+    );
+    let markdown = stdout_of(
+        &test,
+        &["diff", "old/tree", "new/tree", "--format", "markdown"],
+    );
+    assert!(
+        markdown.contains("| `jq.x86_64` | changed | `1.5-12.el8` | `1.6-3.el8` |"),
+        "{markdown}"
+    );
+    let sbom = json_of(&test, &["inspect", "new/tree", "--format", "cyclonedx"]);
+    assert_eq!(
+        sbom["components"][0]["purl"],
+        "pkg:rpm/jq@1.6-3.el8?arch=x86_64"
+    );
 }
