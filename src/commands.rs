@@ -291,8 +291,9 @@ impl<'a> Session<'a> {
                 size.saved_bytes()
             ));
         }
-        if let (RunOutcome::Success, Some((iso, path, upstream))) = (&outcome, &sbom) {
-            write_sbom(iso, path, upstream)?;
+        if let (RunOutcome::Success, Some((iso, path, upstream))) = (&outcome, &sbom)
+            && write_sbom(iso, path, upstream)?
+        {
             self.reporter
                 .on_message(&format!("SBOM written to {}", path.display()));
         }
@@ -396,12 +397,13 @@ pub fn sbom_path(iso: &Path) -> PathBuf {
 
 /// Write the SBOM of `iso` to `path`, unless the one there is newer than the ISO (then the
 /// ISO was not remade, and neither is its SBOM: reading a large ISO again takes seconds).
-fn write_sbom(iso: &Path, path: &Path, upstream: &LockFile) -> Result<(), Error> {
+/// Whether it wrote one.
+fn write_sbom(iso: &Path, path: &Path, upstream: &LockFile) -> Result<bool, Error> {
     let modified = |path: &Path| fs_err::metadata(path).and_then(|m| m.modified()).ok();
     if let (Some(sbom), Some(iso)) = (modified(path), modified(iso))
         && sbom >= iso
     {
-        return Ok(());
+        return Ok(false);
     }
     let mut inventory = crate::inspect::inspect(iso, None)?;
     crate::inspect::add_upstream(&mut inventory, upstream);
@@ -410,7 +412,8 @@ fn write_sbom(iso: &Path, path: &Path, upstream: &LockFile) -> Result<(), Error>
             path: path.to_owned(),
             source,
         },
-    )
+    )?;
+    Ok(true)
 }
 
 /// `isobuild graph`: the plan of a build, with images resolved from the cache only (an image

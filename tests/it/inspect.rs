@@ -495,6 +495,16 @@ fn the_sbom_validates_against_the_cyclonedx_schema_and_is_reproducible() {
     );
     assert_eq!(printed.as_bytes(), sbom.as_slice());
 
+    // An up-to-date build leaves it alone; a remade ISO gets it again, the same bytes.
+    let modified = || fs_err::metadata(&sbom_path).unwrap().modified().unwrap();
+    let before = modified();
+    build(&first, &host);
+    assert_eq!(modified(), before);
+    fs_err::remove_file(iso(&first)).unwrap();
+    build(&first, &host);
+    assert!(modified() > before);
+    assert_eq!(fs_err::read(&sbom_path).unwrap(), sbom);
+
     // What it says.
     let document: Value = serde_json::from_slice(&sbom).unwrap();
     let iso_bytes = fs_err::read(iso(&first)).unwrap();
