@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod fetch;
 mod hostile;
+mod inspect;
 mod interrupts;
 mod iso;
 mod layout;
