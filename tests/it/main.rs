@@ -8,11 +8,13 @@ mod harness;
 
 mod build;
 mod cli;
+mod containers;
 mod errors;
 mod faults;
 mod fetch;
 mod hardening;
 mod hostile;
+mod inspect;
 mod interrupts;
 mod iso;
 mod layout;
