@@ -23,7 +23,9 @@
 //! 7. [`layout`] writes the ISO's registry tree from the cache (image folders hard-linked
 //!    from it, docker-archive tarballs, the nginx rules) and checks one (`verify`); [`iso`]
 //!    makes the reproducible ISO of the tree with xorriso.
-//! 8. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//! 8. [`rpm`] reads RPM repository metadata as streams and resolves package closures the way
+//!    EL8's `dnf repoquery --resolve --recursive` does, without dnf.
+//! 9. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
 //!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
 //!
 //! The logic never prints: it returns values and calls the reporter.
@@ -39,6 +41,7 @@ pub mod plan;
 pub mod recipe;
 pub mod reference;
 pub mod report;
+pub mod rpm;
 pub mod settings;
 pub mod source;
 pub mod store;

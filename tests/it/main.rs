@@ -19,4 +19,5 @@ mod local_images;
 mod metalk8s;
 mod metalk8s_e2e;
 mod pull;
+mod rpm_oracle;
 mod secrets;

@@ -22,6 +22,10 @@ const PEERS: &[Peer] = &[
     ("podman", "podman"),
     ("isomd5sum", "implantisomd5"),
     ("libarchive-tools", "bsdtar"),
+    ("rpm", "rpmbuild"),
+    ("createrepo-c", "createrepo_c"),
+    ("dnf", "dnf"),
+    ("gpg", "gpg"),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
