@@ -79,7 +79,7 @@ impl BlobPlacer {
     }
 
     /// Make `dest` a file with the content of cached blob `digest`.
-    fn place(&self, digest: &Digest, dest: &Path) -> io::Result<()> {
+    pub fn place(&self, digest: &Digest, dest: &Path) -> io::Result<()> {
         let cached = self.store.blob_path(digest);
         match fs_err::hard_link(&cached, dest) {
             Ok(()) => return Ok(()),

@@ -11,6 +11,7 @@ pub mod dep;
 pub mod evr;
 pub mod metadata;
 pub mod modules;
+pub mod repodata;
 pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
