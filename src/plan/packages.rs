@@ -52,7 +52,9 @@ pub enum PackageError {
         expected: Checksum,
         actual: String,
     },
-    #[error("repository `{repo}`: `{url}` is {actual} bytes, {expected} expected")]
+    #[error(
+        "repository `{repo}`: `{url}` is not what its metadata says: {actual} bytes or more, {expected} expected"
+    )]
     Size {
         repo: String,
         url: String,
@@ -240,6 +242,23 @@ pub async fn fetch_verified(
         if !status.is_success() {
             return Err(http_error(format!("status {status}")));
         }
+        let store_error = |error: StoreError| match error {
+            StoreError::DigestMismatch { actual, .. } => PackageError::Checksum {
+                repo: repo.to_owned(),
+                url: url.clone(),
+                expected: checksum.clone(),
+                actual: actual.hex().to_owned(),
+            },
+            StoreError::SizeMismatch {
+                expected, actual, ..
+            } => PackageError::Size {
+                repo: repo.to_owned(),
+                url: url.clone(),
+                expected,
+                actual,
+            },
+            other => PackageError::Store(other),
+        };
         if writer.offset() > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT {
             writer.restart().await?;
         }
@@ -247,21 +266,13 @@ pub async fn fetch_verified(
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|error| http_error(crate::engine::render_chain(&error)))?;
-            writer.write(&chunk).await?;
+            writer.write(&chunk).await.map_err(&store_error)?;
             services
                 .reporter
                 .on_download_progress(id, chunk.len() as u64);
         }
         services.reporter.on_download_complete(id);
-        writer.finish().await.map_err(|error| match error {
-            StoreError::DigestMismatch { actual, .. } => PackageError::Checksum {
-                repo: repo.to_owned(),
-                url: url.clone(),
-                expected: checksum.clone(),
-                actual: actual.hex().to_owned(),
-            },
-            other => PackageError::Store(other),
-        })?;
+        writer.finish().await.map_err(store_error)?;
         return Ok(path);
     }
     // Another hash: check it while writing, then file the bytes under their sha256.

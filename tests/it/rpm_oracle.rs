@@ -358,7 +358,7 @@ impl Ours {
 #[allow(clippy::print_stderr)]
 fn dnf_oracle_agrees_case_by_case() {
     let dir = tempfile::tempdir().unwrap();
-    let repos = make_repos(dir.path(), &universe(), MODULES_YAML);
+    let repos = make_repos(dir.path(), &universe(), MODULES_YAML, None);
     let mut ours = Ours::new(&repos);
     // dnf takes a second a query: warm its cache once, then ask the rest side by side.
     let first = dnf_closure(dir.path(), &repos, CASES[0].1);

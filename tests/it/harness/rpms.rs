@@ -94,7 +94,13 @@ fn spec(group: &[&Rpm]) -> String {
 
 /// Build every package and one repository per `repo` value (the one called `mod` gets
 /// `modules_yaml`); returns repo id → folder.
-pub fn make_repos(dir: &Path, rpms: &[Rpm], modules_yaml: &str) -> BTreeMap<String, PathBuf> {
+pub fn make_repos(
+    dir: &Path,
+    rpms: &[Rpm],
+    modules_yaml: &str,
+    signer: Option<&Signer>,
+) -> BTreeMap<String, PathBuf> {
+    fs_err::create_dir_all(dir).unwrap();
     let top = dir.join("rpmbuild");
     let mut groups: BTreeMap<(&str, &str, &str), Vec<&Rpm>> = BTreeMap::new();
     for rpm in rpms {
@@ -129,6 +135,14 @@ pub fn make_repos(dir: &Path, rpms: &[Rpm], modules_yaml: &str) -> BTreeMap<Stri
         repos.insert((*repo_name(&repo)).to_owned(), repo);
     }
     for (id, repo) in &repos {
+        if let Some(signer) = signer {
+            let files: Vec<PathBuf> = walkdir::WalkDir::new(repo)
+                .into_iter()
+                .map(|entry| entry.unwrap().into_path())
+                .filter(|path| path.extension().is_some_and(|e| e == "rpm"))
+                .collect();
+            signer.sign(&files);
+        }
         run(Command::new("createrepo_c")
             .args(["--quiet", "--no-database"])
             .arg(repo));
@@ -146,4 +160,50 @@ pub fn make_repos(dir: &Path, rpms: &[Rpm], modules_yaml: &str) -> BTreeMap<Stri
 
 fn repo_name(path: &Path) -> &str {
     path.file_name().unwrap().to_str().unwrap()
+}
+
+/// A throw-away GPG key (in its own GNUPGHOME) that signs RPMs with rpmsign.
+pub struct Signer {
+    home: tempfile::TempDir,
+    /// The ASCII-armoured public key.
+    pub public_key: String,
+}
+
+impl Signer {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::Builder::new()
+            .prefix("isobuild-gpg-")
+            .tempdir()
+            .unwrap();
+        fs_err::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        run(Command::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+            .args([
+                "isobuild test <test@isobuild.invalid>",
+                "rsa2048",
+                "sign",
+                "never",
+            ]));
+        let public_key = run(Command::new("gpg").env("GNUPGHOME", home.path()).args([
+            "--armor",
+            "--export",
+            "test@isobuild.invalid",
+        ]));
+        Self { home, public_key }
+    }
+
+    /// Sign `files` in place.
+    pub fn sign(&self, files: &[PathBuf]) {
+        if files.is_empty() {
+            return;
+        }
+        run(Command::new("rpmsign")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--define", "__gpg /usr/bin/gpg", "--define"])
+            .arg(format!("_gpg_path {}", self.home.path().display()))
+            .args(["--define", "_gpg_name test@isobuild.invalid", "--addsign"])
+            .args(files));
+    }
 }
