@@ -143,19 +143,19 @@ impl LockFile {
         let Some(packages) = &recipe.packages else {
             return Err(stale("it has `packages`, the recipe has none".into()));
         };
-        let wanted: Vec<(&str, &str)> = packages
+        let wanted: Vec<(&str, &str, usize)> = packages
             .repos
             .iter()
-            .map(|repo| (repo.id.as_str(), repo.baseurl.as_str()))
+            .map(|repo| (repo.id.as_str(), repo.baseurl.as_str(), repo.gpgkeys.len()))
             .collect();
-        let locked: Vec<(&str, &str)> = set
+        let locked: Vec<(&str, &str, usize)> = set
             .repos
             .iter()
-            .map(|repo| (repo.id.as_str(), repo.baseurl.as_str()))
+            .map(|repo| (repo.id.as_str(), repo.baseurl.as_str(), repo.keys.len()))
             .collect();
         if wanted != locked {
             return Err(stale(format!(
-                "its package repositories are {locked:?}, the recipe's are {wanted:?}"
+                "its package repositories (id, base URL, keys) are {locked:?}, the recipe's are {wanted:?}"
             )));
         }
         Ok(set)

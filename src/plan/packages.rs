@@ -73,6 +73,10 @@ pub enum PackageError {
         locked: Digest,
         actual: Digest,
     },
+    #[error(
+        "repository `{repo}`: the key `{url}` changed since it was locked; run `isobuild lock` again"
+    )]
+    KeyChanged { repo: String, url: String },
     #[error("repository `{repo}`: `{nevra}` is not in its metadata any more")]
     NotInMetadata { repo: String, nevra: String },
     #[error("seed `{seed}` matches no package of any repository")]
@@ -81,7 +85,7 @@ pub enum PackageError {
         "`--offline` cannot resolve packages without network: run `isobuild lock` and build with `--locked`"
     )]
     OfflineUnlocked,
-    #[error("package `{nevra}` ({url}) is not in the cache, and `--offline` forbids fetching it")]
+    #[error("`{nevra}` ({url}) is not in the cache, and `--offline` forbids fetching it")]
     OfflineMissing { nevra: String, url: String },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -138,6 +142,9 @@ pub struct LockedRepo {
     pub baseurl: String,
     /// sha256 of the repomd.xml resolution read.
     pub repomd: Digest,
+    /// sha256 of each `gpgkey` file, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<Digest>,
 }
 
 /// The resolved `packages:` section: what a build downloads and writes.
@@ -306,6 +313,7 @@ struct FetchedRepo {
     repomd_digest: Digest,
     primary: (PathBuf, String),
     filelists: Option<(PathBuf, String)>,
+    keys: Vec<Digest>,
 }
 
 async fn fetch_repo(
@@ -336,12 +344,20 @@ async fn fetch_repo(
     )
     .await?;
     let primary = (primary, record.location.clone());
+    let mut keys = Vec::new();
+    for url in &spec.gpgkeys {
+        let bytes = get_small(services, &spec.id, url).await?;
+        let digest = Digest::of(&bytes);
+        services.store.put_blob_bytes(&digest, &bytes)?;
+        keys.push(digest);
+    }
     Ok(FetchedRepo {
         spec: spec.clone(),
         repomd,
         repomd_digest,
         primary,
         filelists: None,
+        keys,
     })
 }
 
@@ -537,6 +553,7 @@ fn resolve_blocking(
             id: repo.spec.id.clone(),
             baseurl: repo.spec.baseurl.clone(),
             repomd: repo.repomd_digest.clone(),
+            keys: repo.keys.clone(),
         })
         .collect();
     Ok((PackageSet { repos, rpms }, notes))
@@ -670,6 +687,13 @@ impl RepoJob {
         let repomd_bytes = if let Ok(bytes) = services.store.read_blob(&self.locked.repomd) {
             bytes
         } else {
+            if services.offline {
+                return Err(PackageError::OfflineMissing {
+                    nevra: format!("{repo} repomd.xml"),
+                    url: format!("{}repodata/repomd.xml", self.spec.baseurl),
+                }
+                .into());
+            }
             {
                 let url = format!("{}repodata/repomd.xml", self.spec.baseurl);
                 let bytes = get_small(services, repo, &url).await?;
@@ -711,8 +735,28 @@ impl RepoJob {
             sources.push((path, record.location.clone()));
         }
         let mut keys = Vec::new();
-        for url in &self.spec.gpgkeys {
-            keys.push(get_small(services, repo, url).await?);
+        for (url, digest) in self.spec.gpgkeys.iter().zip(&self.locked.keys) {
+            let bytes = if let Ok(bytes) = services.store.read_blob(digest) {
+                bytes
+            } else {
+                if services.offline {
+                    return Err(PackageError::OfflineMissing {
+                        nevra: format!("key {url}"),
+                        url: url.clone(),
+                    }
+                    .into());
+                }
+                let bytes = get_small(services, repo, url).await?;
+                if Digest::of(&bytes) != *digest {
+                    return Err(PackageError::KeyChanged {
+                        repo: repo.clone(),
+                        url: url.clone(),
+                    }
+                    .into());
+                }
+                bytes
+            };
+            keys.push(bytes);
         }
         let rpms = self.rpms.clone();
         let dest = self.dest.clone();
