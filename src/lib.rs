@@ -23,18 +23,25 @@
 //! 7. [`layout`] writes the ISO's registry tree from the cache (image folders hard-linked
 //!    from it, docker-archive tarballs, the nginx rules) and checks one (`verify`); [`iso`]
 //!    makes the reproducible ISO of the tree with xorriso.
-//! 8. [`rpm`] reads RPM repository metadata as streams and resolves package closures the way
-//!    EL8's `dnf repoquery --resolve --recursive` does, without dnf.
-//! 9. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
-//!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
+//! 8. [`inspect`] reads an ISO (in-process, never mounted), a tree or a lock file into an
+//!    inventory of its images, packages and files, compares two (`diff`) and writes the
+//!    CycloneDX SBOM `build` puts beside the ISO.
+//! 9. [`container`] runs buildah without a daemon, in a private storage under the cache:
+//!    container tasks and image builds whose base images come from the cache.
+//! 10. [`rpm`] reads RPM repository metadata as streams and resolves package closures the
+//!     way EL8's `dnf repoquery --resolve --recursive` does, without dnf.
+//! 11. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//!     [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
 //!
 //! The logic never prints: it returns values and calls the reporter.
 
 pub mod cli;
 pub mod commands;
+pub mod container;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod inspect;
 pub mod iso;
 pub mod layout;
 pub mod plan;

@@ -8,10 +8,12 @@ mod harness;
 
 mod build;
 mod cli;
+mod containers;
 mod errors;
 mod faults;
 mod fetch;
 mod hostile;
+mod inspect;
 mod interrupts;
 mod iso;
 mod layout;
