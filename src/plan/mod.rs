@@ -309,12 +309,14 @@ fn add_packages(
             .iter()
             .filter(|rpm| rpm.repo == repo.id)
             .collect();
+        let locked = plan.set.repos.iter().find(|locked| locked.id == repo.id);
         let downloads: Vec<NodeIndex> = rpms
             .iter()
             .map(|rpm| {
                 graph.add_node(Task::Rpm(packages::RpmJob::new(
                     (*rpm).clone(),
-                    &repo.baseurl,
+                    repo,
+                    locked,
                     Arc::clone(&plan.services),
                 )))
             })
@@ -322,7 +324,7 @@ fn add_packages(
         if options.scope == Scope::Fetch {
             continue;
         }
-        let Some(locked) = plan.set.repos.iter().find(|locked| locked.id == repo.id) else {
+        let Some(locked) = locked else {
             continue;
         };
         let Some(job) = packages::RepoJob::new(

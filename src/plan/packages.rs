@@ -74,6 +74,15 @@ pub enum PackageError {
         actual: Digest,
     },
     #[error(
+        "package `{nevra}` from repository `{repo}` is refused: its signature does not verify with the key {keys}: {message}"
+    )]
+    Signature {
+        repo: String,
+        nevra: String,
+        keys: String,
+        message: String,
+    },
+    #[error(
         "repository `{repo}`: the key `{url}` changed since it was locked; run `isobuild lock` again"
     )]
     KeyChanged { repo: String, url: String },
@@ -563,17 +572,38 @@ fn resolve_blocking(
 pub struct RpmJob {
     rpm: ShippedRpm,
     url: String,
+    /// The repository's key URLs and their pinned sha256 (no keys: no signature check).
+    keys: Vec<(String, Digest)>,
     services: Arc<PackageServices>,
 }
 
 impl RpmJob {
-    pub(super) fn new(rpm: ShippedRpm, baseurl: &str, services: Arc<PackageServices>) -> Self {
+    pub(super) fn new(
+        rpm: ShippedRpm,
+        spec: &PackageRepo,
+        locked: Option<&LockedRepo>,
+        services: Arc<PackageServices>,
+    ) -> Self {
         let url = if rpm.location.contains("://") {
             rpm.location.clone()
         } else {
-            format!("{baseurl}{}", rpm.location)
+            format!("{}{}", spec.baseurl, rpm.location)
         };
-        Self { rpm, url, services }
+        let keys = locked
+            .map(|locked| {
+                spec.gpgkeys
+                    .iter()
+                    .cloned()
+                    .zip(locked.keys.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            rpm,
+            url,
+            keys,
+            services,
+        }
     }
 
     pub(super) fn name(&self) -> String {
@@ -582,7 +612,14 @@ impl RpmJob {
 
     pub(super) fn fingerprint(&self) -> Fingerprint {
         let mut fingerprint = Fingerprint::new();
-        fingerprint.add("sha256", self.rpm.sha256.to_string());
+        fingerprint.add("sha256", self.rpm.sha256.to_string()).add(
+            "keys",
+            self.keys
+                .iter()
+                .map(|(_, digest)| digest.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         fingerprint
     }
 
@@ -596,7 +633,7 @@ impl RpmJob {
             kind: ChecksumKind::Sha256,
             hex: self.rpm.sha256.hex().to_owned(),
         };
-        fetch_verified(
+        let path = fetch_verified(
             &self.services,
             &self.rpm.repo,
             &self.url,
@@ -605,6 +642,28 @@ impl RpmJob {
             &self.rpm.nevra,
         )
         .await?;
+        if !self.keys.is_empty() {
+            let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
+            let urls: Vec<String> = self.keys.iter().map(|(url, _)| url.clone()).collect();
+            let (repo, nevra) = (self.rpm.repo.clone(), self.rpm.nevra.clone());
+            super::blocking(move || {
+                let checked = crate::rpm::signature::Keyring::new(&keys)
+                    .and_then(|keyring| keyring.verify(&path));
+                if let Err(error) = checked {
+                    // Checksummed but not signed by the repository's key: keep it out of the
+                    // cache, so nothing that failed a check is ever reused.
+                    let _ = fs_err::remove_file(&path);
+                    return Err(TaskError::from(PackageError::Signature {
+                        repo,
+                        nevra,
+                        keys: urls.join(", "),
+                        message: error.to_string(),
+                    }));
+                }
+                Ok(())
+            })
+            .await?;
+        }
         Ok(JobOutput {
             bytes: self.rpm.size,
         })
@@ -734,30 +793,14 @@ impl RepoJob {
             .await?;
             sources.push((path, record.location.clone()));
         }
-        let mut keys = Vec::new();
-        for (url, digest) in self.spec.gpgkeys.iter().zip(&self.locked.keys) {
-            let bytes = if let Ok(bytes) = services.store.read_blob(digest) {
-                bytes
-            } else {
-                if services.offline {
-                    return Err(PackageError::OfflineMissing {
-                        nevra: format!("key {url}"),
-                        url: url.clone(),
-                    }
-                    .into());
-                }
-                let bytes = get_small(services, repo, url).await?;
-                if Digest::of(&bytes) != *digest {
-                    return Err(PackageError::KeyChanged {
-                        repo: repo.clone(),
-                        url: url.clone(),
-                    }
-                    .into());
-                }
-                bytes
-            };
-            keys.push(bytes);
-        }
+        let pinned: Vec<(String, Digest)> = self
+            .spec
+            .gpgkeys
+            .iter()
+            .cloned()
+            .zip(self.locked.keys.iter().cloned())
+            .collect();
+        let keys = load_keys(services, repo, &pinned).await?;
         let rpms = self.rpms.clone();
         let dest = self.dest.clone();
         let epoch = self.epoch;
@@ -779,6 +822,38 @@ impl RepoJob {
         })
         .await
     }
+}
+
+/// The repository's key files, from the cache or (verified against their pins) the network.
+async fn load_keys(
+    services: &PackageServices,
+    repo: &str,
+    pinned: &[(String, Digest)],
+) -> Result<Vec<Vec<u8>>, PackageError> {
+    let mut keys = Vec::new();
+    for (url, digest) in pinned {
+        let bytes = if let Ok(bytes) = services.store.read_blob(digest) {
+            bytes
+        } else {
+            if services.offline {
+                return Err(PackageError::OfflineMissing {
+                    nevra: format!("key {url}"),
+                    url: url.clone(),
+                });
+            }
+            let bytes = get_small(services, repo, url).await?;
+            if Digest::of(&bytes) != *digest {
+                return Err(PackageError::KeyChanged {
+                    repo: repo.to_owned(),
+                    url: url.clone(),
+                });
+            }
+            services.store.put_blob_bytes(digest, &bytes)?;
+            bytes
+        };
+        keys.push(bytes);
+    }
+    Ok(keys)
 }
 
 #[allow(clippy::too_many_arguments)]

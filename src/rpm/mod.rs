@@ -1,7 +1,8 @@
 //! The RPM world, knowing nothing about ISOs: repository metadata read as streams
 //! ([`metadata`]), EVR order ([`evr`]), dependencies and rich dependencies ([`dep`]),
-//! EL8 modular filtering ([`modules`]) and the resolver ([`resolve`]) that reproduces
-//! `dnf repoquery --requires --resolve --recursive --latest-limit=1`.
+//! EL8 modular filtering ([`modules`]), the resolver ([`resolve`]) that reproduces
+//! `dnf repoquery --requires --resolve --recursive --latest-limit=1`, header signature
+//! checks ([`signature`]) and the repodata writer ([`repodata`]).
 //!
 //! Fetching metadata and packages into the cache, and choosing what ships in the ISO, belong
 //! to [`crate::plan`]; this layer works on files it is handed, and [`LocalRepo`] reads a
@@ -13,6 +14,7 @@ pub mod metadata;
 pub mod modules;
 pub mod repodata;
 pub mod resolve;
+pub mod signature;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -419,3 +419,55 @@ fn faults_are_clear_errors() {
         .failure(1)
         .stderr_contains("changed since it was locked");
 }
+
+#[test]
+fn a_package_signed_by_another_key_is_refused() {
+    let Project {
+        test,
+        nginx,
+        repos,
+        signer: _signer,
+    } = project();
+    let mirror = mirror(&nginx);
+    // `dep` rebuilt and signed by a key the repository does not list.
+    let other = Signer::new();
+    let built = make_repos(
+        &test.path().join("evil"),
+        &[rpm("epel", "dep", "1.0")],
+        "",
+        Some(&other),
+    );
+    let packages = repos["epel"].join("Packages");
+    for entry in fs_err::read_dir(&packages).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_str().unwrap().ends_with("-dep-1.0-1.noarch.rpm") {
+            fs_err::remove_file(path).unwrap();
+        }
+    }
+    let evil = fs_err::read_dir(built["epel"].join("Packages"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let evil_sha = isobuild::reference::Digest::of(&fs_err::read(&evil).unwrap());
+    fs_err::copy(&evil, packages.join("evil-dep-1.0-1.noarch.rpm")).unwrap();
+    run(Command::new("createrepo_c")
+        .args(["--quiet", "--no-database"])
+        .arg(&repos["epel"]));
+    test.run(["lock", "recipe.yaml", "--mirror", &mirror, "-q"])
+        .success();
+    test.run([
+        "layout",
+        "recipe.yaml",
+        "out",
+        "--locked",
+        "--mirror",
+        &mirror,
+        "-q",
+    ])
+    .failure(1)
+    .stderr_contains("package `dep-1.0-1.noarch` from repository `epel` is refused")
+    .stderr_contains("RPM-GPG-KEY-test");
+    assert!(!cached(&test.cache_dir()).contains(&evil_sha.hex().to_owned()));
+}

@@ -89,7 +89,11 @@ impl Checker<'_> {
         let mut seeds = Vec::new();
         let mut valid = true;
         for item in items {
-            let Some(seed) = &item.value else {
+            let Some(seed) = item
+                .value
+                .as_ref()
+                .and_then(|seed| self.render(seed, &item.at))
+            else {
                 valid = false;
                 continue;
             };
@@ -101,7 +105,7 @@ impl Checker<'_> {
                 valid = false;
                 continue;
             }
-            seeds.push(seed.clone());
+            seeds.push(seed);
         }
         valid.then_some(seeds)
     }
@@ -146,6 +150,7 @@ impl Checker<'_> {
             }
             let baseurl = self
                 .required_text(raw.baseurl.as_ref(), at, "baseurl")
+                .and_then(|(url, url_at)| Some((self.render(url, url_at)?, url_at)))
                 .and_then(|(url, url_at)| {
                     let url = url
                         .replace("$releasever", releasever)
@@ -167,7 +172,9 @@ impl Checker<'_> {
                 .iter()
                 .flat_map(|keys| keys.value.iter().flatten())
             {
-                let Some(url) = &key.value else { continue };
+                let Some(url) = key.value.as_ref().and_then(|url| self.render(url, &key.at)) else {
+                    continue;
+                };
                 let url = url
                     .replace("$releasever", releasever)
                     .replace("$basearch", basearch);
