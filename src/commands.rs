@@ -13,8 +13,9 @@ use crate::iso::IsoRequest;
 use crate::layout::{BlobPlacer, TreeSize};
 use crate::plan::images::ImageServices;
 use crate::plan::lock::{LockFile, lock_path};
+use crate::plan::packages::{PackageServices, PackageSet};
 use crate::plan::resolve::{self, Resolution, ResolveOptions};
-use crate::plan::{ImagePlan, Plan, PlanOptions, Scope};
+use crate::plan::{ImagePlan, PackagePlan, Plan, PlanOptions, Scope};
 use crate::recipe::{self, Recipe};
 use crate::reference::ImageSource;
 use crate::report::{self, Reporter};
@@ -118,7 +119,14 @@ impl<'a> Session<'a> {
             store.set_stalled_after(timeout * 3);
         }
         let mut mirrors = self.recipe.mirrors.clone();
-        mirrors.extend(self.settings.mirrors.clone());
+        // `--mirror https://…=…` rewrites package repository URLs, not registries.
+        mirrors.extend(
+            self.settings
+                .mirrors
+                .iter()
+                .filter(|(from, _)| !from.contains("://"))
+                .map(|(from, to)| (from.clone(), to.clone())),
+        );
         let mut builder = RegistryClient::builder()
             .mirrors(mirrors)
             .insecure_hosts(self.settings.insecure_registries.iter().cloned())
@@ -242,6 +250,7 @@ impl<'a> Session<'a> {
                 resolutions,
             })
         };
+        let packages = self.package_plan()?;
         let has_images = images.is_some();
         // The SBOM is made from the finished ISO, with the upstream references and digests
         // only this run's resolutions know.
@@ -272,6 +281,7 @@ impl<'a> Session<'a> {
                 tree_root: tree_root.to_owned(),
                 iso,
                 images,
+                packages,
                 scope,
             },
         )
@@ -394,17 +404,98 @@ impl<'a> Session<'a> {
         Ok(lock)
     }
 
-    /// `isobuild lock`: resolve every registry image online and write the lock file.
+    /// The cache and an HTTP client for the recipe's package repositories.
+    fn package_services(&self) -> Result<Arc<PackageServices>, Error> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .user_agent(concat!("isobuild/", env!("CARGO_PKG_VERSION")));
+        if let Some(timeout) = self.settings.http_timeout {
+            builder = builder.read_timeout(timeout);
+        }
+        let http = builder
+            .build()
+            .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?;
+        Ok(Arc::new(PackageServices {
+            store: Store::open(&self.settings.cache_dir)?,
+            http,
+            reporter: Arc::clone(&self.reporter),
+            offline: self.settings.offline,
+            mirrors: self
+                .settings
+                .mirrors
+                .iter()
+                .filter(|(from, _)| from.contains("://"))
+                .map(|(from, to)| (from.clone(), to.clone()))
+                .collect(),
+        }))
+    }
+
+    /// Resolve the recipe's packages online (or, `--locked`, read them from the lock file).
+    fn resolve_packages(
+        &self,
+        services: &Arc<PackageServices>,
+        use_lock: bool,
+    ) -> Result<Option<PackageSet>, Error> {
+        let Some(spec) = &self.recipe.packages else {
+            return Ok(None);
+        };
+        if use_lock && self.settings.locked {
+            let path = lock_path(&self.recipe.file);
+            let lock = LockFile::read(&path)?;
+            return Ok(Some(lock.packages_for(&self.recipe, &path)?.clone()));
+        }
+        let (set, notes) = self
+            .runtime
+            .block_on(crate::plan::packages::resolve_packages(spec, services))?;
+        for missing in &notes.unsatisfied {
+            self.reporter.on_message(&format!(
+                "warning: nothing provides `{}`, which `{}` requires",
+                missing.requirement, missing.package
+            ));
+        }
+        if self.settings.output.verbosity > 0 {
+            for (nevra, why) in &notes.why {
+                self.reporter.on_message(&format!("{nevra}: {why}"));
+            }
+        }
+        Ok(Some(set))
+    }
+
+    fn package_plan(&self) -> Result<Option<PackagePlan>, Error> {
+        if self.recipe.packages.is_none() {
+            return Ok(None);
+        }
+        let services = self.package_services()?;
+        let Some(set) = self.resolve_packages(&services, true)? else {
+            return Ok(None);
+        };
+        Ok(Some(PackagePlan {
+            placer: Arc::new(BlobPlacer::new(services.store.clone())),
+            services,
+            set,
+        }))
+    }
+
+    /// `isobuild lock`: resolve every registry image and the packages online and write the
+    /// lock file.
     fn lock(&self) -> Result<(), Error> {
         let services = self.image_services(self.settings.offline)?;
         let resolutions = self.resolve(&services, false)?;
         let images = resolve::into_images(resolutions)?;
-        let lock = LockFile::new(&self.recipe, &images);
+        let mut lock = LockFile::new(&self.recipe, &images);
+        if self.recipe.packages.is_some() {
+            let services = self.package_services()?;
+            lock.packages = self.resolve_packages(&services, false)?;
+        }
         let path = lock_path(&self.recipe.file);
         lock.write(&path)?;
         self.reporter.on_message(&format!(
-            "locked {} images in {}",
+            "locked {} images{} in {}",
             lock.images.len(),
+            lock.packages
+                .as_ref()
+                .map(|set| format!(" and {} packages", set.rpms.len()))
+                .unwrap_or_default(),
             path.display()
         ));
         if self.settings.output.verbosity >= 0 {
@@ -582,6 +673,7 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
             tree_root: recipe.iso.root.clone(),
             iso: Some(iso_request(&recipe, None)),
             images,
+            packages: None,
             scope: Scope::Tree,
         },
     )

@@ -34,6 +34,8 @@ pub enum Error {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Packages(#[from] crate::plan::packages::PackageError),
     #[error("the cache: {}", crate::engine::render_chain(.0))]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -79,6 +81,7 @@ impl Error {
             Self::Plan { .. }
             | Self::Resolve(_)
             | Self::Lock(_)
+            | Self::Packages(_)
             | Self::Store(_)
             | Self::Setup(_)
             | Self::BuildFailed(_)

@@ -28,7 +28,9 @@
 //!    CycloneDX SBOM `build` puts beside the ISO.
 //! 9. [`container`] runs buildah without a daemon, in a private storage under the cache:
 //!    container tasks and image builds whose base images come from the cache.
-//! 10. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//! 10. [`rpm`] reads RPM repository metadata as streams and resolves package closures the
+//!     way EL8's `dnf repoquery --resolve --recursive` does, without dnf.
+//! 11. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
 //!     [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
 //!
 //! The logic never prints: it returns values and calls the reporter.
@@ -46,6 +48,7 @@ pub mod plan;
 pub mod recipe;
 pub mod reference;
 pub mod report;
+pub mod rpm;
 pub mod settings;
 pub mod source;
 pub mod store;

@@ -83,7 +83,7 @@ impl BlobPlacer {
     /// The cached file is checked first ([`Store::check_blob`]). A hard link shares its inode
     /// with the cache, so its mode is set again here: a `chmod` in some tree would otherwise
     /// change every later tree made from this cache (and lock nginx workers out).
-    fn place(&self, digest: &Digest, dest: &Path) -> Result<(), LayoutError> {
+    pub fn place(&self, digest: &Digest, dest: &Path) -> Result<(), LayoutError> {
         self.store.check_blob(digest)?;
         let cached = self.store.blob_path(digest);
         match std::fs::hard_link(&cached, dest) {

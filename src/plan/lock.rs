@@ -15,12 +15,19 @@
 //!   manifest_digest: sha256:…     # the platform's manifest
 //!   blobs:
 //!   - { digest: sha256:…, size: 1234 }
+//! packages:                         # when the recipe has `packages:`
+//!   repos:
+//!   - { id: epel, baseurl: https://…/, repomd: sha256:… }
+//!   rpms:
+//!   - { nevra: jq-1.6-3.el8.x86_64, repo: epel, location: Packages/j/jq-1.6-3.el8.x86_64.rpm,
+//!       size: 204000, sha256: sha256:… }
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::packages::PackageSet;
 use crate::recipe::Recipe;
 use crate::reference::{Digest, ImageSource};
 use crate::source::ResolvedImage;
@@ -37,6 +44,10 @@ pub struct LockFile {
     pub version: u32,
     pub platform: String,
     pub images: Vec<LockedImage>,
+    /// The recipe's `packages:` resolved: each repository's repomd.xml and every RPM that
+    /// ships.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackageSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +126,39 @@ impl LockFile {
             version: VERSION,
             platform: recipe.images.platform.to_string(),
             images,
+            packages: None,
         }
+    }
+
+    /// The locked packages, or why they do not describe `recipe`'s `packages:` (another
+    /// repository list or base URL).
+    pub fn packages_for(&self, recipe: &Recipe, path: &Path) -> Result<&PackageSet, LockError> {
+        let stale = |reason: String| LockError::Stale {
+            path: path.to_owned(),
+            reason,
+        };
+        let Some(set) = &self.packages else {
+            return Err(stale("it has no `packages`".into()));
+        };
+        let Some(packages) = &recipe.packages else {
+            return Err(stale("it has `packages`, the recipe has none".into()));
+        };
+        let wanted: Vec<(&str, &str, usize)> = packages
+            .repos
+            .iter()
+            .map(|repo| (repo.id.as_str(), repo.baseurl.as_str(), repo.gpgkeys.len()))
+            .collect();
+        let locked: Vec<(&str, &str, usize)> = set
+            .repos
+            .iter()
+            .map(|repo| (repo.id.as_str(), repo.baseurl.as_str(), repo.keys.len()))
+            .collect();
+        if wanted != locked {
+            return Err(stale(format!(
+                "its package repositories (id, base URL, keys) are {locked:?}, the recipe's are {wanted:?}"
+            )));
+        }
+        Ok(set)
     }
 
     /// Read the lock file at `path`.

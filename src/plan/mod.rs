@@ -11,6 +11,7 @@ mod files;
 pub mod images;
 mod iso;
 pub mod lock;
+pub mod packages;
 pub mod resolve;
 mod task;
 
@@ -43,6 +44,13 @@ pub struct ImagePlan {
     pub resolutions: Vec<Resolution>,
 }
 
+/// What a plan does with the recipe's packages: the resolved (or locked) set.
+pub struct PackagePlan {
+    pub services: Arc<packages::PackageServices>,
+    pub set: packages::PackageSet,
+    pub placer: Arc<crate::layout::BlobPlacer>,
+}
+
 /// How much of the recipe a plan covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -60,6 +68,8 @@ pub struct PlanOptions {
     pub iso: Option<crate::iso::IsoRequest>,
     /// The images; `None` when the recipe lists none.
     pub images: Option<ImagePlan>,
+    /// The RPMs; `None` when the recipe has no `packages:`.
+    pub packages: Option<PackagePlan>,
     pub scope: Scope,
 }
 
@@ -156,6 +166,9 @@ impl Plan {
                     graph.add_edge(node, NodeIndex::new(task), ());
                 }
             }
+        }
+        if let (Some(plan), Some(spec)) = (&options.packages, &recipe.packages) {
+            add_packages(&mut graph, spec, plan, options, recipe.epoch.unwrap_or(0));
         }
         if options.scope == Scope::Fetch {
             return Ok(Self {
@@ -281,6 +294,58 @@ impl TreeClaim {
                     .strip_prefix(dir.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
             })
+    }
+}
+
+/// One download task per RPM, and (for a tree) one task per shipped repository that waits
+/// for its RPMs.
+fn add_packages(
+    graph: &mut DiGraph<Task, ()>,
+    spec: &crate::recipe::Packages,
+    plan: &PackagePlan,
+    options: &PlanOptions,
+    epoch: i64,
+) {
+    for repo in &spec.repos {
+        let rpms: Vec<&packages::ShippedRpm> = plan
+            .set
+            .rpms
+            .iter()
+            .filter(|rpm| rpm.repo == repo.id)
+            .collect();
+        let locked = plan.set.repos.iter().find(|locked| locked.id == repo.id);
+        let downloads: Vec<NodeIndex> = rpms
+            .iter()
+            .map(|rpm| {
+                graph.add_node(Task::Rpm(packages::RpmJob::new(
+                    (*rpm).clone(),
+                    repo,
+                    locked,
+                    Arc::clone(&plan.services),
+                )))
+            })
+            .collect();
+        if options.scope == Scope::Fetch {
+            continue;
+        }
+        let Some(locked) = locked else {
+            continue;
+        };
+        let Some(job) = packages::RepoJob::new(
+            repo.clone(),
+            locked.clone(),
+            rpms.into_iter().cloned().collect(),
+            &options.tree_root,
+            epoch,
+            Arc::clone(&plan.services),
+            Arc::clone(&plan.placer),
+        ) else {
+            continue;
+        };
+        let node = graph.add_node(Task::RpmRepo(job));
+        for download in downloads {
+            graph.add_edge(download, node, ());
+        }
     }
 }
 

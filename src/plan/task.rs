@@ -9,6 +9,7 @@ use super::containers::{BuildJob, ContainerJob};
 use super::files::{CopyJob, TemplateJob};
 use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
+use super::packages::{RepoJob, RpmJob};
 
 /// One node of the plan.
 // Each task is allocated once, behind an `Arc` in the sealed graph: boxing variants would
@@ -37,6 +38,10 @@ pub enum Task {
     LocalImage(LocalImageJob),
     /// Write the nginx rules serving the image folders.
     RegistryConfig(RegistryConfigJob),
+    /// Download one RPM into the cache.
+    Rpm(RpmJob),
+    /// Write one shipped RPM repository's folder.
+    RpmRepo(RepoJob),
     /// An image that could not be resolved without the network (`graph` only).
     Unresolved(String),
 }
@@ -91,6 +96,8 @@ pub enum TaskError {
     Local(#[from] crate::source::local::LocalSourceError),
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
+    #[error(transparent)]
+    Package(#[from] super::packages::PackageError),
     #[error("the recipe has `daemon:` images but no container daemon was found")]
     NoDaemon,
     #[error("image `{0}` was not resolved (this graph is for display only)")]
@@ -136,11 +143,13 @@ impl Task {
             Self::Archive(job) => job.claim(claim),
             Self::LocalImage(job) => job.claim(claim),
             Self::RegistryConfig(job) => job.claim(claim),
+            Self::RpmRepo(job) => job.claim(claim),
             Self::Command(_)
             | Self::Container(_)
             | Self::Build(_)
             | Self::Iso(_)
             | Self::Blob(_)
+            | Self::Rpm(_)
             | Self::Unresolved(_) => {}
         }
     }
@@ -167,6 +176,8 @@ impl Job for Task {
             Self::Archive(job) => job.name(),
             Self::LocalImage(job) => job.name(),
             Self::RegistryConfig(job) => job.name(),
+            Self::Rpm(job) => job.name(),
+            Self::RpmRepo(job) => job.name(),
             Self::Unresolved(image) => format!("image {image}"),
         }
     }
@@ -184,13 +195,15 @@ impl Job for Task {
             Self::Archive(_) => "image-archive",
             Self::LocalImage(_) => "local-image",
             Self::RegistryConfig(_) => "registry-config",
+            Self::Rpm(_) => "rpm",
+            Self::RpmRepo(_) => "rpm-repository",
             Self::Unresolved(_) => "unresolved-image",
         }
     }
 
     fn resource(&self) -> Resource {
         match self {
-            Self::Blob(_) => Resource::Network,
+            Self::Blob(_) | Self::Rpm(_) => Resource::Network,
             _ => Resource::Local,
         }
     }
@@ -208,6 +221,8 @@ impl Job for Task {
             Self::ImageDir(job) => ready(Ok(job.fingerprint())),
             Self::Archive(job) => ready(Ok(job.fingerprint())),
             Self::RegistryConfig(job) => ready(Ok(job.fingerprint())),
+            Self::Rpm(job) => ready(Ok(job.fingerprint())),
+            Self::RpmRepo(job) => ready(Ok(job.fingerprint())),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
     }
@@ -232,6 +247,8 @@ impl Job for Task {
             Self::Archive(job) => job.missing_output(),
             Self::LocalImage(job) => job.missing_output(),
             Self::RegistryConfig(job) => job.missing_output(),
+            Self::Rpm(job) => job.missing_output(),
+            Self::RpmRepo(job) => job.missing_output(),
             Self::Unresolved(_) => None,
         }
     }
@@ -249,6 +266,8 @@ impl Job for Task {
             Self::Archive(job) => Box::pin(job.run()),
             Self::LocalImage(job) => Box::pin(job.run()),
             Self::RegistryConfig(job) => ready(job.run()),
+            Self::Rpm(job) => Box::pin(job.run()),
+            Self::RpmRepo(job) => Box::pin(job.run()),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
     }

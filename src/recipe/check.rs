@@ -18,6 +18,8 @@ use serde::Serialize;
 use super::de::{At, Entries, Located, ScalarText, describe};
 use super::node::{Node, Value};
 use super::outputs::HostPaths;
+mod packages;
+
 use super::raw::{RawFile, RawImage, RawImages, RawIso, RawRecipe, RawRegistryConfig, RawTask};
 use super::{
     CommandTask, FileEntry, ImageEntry, ImageFormat, Images, IsoPath, IsoSettings, Platform,
@@ -465,6 +467,10 @@ impl Checker<'_> {
         let (images, image_after) = self.images(raw.images.as_ref(), document);
         let (files, file_after) = self.files(raw.files.as_ref());
         let (tasks, task_after) = self.tasks(raw.tasks.as_ref());
+        let packages = raw
+            .packages
+            .as_ref()
+            .and_then(|packages| self.packages(packages));
 
         let task_names: Vec<String> = tasks
             .iter()
@@ -504,6 +510,7 @@ impl Checker<'_> {
                 .into_iter()
                 .map(|task| task.spec)
                 .collect::<Option<Vec<_>>>()?,
+            packages,
         })
     }
 

@@ -55,6 +55,44 @@ pub struct Recipe {
     pub mirrors: BTreeMap<String, String>,
     pub files: Vec<FileEntry>,
     pub tasks: Vec<CommandTask>,
+    /// The `packages:` section, when the recipe has one.
+    pub packages: Option<Packages>,
+}
+
+/// The `packages:` section: RPM repositories, the seeds resolved against them, and which
+/// repositories ship in the ISO tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packages {
+    /// `$releasever` in base URLs (`8`).
+    pub releasever: String,
+    /// `$basearch` in base URLs (`x86_64`).
+    pub basearch: String,
+    /// The arches that ship (default: `basearch` and `noarch`).
+    pub arches: Vec<String>,
+    /// Module stream overrides: module → stream, or `None` to disable it.
+    pub modules: BTreeMap<String, Option<String>>,
+    /// Package names or NEVRAs (`kubelet-1.29.8`), or file paths.
+    pub seeds: Vec<String>,
+    pub repos: Vec<PackageRepo>,
+}
+
+/// One entry of `packages.repos`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRepo {
+    pub id: String,
+    /// With `$releasever` and `$basearch` replaced, ending in `/`.
+    pub baseurl: String,
+    /// URLs of the repository's signing keys.
+    pub gpgkeys: Vec<String>,
+    /// Whether `repodata/repomd.xml.asc` must be present and signed by a key of `gpgkeys`.
+    pub repo_gpgcheck: bool,
+    /// Where the repository is written in the ISO tree; `None` for a repository that only
+    /// takes part in resolution (the OS repositories).
+    pub dest: Option<IsoPath>,
+    /// Key files are written as `<dest>/<key_prefix>_<n>` (n from 1, in `gpgkey` order).
+    pub key_prefix: String,
+    /// Location prefixes (`base/`) whose packages never ship from this repository.
+    pub exclude: Vec<String>,
 }
 
 /// The `iso:` section.

@@ -33,6 +33,8 @@ pub(super) struct RawRecipe {
     pub(super) files: Option<Located<Vec<Located<RawFile>>>>,
     #[serde(default)]
     pub(super) tasks: Option<Located<Vec<Located<RawTask>>>>,
+    #[serde(default)]
+    pub(super) packages: Option<Located<RawPackages>>,
 }
 
 /// `iso:`.
@@ -183,4 +185,43 @@ pub(super) struct RawTask {
     pub(super) user: Option<Located<String>>,
     #[serde(default)]
     pub(super) mounts: Option<Located<Vec<Located<RawMount>>>>,
+}
+
+/// `packages:`: RPM repositories to resolve against and to ship.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPackages {
+    #[serde(default)]
+    pub(super) releasever: Option<Located<ScalarText>>,
+    #[serde(default)]
+    pub(super) basearch: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) arches: Option<Located<Vec<Located<String>>>>,
+    /// Module → stream to enable, or `null` to disable it (on top of the repos' defaults).
+    #[serde(default)]
+    pub(super) modules: Option<Located<Entries<ScalarText>>>,
+    #[serde(default)]
+    pub(super) seeds: Option<Located<Vec<Located<String>>>>,
+    #[serde(default)]
+    pub(super) repos: Option<Located<Vec<Located<RawPackageRepo>>>>,
+}
+
+/// One entry of `packages.repos`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPackageRepo {
+    #[serde(default)]
+    pub(super) id: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) baseurl: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) gpgkey: Option<Located<Vec<Located<String>>>>,
+    #[serde(default)]
+    pub(super) repo_gpgcheck: Option<Located<bool>>,
+    #[serde(default)]
+    pub(super) dest: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) key_prefix: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) exclude: Option<Located<Vec<Located<String>>>>,
 }

@@ -21,5 +21,7 @@ mod layout;
 mod local_images;
 mod metalk8s;
 mod metalk8s_e2e;
+mod packages;
 mod pull;
+mod rpm_oracle;
 mod secrets;

@@ -22,6 +22,10 @@ const PEERS: &[Peer] = &[
     ("podman", "podman"),
     ("isomd5sum", "implantisomd5"),
     ("libarchive-tools", "bsdtar"),
+    ("rpm", "rpmbuild"),
+    ("createrepo-c", "createrepo_c"),
+    ("dnf", "dnf"),
+    ("gpg", "gpg"),
     // Container tasks and image builds (tests/it/containers.rs); their base image is
     // Debian's static busybox.
     ("buildah", "buildah"),

@@ -7,6 +7,7 @@ pub(crate) mod images;
 pub(crate) mod peers;
 pub(crate) mod podman;
 pub(crate) mod proxy;
+pub(crate) mod rpms;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

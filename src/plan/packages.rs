@@ -1,0 +1,940 @@
+//! Recipe `packages:` → what ships: repository metadata fetched into the cache, the closure
+//! resolved with [`crate::rpm`], the shipped set chosen; then one download task per RPM and
+//! one task per shipped repository that writes its folder (RPMs, repodata, key files).
+//!
+//! Resolution runs before the plan is built, as image resolution does: the plan needs to
+//! know every RPM to make one task each. With `--locked` it is skipped and the lock file's
+//! pins are the shipped set.
+//!
+//! Every metadata file and every RPM goes through the cache (`blobs-v1/sha256/…`), verified
+//! against the checksum its parent gave (repomd.xml for metadata, primary.xml for RPMs)
+//! before anything reads it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Fingerprint, JobOutput};
+use crate::recipe::{PackageRepo, Packages};
+use crate::reference::Digest;
+use crate::report::Reporter;
+use crate::rpm::metadata::{self, Hasher};
+use crate::rpm::modules::{ModularFilter, ModuleIndex};
+use crate::rpm::{Checksum, ChecksumKind, MetadataError, Pool, RepoMd};
+use crate::store::{Store, StoreError};
+
+use super::TaskError;
+
+/// What can go wrong with RPM repositories and packages.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("repository `{repo}`: GET {url}: {message}")]
+    Http {
+        repo: String,
+        url: String,
+        message: String,
+    },
+    #[error("repository `{repo}`: {source}")]
+    Metadata {
+        repo: String,
+        #[source]
+        source: MetadataError,
+    },
+    #[error(
+        "repository `{repo}`: `{url}` does not match its checksum: expected {expected}, got {actual}"
+    )]
+    Checksum {
+        repo: String,
+        url: String,
+        expected: Checksum,
+        actual: String,
+    },
+    #[error(
+        "repository `{repo}`: `{url}` is not what its metadata says: {actual} bytes or more, {expected} expected"
+    )]
+    Size {
+        repo: String,
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("repository `{repo}`: repomd.xml has no `primary` record")]
+    NoPrimary { repo: String },
+    #[error("repository `{repo}`: modules.yaml: {reason}")]
+    Modules { repo: String, reason: String },
+    #[error(
+        "repository `{repo}` changed since it was locked: its repomd.xml is {actual}, the lock file pins {locked}; run `isobuild lock` again"
+    )]
+    RepoChanged {
+        repo: String,
+        locked: Digest,
+        actual: Digest,
+    },
+    #[error(
+        "package `{nevra}` from repository `{repo}` is refused: its signature does not verify with the key {keys}: {message}"
+    )]
+    Signature {
+        repo: String,
+        nevra: String,
+        keys: String,
+        message: String,
+    },
+    #[error(
+        "repository `{repo}`: the key `{url}` changed since it was locked; run `isobuild lock` again"
+    )]
+    KeyChanged { repo: String, url: String },
+    #[error("repository `{repo}`: `{nevra}` is not in its metadata any more")]
+    NotInMetadata { repo: String, nevra: String },
+    #[error("seed `{seed}` matches no package of any repository")]
+    UnknownSeed { seed: String },
+    #[error(
+        "`--offline` cannot resolve packages without network: run `isobuild lock` and build with `--locked`"
+    )]
+    OfflineUnlocked,
+    #[error("`{nevra}` ({url}) is not in the cache, and `--offline` forbids fetching it")]
+    OfflineMissing { nevra: String, url: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What package work shares: the cache, an HTTP client, the reporter.
+pub struct PackageServices {
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub reporter: Arc<dyn Reporter>,
+    pub offline: bool,
+    /// URL prefix rewrites (`--mirror https://dl.rockylinux.org/=http://127.0.0.1:8080/`).
+    pub mirrors: BTreeMap<String, String>,
+}
+
+impl PackageServices {
+    /// `url` after the longest matching mirror prefix is replaced.
+    pub fn mirrored(&self, url: &str) -> String {
+        self.mirrors
+            .iter()
+            .filter(|(from, _)| url.starts_with(from.as_str()))
+            .max_by_key(|(from, _)| from.len())
+            .map_or_else(
+                || url.to_owned(),
+                |(from, to)| format!("{to}{}", &url[from.len()..]),
+            )
+    }
+}
+
+/// One RPM that ships, as the lock file pins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippedRpm {
+    /// `name-[epoch:]version-release.arch`.
+    pub nevra: String,
+    pub repo: String,
+    /// Where it is, relative to the repository's base URL; also where it goes under `dest`.
+    pub location: String,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+/// One repository as the lock file pins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedRepo {
+    pub id: String,
+    pub baseurl: String,
+    /// sha256 of the repomd.xml resolution read.
+    pub repomd: Digest,
+    /// sha256 of each `gpgkey` file, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<Digest>,
+}
+
+/// The resolved `packages:` section: what a build downloads and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSet {
+    pub repos: Vec<LockedRepo>,
+    pub rpms: Vec<ShippedRpm>,
+}
+
+/// A requirement nothing satisfies, and who has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsatisfied {
+    pub package: String,
+    pub requirement: String,
+}
+
+/// What resolution found besides the set: warnings, and why each package is in.
+#[derive(Debug, Default)]
+pub struct ResolutionNotes {
+    pub unsatisfied: Vec<Unsatisfied>,
+    /// NEVRA → `"seed"` or the chain `a needs x ← b needs y ← seed`.
+    pub why: BTreeMap<String, String>,
+}
+
+/// GET `url` into memory (small files: repomd.xml, keys).
+async fn get_small(
+    services: &PackageServices,
+    repo: &str,
+    url: &str,
+) -> Result<Vec<u8>, PackageError> {
+    const LIMIT: usize = 64 << 20;
+    let url = services.mirrored(url);
+    let http_error = |message: String| PackageError::Http {
+        repo: repo.to_owned(),
+        url: url.clone(),
+        message,
+    };
+    let response = services
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+    if !response.status().is_success() {
+        return Err(http_error(format!("status {}", response.status())));
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+        if body.len() + chunk.len() > LIMIT {
+            return Err(http_error(format!("body larger than {LIMIT} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Fetch `url` into the cache, verified against `checksum` (and `size` when known); returns
+/// the cached file. A sha256 checksum is the cache key, so a second run fetches nothing.
+pub async fn fetch_verified(
+    services: &PackageServices,
+    repo: &str,
+    url: &str,
+    checksum: &Checksum,
+    size: Option<u64>,
+    label: &str,
+) -> Result<PathBuf, PackageError> {
+    let store = &services.store;
+    if checksum.kind == ChecksumKind::Sha256
+        && let Ok(digest) = Digest::from_hex(&checksum.hex)
+    {
+        let path = store.blob_path(&digest);
+        if store.has_blob(&digest) {
+            return Ok(path);
+        }
+        if services.offline {
+            return Err(PackageError::OfflineMissing {
+                nevra: label.to_owned(),
+                url: url.to_owned(),
+            });
+        }
+        let Some(mut writer) = store.blob_writer(&digest, size).await? else {
+            return Ok(path);
+        };
+        let url = services.mirrored(url);
+        let http_error = |message: String| PackageError::Http {
+            repo: repo.to_owned(),
+            url: url.clone(),
+            message,
+        };
+        let mut request = services.http.get(&url);
+        if writer.offset() > 0 {
+            request = request.header("Range", format!("bytes={}-", writer.offset()));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(http_error(format!("status {status}")));
+        }
+        let store_error = |error: StoreError| match error {
+            StoreError::DigestMismatch { actual, .. } => PackageError::Checksum {
+                repo: repo.to_owned(),
+                url: url.clone(),
+                expected: checksum.clone(),
+                actual: actual.hex().to_owned(),
+            },
+            StoreError::SizeMismatch {
+                expected, actual, ..
+            } => PackageError::Size {
+                repo: repo.to_owned(),
+                url: url.clone(),
+                expected,
+                actual,
+            },
+            other => PackageError::Store(other),
+        };
+        if writer.offset() > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT {
+            writer.restart().await?;
+        }
+        let id = services.reporter.on_download_start(label, size);
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+            writer.write(&chunk).await.map_err(&store_error)?;
+            services
+                .reporter
+                .on_download_progress(id, chunk.len() as u64);
+        }
+        services.reporter.on_download_complete(id);
+        writer.finish().await.map_err(store_error)?;
+        return Ok(path);
+    }
+    // Another hash: check it while writing, then file the bytes under their sha256.
+    if services.offline {
+        return Err(PackageError::OfflineMissing {
+            nevra: label.to_owned(),
+            url: url.to_owned(),
+        });
+    }
+    let bytes = get_small(services, repo, url).await?;
+    let mut hasher = Hasher::new(checksum.kind);
+    hasher.update(&bytes);
+    let actual = hasher.finish_hex();
+    if actual != checksum.hex {
+        return Err(PackageError::Checksum {
+            repo: repo.to_owned(),
+            url: url.to_owned(),
+            expected: checksum.clone(),
+            actual,
+        });
+    }
+    let digest = Digest::of(&bytes);
+    store.put_blob_bytes(&digest, &bytes)?;
+    Ok(store.blob_path(&digest))
+}
+
+/// A repository's metadata, fetched and verified.
+struct FetchedRepo {
+    spec: PackageRepo,
+    repomd: RepoMd,
+    repomd_digest: Digest,
+    primary: (PathBuf, String),
+    filelists: Option<(PathBuf, String)>,
+    keys: Vec<Digest>,
+}
+
+async fn fetch_repo(
+    services: &PackageServices,
+    spec: &PackageRepo,
+) -> Result<FetchedRepo, PackageError> {
+    let url = format!("{}repodata/repomd.xml", spec.baseurl);
+    let bytes = get_small(services, &spec.id, &url).await?;
+    let repomd =
+        RepoMd::parse(&bytes, Path::new(&url)).map_err(|source| PackageError::Metadata {
+            repo: spec.id.clone(),
+            source,
+        })?;
+    let repomd_digest = Digest::of(&bytes);
+    services.store.put_blob_bytes(&repomd_digest, &bytes)?;
+    let record = repomd
+        .record("primary")
+        .ok_or_else(|| PackageError::NoPrimary {
+            repo: spec.id.clone(),
+        })?;
+    let primary = fetch_verified(
+        services,
+        &spec.id,
+        &format!("{}{}", spec.baseurl, record.location),
+        &record.checksum,
+        record.size,
+        &format!("{} primary", spec.id),
+    )
+    .await?;
+    let primary = (primary, record.location.clone());
+    let mut keys = Vec::new();
+    for url in &spec.gpgkeys {
+        let bytes = get_small(services, &spec.id, url).await?;
+        let digest = Digest::of(&bytes);
+        services.store.put_blob_bytes(&digest, &bytes)?;
+        keys.push(digest);
+    }
+    Ok(FetchedRepo {
+        spec: spec.clone(),
+        repomd,
+        repomd_digest,
+        primary,
+        filelists: None,
+        keys,
+    })
+}
+
+/// Resolve `packages` online: fetch every repository's metadata, compute the closure, and
+/// choose what ships.
+pub async fn resolve_packages(
+    packages: &Packages,
+    services: &Arc<PackageServices>,
+) -> Result<(PackageSet, ResolutionNotes), PackageError> {
+    if services.offline {
+        return Err(PackageError::OfflineUnlocked);
+    }
+    let mut fetched = Vec::new();
+    for spec in &packages.repos {
+        fetched.push(fetch_repo(services, spec).await?);
+    }
+    let mut indexes = Vec::new();
+    for repo in &fetched {
+        if let Some(record) = repo.repomd.record("modules") {
+            let path = fetch_verified(
+                services,
+                &repo.spec.id,
+                &format!("{}{}", repo.spec.baseurl, record.location),
+                &record.checksum,
+                record.size,
+                &format!("{} modules", repo.spec.id),
+            )
+            .await?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut metadata::open_decompressed(&path, &record.location).map_err(|source| {
+                    PackageError::Metadata {
+                        repo: repo.spec.id.clone(),
+                        source,
+                    }
+                })?,
+                &mut text,
+            )
+            .map_err(|source| PackageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            indexes.push(
+                ModuleIndex::parse(&text).map_err(|reason| PackageError::Modules {
+                    repo: repo.spec.id.clone(),
+                    reason,
+                })?,
+            );
+        }
+    }
+    let filter = ModularFilter::new(&indexes, &packages.modules);
+    let packages = packages.clone();
+    let services = Arc::clone(services);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        resolve_blocking(&packages, fetched, &filter, &services, &handle)
+    })
+    .await
+    .map_err(|error| PackageError::Io {
+        path: PathBuf::from("(resolver)"),
+        source: std::io::Error::other(error.to_string()),
+    })?
+}
+
+fn resolve_blocking(
+    packages: &Packages,
+    mut fetched: Vec<FetchedRepo>,
+    filter: &ModularFilter,
+    services: &Arc<PackageServices>,
+    handle: &tokio::runtime::Handle,
+) -> Result<(PackageSet, ResolutionNotes), PackageError> {
+    let mut pool = Pool::new();
+    for (index, repo) in fetched.iter().enumerate() {
+        let (path, location) = &repo.primary;
+        let input = metadata::open_decompressed(path, location).map_err(|source| {
+            PackageError::Metadata {
+                repo: repo.spec.id.clone(),
+                source,
+            }
+        })?;
+        metadata::parse_primary(input, path, |package| {
+            if !filter.hides(&package) {
+                pool.add(index, package);
+            }
+        })
+        .map_err(|source| PackageError::Metadata {
+            repo: repo.spec.id.clone(),
+            source,
+        })?;
+    }
+    let mut seeds = Vec::new();
+    let mut seed_ids = Vec::new();
+    for seed in &packages.seeds {
+        let found = pool.select(seed);
+        if found.is_empty() {
+            return Err(PackageError::UnknownSeed { seed: seed.clone() });
+        }
+        seeds.extend(found.iter().copied());
+        seed_ids.push(found);
+    }
+    let closure = pool.closure(&seeds, |paths: &HashSet<String>| {
+        let mut answers = Vec::new();
+        for (index, repo) in fetched.iter_mut().enumerate() {
+            let Some(record) = repo.repomd.record("filelists").cloned() else {
+                continue;
+            };
+            if repo.filelists.is_none() {
+                let path = handle.block_on(fetch_verified(
+                    services,
+                    &repo.spec.id,
+                    &format!("{}{}", repo.spec.baseurl, record.location),
+                    &record.checksum,
+                    record.size,
+                    &format!("{} filelists", repo.spec.id),
+                ))?;
+                repo.filelists = Some((path, record.location.clone()));
+            }
+            let (path, location) = repo.filelists.as_ref().expect("fetched above");
+            let metadata_error = |source| PackageError::Metadata {
+                repo: repo.spec.id.clone(),
+                source,
+            };
+            let input = metadata::open_decompressed(path, location).map_err(metadata_error)?;
+            let found = metadata::scan_filelists(input, path, paths).map_err(metadata_error)?;
+            answers.push((index, found));
+        }
+        Ok::<_, PackageError>(answers)
+    })?;
+    let mut notes = ResolutionNotes::default();
+    for missing in &closure.unresolved {
+        notes.unsatisfied.push(Unsatisfied {
+            package: pool.package(missing.by).nevra(),
+            requirement: missing.dep.clone(),
+        });
+    }
+    // The seeds themselves, then the closure: repoquery's two queries in entrypoint.sh.
+    let mut chosen: Vec<usize> = seeds.clone();
+    chosen.extend(closure.packages.iter().copied());
+    let mut seen_nevra = HashSet::new();
+    let mut rpms = Vec::new();
+    let seed_set: HashSet<usize> = seeds.iter().copied().collect();
+    for id in chosen {
+        let package = pool.package(id);
+        let repo = &fetched[pool.repo(id)].spec;
+        if repo.dest.is_none()
+            || !packages.arches.contains(&package.arch)
+            || repo
+                .exclude
+                .iter()
+                .any(|prefix| package.location.starts_with(prefix.as_str()))
+            || !seen_nevra.insert(package.nevra())
+        {
+            continue;
+        }
+        let sha256 = match package.checksum.kind {
+            ChecksumKind::Sha256 => Digest::from_hex(&package.checksum.hex).ok(),
+            _ => None,
+        };
+        let Some(sha256) = sha256 else {
+            return Err(PackageError::Metadata {
+                repo: repo.id.clone(),
+                source: MetadataError::Invalid {
+                    path: PathBuf::from(&package.location),
+                    reason: format!("package `{}` has no sha256 checksum", package.nevra()),
+                },
+            });
+        };
+        let why = if seed_set.contains(&id) {
+            "seed".to_owned()
+        } else {
+            pool.chain(&closure, id)
+                .iter()
+                .map(|(by, dep)| format!("{} needs `{dep}`", pool.package(*by).nevra()))
+                .collect::<Vec<_>>()
+                .join(" <- ")
+        };
+        notes.why.insert(package.nevra(), why);
+        rpms.push(ShippedRpm {
+            nevra: package.nevra(),
+            repo: repo.id.clone(),
+            location: match &package.base {
+                Some(base) if !base.is_empty() => format!("{}{}", base, package.location),
+                _ => package.location.clone(),
+            },
+            size: package.size,
+            sha256,
+        });
+    }
+    rpms.sort_by(|a, b| (&a.repo, &a.location).cmp(&(&b.repo, &b.location)));
+    let repos = fetched
+        .iter()
+        .map(|repo| LockedRepo {
+            id: repo.spec.id.clone(),
+            baseurl: repo.spec.baseurl.clone(),
+            repomd: repo.repomd_digest.clone(),
+            keys: repo.keys.clone(),
+        })
+        .collect();
+    Ok((PackageSet { repos, rpms }, notes))
+}
+
+/// Download one RPM into the cache, verified by sha256 and size.
+pub struct RpmJob {
+    rpm: ShippedRpm,
+    url: String,
+    /// The repository's key URLs and their pinned sha256 (no keys: no signature check).
+    keys: Vec<(String, Digest)>,
+    services: Arc<PackageServices>,
+}
+
+impl RpmJob {
+    pub(super) fn new(
+        rpm: ShippedRpm,
+        spec: &PackageRepo,
+        locked: Option<&LockedRepo>,
+        services: Arc<PackageServices>,
+    ) -> Self {
+        let url = if rpm.location.contains("://") {
+            rpm.location.clone()
+        } else {
+            format!("{}{}", spec.baseurl, rpm.location)
+        };
+        let keys = locked
+            .map(|locked| {
+                spec.gpgkeys
+                    .iter()
+                    .cloned()
+                    .zip(locked.keys.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            rpm,
+            url,
+            keys,
+            services,
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
+        format!("rpm {} ({})", self.rpm.nevra, self.rpm.repo)
+    }
+
+    pub(super) fn fingerprint(&self) -> Fingerprint {
+        let mut fingerprint = Fingerprint::new();
+        fingerprint.add("sha256", self.rpm.sha256.to_string()).add(
+            "keys",
+            self.keys
+                .iter()
+                .map(|(_, digest)| digest.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        fingerprint
+    }
+
+    pub(super) fn missing_output(&self) -> Option<String> {
+        (!self.services.store.has_blob(&self.rpm.sha256))
+            .then(|| format!("{} (not in the cache)", self.rpm.nevra))
+    }
+
+    pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
+        let checksum = Checksum {
+            kind: ChecksumKind::Sha256,
+            hex: self.rpm.sha256.hex().to_owned(),
+        };
+        let path = fetch_verified(
+            &self.services,
+            &self.rpm.repo,
+            &self.url,
+            &checksum,
+            Some(self.rpm.size),
+            &self.rpm.nevra,
+        )
+        .await?;
+        if !self.keys.is_empty() {
+            let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
+            let urls: Vec<String> = self.keys.iter().map(|(url, _)| url.clone()).collect();
+            let (repo, nevra) = (self.rpm.repo.clone(), self.rpm.nevra.clone());
+            super::blocking(move || {
+                let checked = crate::rpm::signature::Keyring::new(&keys)
+                    .and_then(|keyring| keyring.verify(&path));
+                if let Err(error) = checked {
+                    // Checksummed but not signed by the repository's key: keep it out of the
+                    // cache, so nothing that failed a check is ever reused.
+                    let _ = fs_err::remove_file(&path);
+                    return Err(TaskError::from(PackageError::Signature {
+                        repo,
+                        nevra,
+                        keys: urls.join(", "),
+                        message: error.to_string(),
+                    }));
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(JobOutput {
+            bytes: self.rpm.size,
+        })
+    }
+}
+
+/// Write one shipped repository's folder: its RPMs (hard-linked from the cache), its
+/// repodata, its key files.
+pub struct RepoJob {
+    spec: PackageRepo,
+    locked: LockedRepo,
+    rpms: Vec<ShippedRpm>,
+    folder: crate::recipe::IsoPath,
+    dest: PathBuf,
+    epoch: i64,
+    services: Arc<PackageServices>,
+    placer: Arc<crate::layout::BlobPlacer>,
+}
+
+impl RepoJob {
+    pub(super) fn new(
+        spec: PackageRepo,
+        locked: LockedRepo,
+        rpms: Vec<ShippedRpm>,
+        tree_root: &Path,
+        epoch: i64,
+        services: Arc<PackageServices>,
+        placer: Arc<crate::layout::BlobPlacer>,
+    ) -> Option<Self> {
+        let folder = spec.dest.clone()?;
+        Some(Self {
+            dest: folder.under(tree_root),
+            folder,
+            spec,
+            locked,
+            rpms,
+            epoch,
+            services,
+            placer,
+        })
+    }
+
+    pub(super) fn name(&self) -> String {
+        format!("rpm repository {}", self.spec.id)
+    }
+
+    pub(super) fn claim(&self, claim: &mut super::TreeClaim) {
+        claim.dirs.insert(self.folder.to_string());
+    }
+
+    pub(super) fn fingerprint(&self) -> Fingerprint {
+        let mut fingerprint = Fingerprint::new();
+        fingerprint
+            .add("repomd", self.locked.repomd.to_string())
+            .add(
+                "rpms",
+                self.rpms
+                    .iter()
+                    .map(|rpm| format!("{} {}", rpm.sha256, rpm.location))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+            .add("keys", self.spec.gpgkeys.join(","))
+            .add("key_prefix", self.spec.key_prefix.clone())
+            .add("epoch", self.epoch.to_string())
+            .add("folder", self.dest.display().to_string());
+        fingerprint
+    }
+
+    pub(super) fn missing_output(&self) -> Option<String> {
+        let repomd = self.dest.join("repodata/repomd.xml");
+        (!repomd.is_file()).then(|| repomd.display().to_string())
+    }
+
+    pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
+        let services = &self.services;
+        let repo = &self.spec.id;
+        // The repomd.xml resolution (or `lock`) read; a repository that changed since
+        // serves another one, and its metadata no longer describes the pinned RPMs.
+        let repomd_bytes = if let Ok(bytes) = services.store.read_blob(&self.locked.repomd) {
+            bytes
+        } else {
+            if services.offline {
+                return Err(PackageError::OfflineMissing {
+                    nevra: format!("{repo} repomd.xml"),
+                    url: format!("{}repodata/repomd.xml", self.spec.baseurl),
+                }
+                .into());
+            }
+            {
+                let url = format!("{}repodata/repomd.xml", self.spec.baseurl);
+                let bytes = get_small(services, repo, &url).await?;
+                if Digest::of(&bytes) != self.locked.repomd {
+                    return Err(PackageError::RepoChanged {
+                        repo: repo.clone(),
+                        locked: self.locked.repomd.clone(),
+                        actual: Digest::of(&bytes),
+                    }
+                    .into());
+                }
+                services
+                    .store
+                    .put_blob_bytes(&self.locked.repomd, &bytes)
+                    .map_err(PackageError::from)?;
+                bytes
+            }
+        };
+        let metadata_error = |source| PackageError::Metadata {
+            repo: repo.clone(),
+            source,
+        };
+        let repomd =
+            RepoMd::parse(&repomd_bytes, Path::new("repomd.xml")).map_err(metadata_error)?;
+        let mut sources = Vec::new();
+        for kind in ["primary", "filelists"] {
+            let record = repomd
+                .record(kind)
+                .ok_or_else(|| PackageError::NoPrimary { repo: repo.clone() })?;
+            let path = fetch_verified(
+                services,
+                repo,
+                &format!("{}{}", self.spec.baseurl, record.location),
+                &record.checksum,
+                record.size,
+                &format!("{repo} {kind}"),
+            )
+            .await?;
+            sources.push((path, record.location.clone()));
+        }
+        let pinned: Vec<(String, Digest)> = self
+            .spec
+            .gpgkeys
+            .iter()
+            .cloned()
+            .zip(self.locked.keys.iter().cloned())
+            .collect();
+        let keys = load_keys(services, repo, &pinned).await?;
+        let rpms = self.rpms.clone();
+        let dest = self.dest.clone();
+        let epoch = self.epoch;
+        let placer = Arc::clone(&self.placer);
+        let key_prefix = self.spec.key_prefix.clone();
+        let repo = repo.clone();
+        super::blocking(move || {
+            write_repo(
+                &repo,
+                &dest,
+                &rpms,
+                &sources,
+                &keys,
+                &key_prefix,
+                epoch,
+                &placer,
+            )
+            .map_err(TaskError::from)
+        })
+        .await
+    }
+}
+
+/// The repository's key files, from the cache or (verified against their pins) the network.
+async fn load_keys(
+    services: &PackageServices,
+    repo: &str,
+    pinned: &[(String, Digest)],
+) -> Result<Vec<Vec<u8>>, PackageError> {
+    let mut keys = Vec::new();
+    for (url, digest) in pinned {
+        let bytes = if let Ok(bytes) = services.store.read_blob(digest) {
+            bytes
+        } else {
+            if services.offline {
+                return Err(PackageError::OfflineMissing {
+                    nevra: format!("key {url}"),
+                    url: url.clone(),
+                });
+            }
+            let bytes = get_small(services, repo, url).await?;
+            if Digest::of(&bytes) != *digest {
+                return Err(PackageError::KeyChanged {
+                    repo: repo.to_owned(),
+                    url: url.clone(),
+                });
+            }
+            services.store.put_blob_bytes(digest, &bytes)?;
+            bytes
+        };
+        keys.push(bytes);
+    }
+    Ok(keys)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_repo(
+    repo: &str,
+    dest: &Path,
+    rpms: &[ShippedRpm],
+    sources: &[(PathBuf, String)],
+    keys: &[Vec<u8>],
+    key_prefix: &str,
+    epoch: i64,
+    placer: &crate::layout::BlobPlacer,
+) -> Result<JobOutput, PackageError> {
+    use crate::rpm::repodata::{Kind, extract_entries, write_repodata};
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PackageError::Io { path, source }
+    };
+    if dest.exists() {
+        fs_err::remove_dir_all(dest).map_err(io_error(dest))?;
+    }
+    let mut bytes = 0;
+    let wanted: HashSet<String> = rpms.iter().map(|rpm| rpm.sha256.hex().to_owned()).collect();
+    for rpm in rpms {
+        let file = dest.join(rpm_file_location(rpm));
+        if let Some(parent) = file.parent() {
+            crate::fs::create_dirs_0755(parent).map_err(io_error(parent))?;
+        }
+        placer.place(&rpm.sha256, &file)?;
+        bytes += rpm.size;
+    }
+    let mut entries = Vec::new();
+    for ((path, location), kind) in sources.iter().zip([Kind::Primary, Kind::Filelists]) {
+        let input = metadata::open_decompressed(path, location).map_err(|source| {
+            PackageError::Metadata {
+                repo: repo.to_owned(),
+                source,
+            }
+        })?;
+        let found = extract_entries(input, path, kind, &wanted, epoch).map_err(|source| {
+            PackageError::Metadata {
+                repo: repo.to_owned(),
+                source,
+            }
+        })?;
+        entries.push(found);
+    }
+    let mut primary = Vec::new();
+    let mut filelists = Vec::new();
+    for rpm in rpms {
+        let id = rpm.sha256.hex();
+        match (entries[0].remove(id), entries[1].remove(id)) {
+            (Some(p), Some(f)) => {
+                primary.push(p);
+                filelists.push(f);
+            }
+            _ => {
+                return Err(PackageError::NotInMetadata {
+                    repo: repo.to_owned(),
+                    nevra: rpm.nevra.clone(),
+                });
+            }
+        }
+    }
+    write_repodata(dest, &primary, &filelists, epoch).map_err(io_error(dest))?;
+    for (index, key) in keys.iter().enumerate() {
+        let path = dest.join(format!("{key_prefix}_{}", index + 1));
+        crate::fs::write_atomic(&path, key, 0o644).map_err(io_error(&path))?;
+    }
+    Ok(JobOutput { bytes })
+}
+
+/// Where an RPM goes under its repository's folder: its location, or for one that lived
+/// elsewhere (`xml:base`) its file name under `Packages/`.
+fn rpm_file_location(rpm: &ShippedRpm) -> String {
+    if rpm.location.contains("://") {
+        let name = rpm.location.rsplit('/').next().unwrap_or(&rpm.nevra);
+        format!("Packages/{name}")
+    } else {
+        rpm.location.clone()
+    }
+}

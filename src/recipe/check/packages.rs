@@ -1,0 +1,259 @@
+//! The `packages:` section: RPM repositories, seeds, arches and module streams.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::super::de::{At, Located};
+use super::super::raw::{RawPackageRepo, RawPackages};
+use super::super::{PackageRepo, Packages};
+use super::Checker;
+
+impl Checker<'_> {
+    pub(super) fn packages(&mut self, raw: &Located<RawPackages>) -> Option<Packages> {
+        let at = &raw.at;
+        let raw = raw.value.as_ref()?;
+        let releasever = self
+            .required(raw.releasever.as_ref(), at, "releasever")
+            .map(|(value, at)| (value.text.clone(), at));
+        if let Some((text, at)) = &releasever
+            && !is_url_word(text)
+        {
+            self.problems.add(
+                at,
+                format!("`{text}` is not a release version (such as `8`)"),
+            );
+        }
+        let basearch = self
+            .required_text(raw.basearch.as_ref(), at, "basearch")
+            .map(|(text, at)| (text.clone(), at.clone()));
+        if let Some((text, at)) = &basearch
+            && !is_url_word(text)
+        {
+            self.problems
+                .add(at, format!("`{text}` is not an arch (such as `x86_64`)"));
+        }
+        let arches = match &raw.arches {
+            Some(list) => list.value.as_ref().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.value.clone())
+                    .collect::<Vec<_>>()
+            }),
+            None => basearch
+                .as_ref()
+                .map(|(arch, _)| vec![arch.clone(), "noarch".to_owned()]),
+        };
+        let mut modules = BTreeMap::new();
+        if let Some(entries) = raw.modules.as_ref().and_then(|m| m.value.as_ref()) {
+            for (module, stream) in &entries.0 {
+                let (Some(module), Some(stream)) = (&module.value, &stream.value) else {
+                    continue;
+                };
+                let disabled =
+                    !stream.is_string && matches!(stream.text.as_str(), "" | "~" | "null");
+                modules.insert(module.clone(), (!disabled).then(|| stream.text.clone()));
+            }
+        }
+        let seeds = self.seeds(raw.seeds.as_ref(), at);
+        let vars = (
+            releasever
+                .as_ref()
+                .map(|(text, _)| text.clone())
+                .unwrap_or_default(),
+            basearch
+                .as_ref()
+                .map(|(text, _)| text.clone())
+                .unwrap_or_default(),
+        );
+        let repos = self.package_repos(raw.repos.as_ref(), at, &vars);
+        Some(Packages {
+            releasever: releasever?.0,
+            basearch: basearch?.0,
+            arches: arches?,
+            modules,
+            seeds: seeds?,
+            repos: repos?,
+        })
+    }
+
+    fn seeds(
+        &mut self,
+        raw: Option<&Located<Vec<Located<String>>>>,
+        parent: &At,
+    ) -> Option<Vec<String>> {
+        let (items, at) = self.required(raw, parent, "seeds")?;
+        if items.is_empty() {
+            self.problems
+                .add(at, "`seeds` must name at least one package");
+            return None;
+        }
+        let mut seeds = Vec::new();
+        let mut valid = true;
+        for item in items {
+            let Some(seed) = item
+                .value
+                .as_ref()
+                .and_then(|seed| self.render(seed, &item.at))
+            else {
+                valid = false;
+                continue;
+            };
+            if seed.is_empty() || seed.chars().any(char::is_whitespace) {
+                self.problems.add(
+                    &item.at,
+                    format!("`{seed}` is not a package name, NEVRA or path"),
+                );
+                valid = false;
+                continue;
+            }
+            seeds.push(seed);
+        }
+        valid.then_some(seeds)
+    }
+
+    fn package_repos(
+        &mut self,
+        raw: Option<&Located<Vec<Located<RawPackageRepo>>>>,
+        parent: &At,
+        (releasever, basearch): &(String, String),
+    ) -> Option<Vec<PackageRepo>> {
+        let (items, at) = self.required(raw, parent, "repos")?;
+        if items.is_empty() {
+            self.problems
+                .add(at, "`repos` must list at least one repository");
+            return None;
+        }
+        let mut repos = Vec::new();
+        let mut ids = BTreeSet::new();
+        let mut valid = true;
+        for item in items {
+            let Some(raw) = &item.value else {
+                valid = false;
+                continue;
+            };
+            let at = &item.at;
+            let id = self
+                .required_text(raw.id.as_ref(), at, "id")
+                .map(|(id, at)| (id.clone(), at.clone()));
+            if let Some((id, id_at)) = &id {
+                if !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    self.problems.add(
+                        id_at,
+                        format!("`{id}` is not a repository id (letters, digits, `-`, `_`, `.`)"),
+                    );
+                } else if !ids.insert(id.clone()) {
+                    self.problems
+                        .add(id_at, format!("repository `{id}` is listed twice"));
+                }
+            }
+            let baseurl = self
+                .required_text(raw.baseurl.as_ref(), at, "baseurl")
+                .and_then(|(url, url_at)| Some((self.render(url, url_at)?, url_at)))
+                .and_then(|(url, url_at)| {
+                    let url = url
+                        .replace("$releasever", releasever)
+                        .replace("$basearch", basearch);
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        self.problems
+                            .add(url_at, format!("`{url}` is not an http:// or https:// URL"));
+                        return None;
+                    }
+                    Some(if url.ends_with('/') {
+                        url
+                    } else {
+                        format!("{url}/")
+                    })
+                });
+            let mut gpgkeys = Vec::new();
+            for key in raw
+                .gpgkey
+                .iter()
+                .flat_map(|keys| keys.value.iter().flatten())
+            {
+                let Some(url) = key.value.as_ref().and_then(|url| self.render(url, &key.at)) else {
+                    continue;
+                };
+                let url = url
+                    .replace("$releasever", releasever)
+                    .replace("$basearch", basearch);
+                if url.starts_with("http://") || url.starts_with("https://") {
+                    gpgkeys.push(url);
+                } else {
+                    self.problems.add(
+                        &key.at,
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    );
+                }
+            }
+            let repo_gpgcheck = raw
+                .repo_gpgcheck
+                .as_ref()
+                .and_then(|check| check.value)
+                .unwrap_or(false);
+            if repo_gpgcheck && gpgkeys.is_empty() {
+                self.problems
+                    .add(at, "`repo_gpgcheck` needs at least one `gpgkey`");
+            }
+            let dest = match &raw.dest {
+                Some(Located {
+                    value: Some(dest),
+                    at,
+                }) => self.iso_path(dest, at).map(Some),
+                _ => Some(None),
+            };
+            let key_prefix = match (&raw.key_prefix, &id) {
+                (
+                    Some(Located {
+                        value: Some(prefix),
+                        at,
+                    }),
+                    _,
+                ) => {
+                    if prefix.is_empty() || prefix.contains('/') {
+                        self.problems
+                            .add(at, format!("`{prefix}` is not a file name prefix"));
+                    }
+                    Some(prefix.clone())
+                }
+                (_, Some((id, _))) => Some(format!("RPM-GPG-KEY-{id}-{releasever}")),
+                _ => None,
+            };
+            let exclude = raw
+                .exclude
+                .iter()
+                .flat_map(|list| list.value.iter().flatten())
+                .filter_map(|item| item.value.clone())
+                .collect();
+            match (id, baseurl, dest, key_prefix) {
+                (Some((id, _)), Some(baseurl), Some(dest), Some(key_prefix)) => {
+                    repos.push(PackageRepo {
+                        id,
+                        baseurl,
+                        gpgkeys,
+                        repo_gpgcheck,
+                        dest,
+                        key_prefix,
+                        exclude,
+                    });
+                }
+                _ => valid = false,
+            }
+        }
+        if valid && !repos.iter().any(|repo| repo.dest.is_some()) {
+            self.problems
+                .add(at, "no repository has a `dest`: nothing would ship");
+            valid = false;
+        }
+        valid.then_some(repos)
+    }
+}
+
+/// A value safe inside a URL path segment (`8`, `x86_64`).
+fn is_url_word(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}

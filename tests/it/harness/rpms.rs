@@ -1,0 +1,209 @@
+//! Synthetic RPMs and repositories: rpmbuild makes the packages (several per spec, one
+//! spec per repository, version and arch), createrepo_c the repositories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One synthetic package.
+pub struct Rpm {
+    pub repo: &'static str,
+    pub name: &'static str,
+    /// `[epoch:]version`
+    pub version: &'static str,
+    pub arch: &'static str,
+    pub requires: &'static [&'static str],
+    pub provides: &'static [&'static str],
+    pub obsoletes: &'static [&'static str],
+    pub files: &'static [&'static str],
+}
+
+pub const fn rpm(repo: &'static str, name: &'static str, version: &'static str) -> Rpm {
+    Rpm {
+        repo,
+        name,
+        version,
+        arch: "noarch",
+        requires: &[],
+        provides: &[],
+        obsoletes: &[],
+        files: &[],
+    }
+}
+
+/// Run `command`, panic with its error output when it fails.
+pub fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|error| {
+        panic!("cannot run {command:?} ({error}): install rpm, createrepo-c and dnf")
+    });
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One spec for packages of one repository, version and arch: the first is the main
+/// package, the others subpackages (one rpmbuild run makes them all).
+fn spec(group: &[&Rpm]) -> String {
+    let first = group[0];
+    let (epoch, version) = match first.version.split_once(':') {
+        Some((epoch, version)) => (format!("Epoch: {epoch}\n"), version),
+        None => (String::new(), first.version),
+    };
+    let mut spec = format!(
+        "Name: {}\nVersion: {version}\nRelease: 1\n{epoch}Summary: t\nLicense: MIT\n",
+        first.name
+    );
+    if first.arch == "noarch" {
+        spec.push_str("BuildArch: noarch\n");
+    }
+    let mut files = String::new();
+    let mut install = String::new();
+    for (index, rpm) in group.iter().enumerate() {
+        if index > 0 {
+            spec.push_str(&format!("%package -n {}\nSummary: t\n", rpm.name));
+        }
+        spec.push_str("AutoReqProv: no\n");
+        for (tag, values) in [
+            ("Requires", rpm.requires),
+            ("Provides", rpm.provides),
+            ("Obsoletes", rpm.obsoletes),
+        ] {
+            for value in values {
+                spec.push_str(&format!("{tag}: {value}\n"));
+            }
+        }
+        if index == 0 {
+            spec.push_str("%description\nt\n");
+            files.push_str("%files\n");
+        } else {
+            spec.push_str(&format!("%description -n {}\nt\n", rpm.name));
+            files.push_str(&format!("%files -n {}\n", rpm.name));
+        }
+        for file in rpm.files {
+            install.push_str(&format!(
+                "mkdir -p %{{buildroot}}$(dirname {file})\ntouch %{{buildroot}}{file}\n"
+            ));
+            files.push_str(&format!("{file}\n"));
+        }
+    }
+    format!("{spec}%install\n{install}{files}")
+}
+
+/// Build every package and one repository per `repo` value (the one called `mod` gets
+/// `modules_yaml`); returns repo id → folder.
+pub fn make_repos(
+    dir: &Path,
+    rpms: &[Rpm],
+    modules_yaml: &str,
+    signer: Option<&Signer>,
+) -> BTreeMap<String, PathBuf> {
+    fs_err::create_dir_all(dir).unwrap();
+    let top = dir.join("rpmbuild");
+    let mut groups: BTreeMap<(&str, &str, &str), Vec<&Rpm>> = BTreeMap::new();
+    for rpm in rpms {
+        groups
+            .entry((rpm.repo, rpm.version, rpm.arch))
+            .or_default()
+            .push(rpm);
+    }
+    let mut repos = BTreeMap::new();
+    for (index, ((repo, _, arch), group)) in groups.iter().enumerate() {
+        let out = top.join(format!("out-{index}"));
+        let spec_path = dir.join(format!("{index}.spec"));
+        fs_err::write(&spec_path, spec(group)).unwrap();
+        let target = if *arch == "noarch" { "x86_64" } else { arch };
+        run(Command::new("rpmbuild")
+            .args(["--quiet", "--target", target, "--define"])
+            .arg(format!("_topdir {}", top.display()))
+            .args(["--define", "_build_id_links none", "--define"])
+            .arg(format!("_rpmdir {}", out.display()))
+            .arg("-bb")
+            .arg(&spec_path));
+        let repo = dir.join("repos").join(repo);
+        fs_err::create_dir_all(repo.join("Packages")).unwrap();
+        for built in walkdir::WalkDir::new(&out) {
+            let built = built.unwrap().into_path();
+            if !built.is_file() {
+                continue;
+            }
+            let name = format!("{index}-{}", built.file_name().unwrap().to_str().unwrap());
+            fs_err::rename(&built, repo.join("Packages").join(name)).unwrap();
+        }
+        repos.insert((*repo_name(&repo)).to_owned(), repo);
+    }
+    for (id, repo) in &repos {
+        if let Some(signer) = signer {
+            let files: Vec<PathBuf> = walkdir::WalkDir::new(repo)
+                .into_iter()
+                .map(|entry| entry.unwrap().into_path())
+                .filter(|path| path.extension().is_some_and(|e| e == "rpm"))
+                .collect();
+            signer.sign(&files);
+        }
+        run(Command::new("createrepo_c")
+            .args(["--quiet", "--no-database"])
+            .arg(repo));
+        if id == "mod" {
+            let yaml = dir.join("modules.yaml");
+            fs_err::write(&yaml, modules_yaml).unwrap();
+            run(Command::new("modifyrepo_c")
+                .arg("--mdtype=modules")
+                .arg(&yaml)
+                .arg(repo.join("repodata")));
+        }
+    }
+    repos
+}
+
+fn repo_name(path: &Path) -> &str {
+    path.file_name().unwrap().to_str().unwrap()
+}
+
+/// A throw-away GPG key (in its own GNUPGHOME) that signs RPMs with rpmsign.
+pub struct Signer {
+    home: tempfile::TempDir,
+    /// The ASCII-armoured public key.
+    pub public_key: String,
+}
+
+impl Signer {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::Builder::new()
+            .prefix("isobuild-gpg-")
+            .tempdir()
+            .unwrap();
+        fs_err::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        run(Command::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+            .args([
+                "isobuild test <test@isobuild.invalid>",
+                "rsa2048",
+                "sign",
+                "never",
+            ]));
+        let public_key = run(Command::new("gpg").env("GNUPGHOME", home.path()).args([
+            "--armor",
+            "--export",
+            "test@isobuild.invalid",
+        ]));
+        Self { home, public_key }
+    }
+
+    /// Sign `files` in place.
+    pub fn sign(&self, files: &[PathBuf]) {
+        if files.is_empty() {
+            return;
+        }
+        run(Command::new("rpmsign")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--define", "__gpg /usr/bin/gpg", "--define"])
+            .arg(format!("_gpg_path {}", self.home.path().display()))
+            .args(["--define", "_gpg_name test@isobuild.invalid", "--addsign"])
+            .args(files));
+    }
+}
