@@ -106,7 +106,7 @@ error_case! {
 error_case! {
     name: unknown_top_level_field,
     recipe: format!("{HEAD}image:\n  list: []\n"),
-    problems: ["recipe.yaml:4:1: image: unknown field `image`; expected one of `isobuild`, `name`, `version`, `vars`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`"],
+    problems: ["recipe.yaml:4:1: image: unknown field `image`; expected one of `isobuild`, `name`, `version`, `vars`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`"],
 }
 
 error_case! {

@@ -12,7 +12,6 @@ use isobuild::reference::{Digest, ImageSource};
 
 use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
-use crate::harness::rpms::{Rpm, Signer, make_repos, rpm};
 use crate::harness::{Test, extract_iso};
 
 const UPSTREAMS: [&str; 6] = [
@@ -143,8 +142,6 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         args.push("--mirror".into());
         args.push(format!("{upstream}={host}/{upstream}"));
     }
-    let rpm_mirror = StandInRepos::start(test.path());
-    args.extend(rpm_mirror.mirrors(&recipe));
     let run = test.run(&args).success();
     assert!(
         run.stderr.contains("(not checked: --ignore-pins)"),
@@ -229,7 +226,6 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             "examples",
             "images",
             "iso-manager.sh",
-            "packages",
             "pillar",
             "product.txt",
             "restore.sh",
@@ -283,89 +279,6 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             .contains("namespace: metalk8s-monitoring")
     );
 
-    // The RPM repositories, as a node's yum sees them.
-    let packages = extracted.join("packages/redhat/8");
-    let mut layout: Vec<String> = walkdir::WalkDir::new(&packages)
-        .into_iter()
-        .map(|entry| entry.unwrap())
-        .filter(|entry| entry.file_type().is_file())
-        .map(|entry| {
-            let relative = entry.path().strip_prefix(&packages).unwrap();
-            let relative = relative.to_str().unwrap();
-            // Metadata file names carry their checksum: keep the kind only.
-            match relative.split_once("/repodata/") {
-                Some((repo, file)) if file != "repomd.xml" => {
-                    format!(
-                        "{repo}/repodata/<sha256>-{}",
-                        file.rsplit_once('-').unwrap().1
-                    )
-                }
-                _ => relative.to_owned(),
-            }
-        })
-        .map(|relative| {
-            // Stand-in RPM names start with the build group's index.
-            match relative.split_once("/Packages/") {
-                Some((repo, file)) => {
-                    format!("{repo}/Packages/{}", file.split_once('-').unwrap().1)
-                }
-                None => relative,
-            }
-        })
-        .collect();
-    layout.sort();
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("packages/redhat/8/:\n  {}", layout.join("\n  "));
-    }
-    assert_eq!(
-        layout,
-        [
-            "RPM-GPG-KEY-metalk8s-epel-8_1",
-            "repodata/<sha256>-filelists.xml.gz",
-            "repodata/<sha256>-primary.xml.gz",
-            "repodata/repomd.xml",
-        ]
-        .iter()
-        .map(|file| format!("metalk8s-epel-el8/{file}"))
-        .chain(
-            [
-                "python3-boto3-1.0-1.noarch.rpm",
-                "python3-botocore-1.0-1.noarch.rpm",
-                "python3-m2crypto-1.0-1.noarch.rpm"
-            ]
-            .iter()
-            .map(|rpm| format!("metalk8s-epel-el8/Packages/{rpm}")),
-        )
-        .chain(
-            [
-                "Packages/cri-tools-1.0-1.noarch.rpm",
-                "Packages/kubectl-1.29.8-1.noarch.rpm",
-                "Packages/kubelet-1.29.8-1.noarch.rpm",
-                "Packages/kubernetes-cni-1.0-1.noarch.rpm",
-                "RPM-GPG-KEY-metalk8s-kubernetes-8_1",
-                "repodata/<sha256>-filelists.xml.gz",
-                "repodata/<sha256>-primary.xml.gz",
-                "repodata/repomd.xml",
-            ]
-            .iter()
-            .map(|file| format!("metalk8s-kubernetes-el8/{file}")),
-        )
-        .chain(
-            [
-                "Packages/salt-3002.9-1.noarch.rpm",
-                "Packages/salt-minion-3002.9-1.noarch.rpm",
-                "RPM-GPG-KEY-metalk8s-saltstack-8_1",
-                "repodata/<sha256>-filelists.xml.gz",
-                "repodata/<sha256>-primary.xml.gz",
-                "repodata/repomd.xml",
-            ]
-            .iter()
-            .map(|file| format!("metalk8s-saltstack-el8/{file}")),
-        )
-        .collect::<Vec<_>>()
-    );
-
     let product = fs_err::read_to_string(extracted.join("product.txt")).unwrap();
     let keys: Vec<&str> = product
         .lines()
@@ -387,111 +300,6 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     assert!(product.contains("GIT=129.0.0-dev-0-gstandin\n"));
     let bootstrap = fs_err::read_to_string(extracted.join("bootstrap.sh")).unwrap();
     assert!(bootstrap.contains("VERSION=129.0.0-dev"), "{bootstrap}");
-}
-
-/// Stand-ins for the recipe's RPM repositories: one signed synthetic package per seed (and
-/// the dependencies that make the closure cross repositories), served by nginx and reached
-/// with `--mirror URL=URL`.
-struct StandInRepos {
-    nginx: Nginx,
-    repos: BTreeMap<String, PathBuf>,
-    _signer: Signer,
-}
-
-impl StandInRepos {
-    fn start(dir: &Path) -> Self {
-        let os = |repo, name| rpm(repo, name, "1.0");
-        let mut rpms: Vec<Rpm> = [
-            "coreutils",
-            "e2fsprogs",
-            "ethtool",
-            "gdisk",
-            "iproute",
-            "iptables",
-            "lvm2",
-            "tar",
-            "util-linux",
-            "yum-utils",
-            "xfsprogs",
-            "iptables-ebtables",
-            "python3-dnf-plugin-versionlock",
-        ]
-        .into_iter()
-        .map(|name| os("baseos", name))
-        .collect();
-        rpms.extend(
-            [
-                "genisoimage",
-                "httpd-tools",
-                "socat",
-                "container-selinux",
-                "python3-psutil",
-                "python3-pyOpenSSL",
-            ]
-            .into_iter()
-            .map(|name| os("appstream", name)),
-        );
-        rpms.push(os("extras", "epel-release"));
-        rpms.extend([
-            Rpm {
-                requires: &["python3-botocore", "coreutils"],
-                ..os("epel", "python3-boto3")
-            },
-            os("epel", "python3-botocore"),
-            os("epel", "python3-m2crypto"),
-            rpm("kubernetes", "kubectl", "1.29.8"),
-            Rpm {
-                requires: &["kubernetes-cni", "iptables"],
-                ..rpm("kubernetes", "kubelet", "1.29.8")
-            },
-            os("kubernetes", "cri-tools"),
-            os("kubernetes", "kubernetes-cni"),
-            Rpm {
-                requires: &["salt = 3002.9"],
-                ..rpm("saltstack", "salt-minion", "3002.9")
-            },
-            rpm("saltstack", "salt", "3002.9"),
-        ]);
-        let signer = Signer::new();
-        let repos = make_repos(&dir.join("rpm-standins"), &rpms, "", Some(&signer));
-        fs_err::write(dir.join("rpm-standins/repos/key.asc"), &signer.public_key).unwrap();
-        let rule = dir.join("rpm-standins/repos.inc");
-        fs_err::write(
-            &rule,
-            format!(
-                "location /repos/ {{ alias {}/; }}\n",
-                dir.join("rpm-standins/repos").display()
-            ),
-        )
-        .unwrap();
-        let nginx = Nginx::start(&dir.join("rpm-standins/repos"), "", &[rule.as_path()]);
-        Self {
-            nginx,
-            repos,
-            _signer: signer,
-        }
-    }
-
-    /// `--mirror` arguments: each repository's base URL and each key URL to the stand-ins.
-    fn mirrors(&self, recipe: &isobuild::recipe::Recipe) -> Vec<String> {
-        let packages = recipe.packages.as_ref().expect("the recipe has packages:");
-        let host = self.nginx.host();
-        let mut args = Vec::new();
-        for repo in &packages.repos {
-            assert!(
-                self.repos.contains_key(&repo.id),
-                "no stand-in for `{}`",
-                repo.id
-            );
-            args.push("--mirror".to_owned());
-            args.push(format!("{}=http://{host}/repos/{}/", repo.baseurl, repo.id));
-            for key in &repo.gpgkeys {
-                args.push("--mirror".to_owned());
-                args.push(format!("{key}=http://{host}/repos/key.asc"));
-            }
-        }
-        args
-    }
 }
 
 #[test]
