@@ -36,6 +36,7 @@ pub mod fs;
 pub mod iso;
 pub mod layout;
 pub mod plan;
+pub mod python_json;
 pub mod recipe;
 pub mod reference;
 pub mod report;

@@ -53,6 +53,12 @@ pub enum TaskError {
     },
     #[error("cannot apply `replace` to `{}`: it is not UTF-8 text", path.display())]
     NotText { path: PathBuf },
+    #[error("`format: {format}` needs YAML or JSON data, and `{}` does not hold it: {message}", path.display())]
+    NotData {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
     #[error("inputs pattern `{pattern}` matches no file")]
     NoInputs { pattern: String },
     #[error("bad inputs pattern `{pattern}`: {message}")]

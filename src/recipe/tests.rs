@@ -151,7 +151,7 @@ recipe_error! {
     line: 4,
     column: 1,
     field: "imgs",
-    message: "unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`",
+    message: "unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`",
 }
 
 recipe_error! {
