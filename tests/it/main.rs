@@ -17,6 +17,7 @@ mod iso;
 mod layout;
 mod local_images;
 mod metalk8s;
+mod metalk8s_doit;
 mod metalk8s_e2e;
 mod pull;
 mod secrets;

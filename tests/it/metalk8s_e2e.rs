@@ -13,7 +13,7 @@ use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
 use crate::harness::{Test, extract_iso, tar_file};
 
-const UPSTREAMS: [&str; 5] = [
+pub(crate) const UPSTREAMS: [&str; 5] = [
     "docker.io",
     "registry.k8s.io",
     "ghcr.io",
@@ -30,7 +30,7 @@ fn fixture() -> PathBuf {
 }
 
 /// Copy a folder (the recipe's own templates) into the test project.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();
         let target = to.join(entry.path().strip_prefix(from).unwrap());
@@ -43,7 +43,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// `image` as an OCI archive (what `buildah build -t oci-archive:…` writes), tagged `tag`.
-fn oci_archive(image: &Image, tag: &str) -> Vec<u8> {
+pub(crate) fn oci_archive(image: &Image, tag: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     tar_file(
         &mut builder,
@@ -86,7 +86,7 @@ fn oci_archive(image: &Image, tag: &str) -> Vec<u8> {
 
 /// A stand-in for `buildah build … -t oci-archive:PATH …`: copies the archive generated for
 /// PATH's file name from `$ISOBUILD_TEST_ARCHIVES`.
-const FAKE_BUILDAH: &str = r#"#!/bin/sh
+pub(crate) const FAKE_BUILDAH: &str = r#"#!/bin/sh
 set -eu
 target=""
 while [ $# -gt 0 ]; do
