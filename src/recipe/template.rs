@@ -142,7 +142,8 @@ pub fn template_env_in(base_dir: &Path) -> Environment<'static> {
 fn read_bounded(base: &Path, path: &str) -> Result<Vec<u8>, Error> {
     let full: PathBuf = base.join(path);
     let failed = |message: String| Error::new(ErrorKind::InvalidOperation, message);
-    let metadata = fs_err::metadata(&full).map_err(|error| failed(error.to_string()))?;
+    let cannot = |error: &io::Error| failed(format!("cannot read `{}`: {error}", full.display()));
+    let metadata = std::fs::metadata(&full).map_err(|error| cannot(&error))?;
     if !metadata.is_file() {
         return Err(failed(format!(
             "`{}` is not a regular file",
@@ -150,13 +151,9 @@ fn read_bounded(base: &Path, path: &str) -> Result<Vec<u8>, Error> {
         )));
     }
     let mut bytes = Vec::new();
-    fs_err::File::open(&full)
-        .and_then(|file| {
-            file.take(TEMPLATE_LIMIT + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|error| crate::fs::with_path(&error, "read", &full))
-        })
-        .map_err(|error| failed(error.to_string()))?;
+    std::fs::File::open(&full)
+        .and_then(|file| file.take(TEMPLATE_LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(|error| cannot(&error))?;
     if bytes.len() as u64 > TEMPLATE_LIMIT {
         return Err(failed(format!(
             "`{}` is larger than {} MiB, too large for a template to read",

@@ -896,3 +896,50 @@ recipe_error! {
     field: "files[0].src",
     message: "`/dev/zero` is not a regular file; a template must be one",
 }
+
+recipe_error! {
+    name: file_exclude_not_a_glob,
+    yaml: format!("{HEAD}files:\n  - {{ src: recipe.yaml, dest: a/, exclude: [ok, \"b[\"] }}\n"),
+    line: 5,
+    column: 49,
+    field: "files[0].exclude[1]",
+    message: "`b[` is not a glob: error parsing glob 'b[': unclosed character class; missing ']'",
+}
+
+recipe_error! {
+    name: file_exclude_absolute,
+    yaml: format!("{HEAD}files:\n  - {{ src: recipe.yaml, dest: a/, exclude: [/etc] }}\n"),
+    line: 5,
+    column: 45,
+    field: "files[0].exclude[0]",
+    message: "`/etc` starts with `/`; exclude patterns are relative to the copied folder",
+}
+
+recipe_error! {
+    name: file_format_unknown,
+    yaml: format!("{HEAD}files:\n  - {{ src: recipe.yaml, dest: a.toml, format: toml }}\n"),
+    line: 5,
+    column: 47,
+    field: "files[0].format",
+    message: "`toml` is not a data format; the one there is: `json`",
+}
+
+/// A replacement read from a file that is not there: the problem names the field and the
+/// file (whose absolute path varies).
+#[test]
+fn replace_value_reads_a_missing_file() {
+    let yaml = format!(
+        "{HEAD}files:\n  - src: recipe.yaml\n    dest: a\n    replace: {{ \"@@X\": \"{{{{ file_text('nope.txt') }}}}\" }}\n"
+    );
+    let problems = Project::new().problems(&yaml);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let problem = &problems[0];
+    assert!(
+        problem.starts_with("recipe.yaml:7:23: files[0].replace.@@X: cannot render `{{ file_text('nope.txt') }}`: invalid operation: cannot read `"),
+        "{problem}"
+    );
+    assert!(
+        problem.ends_with("/nope.txt`: No such file or directory (os error 2)"),
+        "{problem}"
+    );
+}

@@ -11,6 +11,7 @@ mod cli;
 mod errors;
 mod faults;
 mod fetch;
+mod file_data;
 mod hostile;
 mod interrupts;
 mod iso;
