@@ -1,7 +1,8 @@
 //! `recipes/metalk8s.yaml`, loaded against the stand-in checkout in
 //! `tests/fixtures/metalk8s-src`: its 37 images with their pins, the registry and ISO
-//! settings, the local-image tasks, and its `product.txt` and `versions.json` templates
-//! rendered whole. Through the library, since `build` cannot pull images yet.
+//! settings, the local-image tasks, its `files:` entries, and its `product.txt` template
+//! rendered whole, through the library. The tree it builds is compared with doit's in
+//! `metalk8s_doit.rs`, through the binary.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
