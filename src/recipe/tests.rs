@@ -943,3 +943,21 @@ fn replace_value_reads_a_missing_file() {
         "{problem}"
     );
 }
+
+/// `data:` is any YAML, anchors included, so another section can reuse a node of it
+/// (`*rpm_packages` in recipes/metalk8s.yaml), and string fields see it.
+#[test]
+fn data_is_structured_and_anchors_reuse_it() {
+    let recipe = Project::new().load(&format!(
+        "{HEAD}data:\n  pkgs: &pkgs {{ a: null, b: \"1.0\", c: [1, 2] }}\n  again: *pkgs\niso:\n  volume_id: \"v{{{{ data.again.b }}}}\"\n"
+    ));
+    assert_eq!(recipe.data["again"], recipe.data["pkgs"]);
+    assert_eq!(recipe.data["pkgs"]["a"], serde_json::Value::Null);
+    assert_eq!(recipe.data["pkgs"]["c"][1], 2);
+    assert_eq!(recipe.iso.volume_id, "v1.0");
+    assert_eq!(
+        Project::new().load(HEAD).data,
+        serde_json::Value::Null,
+        "no data: null"
+    );
+}
