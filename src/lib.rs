@@ -24,7 +24,9 @@
 //!    from it, docker-archive tarballs, the nginx rules) and checks one (`verify`); [`iso`]
 //!    makes the reproducible ISO of the tree with xorriso.
 //! 8. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
-//!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
+//!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input);
+//!    [`python_json`] and [`python_yaml`] write data as Python's `json` and PyYAML do, for
+//!    files whose reference a Python build made.
 //!
 //! The logic never prints: it returns values and calls the reporter.
 
@@ -37,6 +39,7 @@ pub mod iso;
 pub mod layout;
 pub mod plan;
 pub mod python_json;
+pub mod python_yaml;
 pub mod recipe;
 pub mod reference;
 pub mod report;

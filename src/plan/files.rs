@@ -2,8 +2,9 @@
 //!
 //! A folder copy skips what its `exclude` globs match (relative to the folder; a match on a
 //! folder skips all it holds). An entry with a `format` is data: its text (copied, replaced
-//! or rendered) is read as YAML, which JSON is too, and written in that format (`json`:
-//! Python's `json.dump(sort_keys=True, indent=2)`, see [`crate::python_json`]).
+//! or rendered) is read as YAML, which JSON is too, and written in that format after the
+//! entry's `header` (`json`: Python's `json.dump(sort_keys=True, indent=2)`, see
+//! [`crate::python_json`]; `yaml`: PyYAML's `SafeDumper`, see [`crate::python_yaml`]).
 //!
 //! Every file lands with a normalised mode (the entry's `mode`, else 0755 for executables and
 //! 0644 for the rest; folders 0755), whatever the umask, so the tree is the same on any
@@ -94,6 +95,7 @@ impl CopyJob {
         let mode = self.entry.mode;
         let replace = self.entry.replace.clone();
         let (exclude, format) = (self.entry.exclude.clone(), self.entry.format);
+        let header = self.entry.header.clone();
         blocking(move || {
             let mut bytes = 0;
             for file in source_files(&src, &base_dir, &exclude)? {
@@ -104,7 +106,7 @@ impl CopyJob {
                     crate::fs::copy_atomic(&file.read_from, &target, mode)?;
                 } else {
                     let text = replaced(&file.read_from, &replace)?;
-                    let text = formatted(&file.read_from, text, format)?;
+                    let text = formatted(&file.read_from, text, format, &header)?;
                     crate::fs::write_atomic(&target, text.as_bytes(), mode)?;
                 }
                 bytes += fs_err::metadata(&target)?.len();
@@ -169,12 +171,13 @@ impl TemplateJob {
         let dest = self.entry.dest.under(&self.tree_root);
         let mode = self.entry.mode;
         let format = self.entry.format;
+        let header = self.entry.header.clone();
         let base_dir = self.base_dir.clone();
         let context = Arc::clone(&self.context);
         blocking(move || {
             let executable = crate::fs::is_executable(&src)?;
             let text = render_template(&src, &context, &base_dir)?;
-            let text = formatted(&src, text, format)?;
+            let text = formatted(&src, text, format, &header)?;
             create_dirs(&dest)?;
             crate::fs::write_atomic(&dest, text.as_bytes(), file_mode(mode, executable))?;
             Ok(JobOutput {
@@ -242,20 +245,33 @@ fn replaced(path: &Path, replace: &BTreeMap<String, String>) -> Result<String, T
     Ok(text)
 }
 
-/// `text` (read from `path`) written in `format`, or as it is without one.
-fn formatted(path: &Path, text: String, format: Option<DataFormat>) -> Result<String, TaskError> {
+/// `text` (read from `path`) written in `format` after `header`, or as it is without one.
+fn formatted(
+    path: &Path,
+    text: String,
+    format: Option<DataFormat>,
+    header: &str,
+) -> Result<String, TaskError> {
     let Some(format) = format else {
         return Ok(text);
     };
-    let value: serde_json::Value =
-        serde_saphyr::from_str(&text).map_err(|error| TaskError::NotData {
-            path: path.to_owned(),
-            format: format.name(),
-            message: error.to_string(),
-        })?;
-    Ok(match format {
-        DataFormat::Json => crate::python_json::dumps(&value, Some(2)),
-    })
+    let not_data = |message: String| TaskError::NotData {
+        path: path.to_owned(),
+        format: format.name(),
+        message,
+    };
+    let data = match format {
+        DataFormat::Json => {
+            let value: serde_json::Value =
+                serde_saphyr::from_str(&text).map_err(|error| not_data(error.to_string()))?;
+            crate::python_json::dumps(&value, Some(2))
+        }
+        DataFormat::Yaml => {
+            let value = crate::python_yaml::parse(&text).map_err(not_data)?;
+            crate::python_yaml::dump(&value).map_err(|error| not_data(error.to_string()))?
+        }
+    };
+    Ok(format!("{header}{data}"))
 }
 
 fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {
@@ -264,6 +280,7 @@ fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {
     }
     if let Some(format) = entry.format {
         fingerprint.add("format", format.name());
+        fingerprint.add("header", entry.header.clone());
     }
     for (key, value) in &entry.replace {
         fingerprint.add(format!("replace {key}"), value.clone());

@@ -978,10 +978,13 @@ impl Checker<'_> {
             let text = format.value.as_deref()?;
             match text {
                 "json" => Some(DataFormat::Json),
+                "yaml" => Some(DataFormat::Yaml),
                 other => {
                     self.problems.add(
                         &format.at,
-                        format!("`{other}` is not a data format; the one there is: `json`"),
+                        format!(
+                            "`{other}` is not a data format; the formats are `json` and `yaml`"
+                        ),
                     );
                     None
                 }
@@ -991,6 +994,22 @@ impl Checker<'_> {
             None => Some(None),
             Some(Some(format)) => Some(Some(format)),
             Some(None) => None,
+        };
+        let header = match &raw.header {
+            None => Some(String::new()),
+            Some(Located { value: None, .. }) => None,
+            Some(Located {
+                value: Some(text),
+                at: header_at,
+            }) => {
+                if matches!(format, Some(None)) {
+                    self.problems.add(
+                        header_at,
+                        "`header` goes with `format`: it is written before the data",
+                    );
+                }
+                self.render(text, header_at)
+            }
         };
         let after = AfterRefs::of(raw.after.as_ref()).names();
         let entry = (|| {
@@ -1003,6 +1022,7 @@ impl Checker<'_> {
                 after: after.clone(),
                 exclude: exclude?,
                 format: format?,
+                header: header?,
             })
         })();
         CheckedFile {

@@ -219,6 +219,8 @@ pub struct FileEntry {
     pub exclude: Vec<String>,
     /// Write the text as this data format (it is read as YAML first).
     pub format: Option<DataFormat>,
+    /// Text written before the data of a `format` entry (a shebang line), rendered.
+    pub header: String,
 }
 
 /// A `files:` entry's `format`: how its data is written.
@@ -227,12 +229,17 @@ pub enum DataFormat {
     /// Python's `json.dump(data, sort_keys=True, indent=2)`: sorted keys, two-space
     /// indent, `\uXXXX` for non-ASCII, no final newline.
     Json,
+    /// PyYAML's `yaml.dump(data, Dumper=SafeDumper, sort_keys=False)`: block style, keys in
+    /// document order, strings with line breaks as literal blocks (see
+    /// [`crate::python_yaml`]).
+    Yaml,
 }
 
 impl DataFormat {
     pub fn name(self) -> &'static str {
         match self {
             Self::Json => "json",
+            Self::Yaml => "yaml",
         }
     }
 }

@@ -128,9 +128,12 @@ pub(super) struct RawFile {
     /// Globs of what a folder copy leaves out.
     #[serde(default)]
     pub(super) exclude: Option<Located<Vec<Located<String>>>>,
-    /// Write the text as data in this format (`json`).
+    /// Write the text as data in this format (`json`, `yaml`).
     #[serde(default)]
     pub(super) format: Option<Located<String>>,
+    /// Text before the data of a `format` entry.
+    #[serde(default)]
+    pub(super) header: Option<Located<String>>,
 }
 
 /// One entry of `tasks:`.

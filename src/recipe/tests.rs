@@ -921,7 +921,7 @@ recipe_error! {
     line: 5,
     column: 47,
     field: "files[0].format",
-    message: "`toml` is not a data format; the one there is: `json`",
+    message: "`toml` is not a data format; the formats are `json` and `yaml`",
 }
 
 /// A replacement read from a file that is not there: the problem names the field and the

@@ -143,3 +143,66 @@ fn format_json_over_text_that_is_not_data_fails_naming_the_file() {
         .stderr_contains("plain.yaml` does not hold it");
     assert!(!test.path().join("out/plain.json").exists());
 }
+
+/// `format: yaml` against PyYAML itself: 400 random values (seeded, so always the same),
+/// each written by isobuild from its JSON and by `yaml.SafeDumper` in
+/// `metalk8s_oracle/pyyaml_cases.py`, must come out byte for byte the same.
+#[test]
+fn format_yaml_writes_what_pyyaml_writes() {
+    const COUNT: usize = 400;
+    let test = Test::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/metalk8s_oracle/pyyaml_cases.py");
+    let python = if std::path::Path::new("/usr/bin/python3").is_file() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let output = Command::new(python)
+        .arg(&script)
+        .args(["13", &COUNT.to_string()])
+        .arg(test.path())
+        .output()
+        .expect("python3 runs (apt-get install python3 python3-yaml)");
+    assert!(output.status.success(), "{output:?}");
+    let mut recipe = String::from("isobuild: 1\nname: Y\nversion: \"1\"\nfiles:\n");
+    for i in 0..COUNT {
+        recipe.push_str(&format!(
+            "  - {{ src: in/{i}.json, dest: \"{i}.yaml\", format: yaml }}\n"
+        ));
+    }
+    test.write("recipe.yaml", &recipe);
+    layout(&test);
+    let mut differing = Vec::new();
+    for i in 0..COUNT {
+        let ours = test.read(&format!("out/{i}.yaml"));
+        let reference = test.read(&format!("ref/{i}.yaml"));
+        if ours != reference {
+            differing.push(format!(
+                "case {i}: {}\n  PyYAML: {reference:?}\n  ours:   {ours:?}",
+                test.read(&format!("in/{i}.json"))
+            ));
+        }
+    }
+    assert!(differing.is_empty(), "{}", differing.join("\n"));
+}
+
+/// `header:` goes before the data (an SLS's shebang line), and only with a `format`.
+#[test]
+fn a_header_comes_before_the_data() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Y\nversion: \"1\"\nfiles:\n  - { src: d.yaml, dest: d.sls, format: yaml, header: \"#!jinja | yaml\\n\\n\" }\n",
+        )
+        .file("d.yaml", "{b: 1, a: [x]}\n");
+    layout(&test);
+    assert_eq!(test.read("out/d.sls"), "#!jinja | yaml\n\nb: 1\na:\n- x\n");
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Y\nversion: \"1\"\nfiles:\n  - { src: d.yaml, dest: d.sls, header: \"#!\" }\n",
+        )
+        .file("d.yaml", "{}\n");
+    test.run(["layout", "recipe.yaml", "out", "-q"])
+        .failure(2)
+        .stderr_contains("files[0].header: `header` goes with `format`");
+}

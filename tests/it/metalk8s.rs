@@ -334,7 +334,7 @@ fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
                 "salt/metalk8s/addons/volumes/deployed/manifests.sls"
             ),
             pair(
-                "<recipes>/metalk8s/theme-configmap.sls.j2",
+                "<recipes>/metalk8s/theme-configmap.yaml.j2",
                 "salt/metalk8s/addons/dex/deployed/theme-configmap.sls"
             ),
         ]
