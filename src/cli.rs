@@ -49,6 +49,29 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// List what an ISO, an ISO tree or a lock file holds: images, packages, files.
+    Inspect {
+        /// An ISO file, a folder (an ISO tree) or a lock file.
+        target: PathBuf,
+        #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
+        format: InspectFormat,
+        /// Add each image's upstream reference and digests from this lock file.
+        #[arg(long, value_name = "FILE.lock")]
+        lock: Option<PathBuf>,
+    },
+    /// Compare two ISOs, trees or lock files: images, packages and files added, removed,
+    /// changed.
+    Diff {
+        /// The old ISO, tree or lock file.
+        old: PathBuf,
+        /// The new ISO, tree or lock file.
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+        /// Exit with 1 when they differ (as `git diff --exit-code`); without it, 0 either way.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Print the task graph of a recipe.
     Graph {
         /// The recipe file.
@@ -83,6 +106,26 @@ pub enum GraphFormat {
     /// Graphviz DOT.
     Dot,
     /// JSON: nodes and edges.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// For people.
+    Text,
+    /// The inventory, versioned (see the README).
+    Json,
+    /// A CycloneDX 1.6 SBOM.
+    Cyclonedx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// For people, one change a line.
+    Text,
+    /// Tables for release notes.
+    Markdown,
+    /// The diff, versioned (see the README).
     Json,
 }
 

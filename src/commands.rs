@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CacheCommand, Cli, Command, GraphFormat};
+use crate::cli::{CacheCommand, Cli, Command, DiffFormat, GraphFormat, InspectFormat};
 use crate::engine::{Engine, EngineOptions, FreshnessStore, RunOutcome};
 use crate::error::Error;
 use crate::iso::IsoRequest;
@@ -54,6 +54,17 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             Session::new(&settings)?.lock()
         }
         Command::Verify { target, output } => verify(&target, OutputSettings::resolve(&output)),
+        Command::Inspect {
+            target,
+            format,
+            lock,
+        } => inspect(&target, format, lock.as_deref()),
+        Command::Diff {
+            old,
+            new,
+            format,
+            exit_code,
+        } => diff(&old, &new, format, exit_code),
         Command::Graph {
             recipe: path,
             format,
@@ -192,11 +203,28 @@ impl<'a> Session<'a> {
             })
         };
         let has_images = images.is_some();
+        // The SBOM is made from the finished ISO, with the upstream references and digests
+        // only this run's resolutions know.
+        let sbom = match &iso {
+            Some(request) if self.recipe.iso.sbom => {
+                let resolved = match &images {
+                    Some(plan) => resolve::into_images(plan.resolutions.clone())?,
+                    None => Vec::new(),
+                };
+                Some((
+                    request.output.clone(),
+                    sbom_path(&request.output),
+                    LockFile::new(&self.recipe, &resolved),
+                ))
+            }
+            _ => None,
+        };
         let iso_outputs: Vec<PathBuf> = iso
             .iter()
             .flat_map(|request| {
                 std::iter::once(request.output.clone()).chain(request.sha256sum.clone())
             })
+            .chain(sbom.iter().map(|(_, path, _)| path.clone()))
             .collect();
         let plan = Plan::new(
             &self.recipe,
@@ -262,6 +290,12 @@ impl<'a> Session<'a> {
                 size.unique_bytes,
                 size.saved_bytes()
             ));
+        }
+        if let (RunOutcome::Success, Some((iso, path, upstream))) = (&outcome, &sbom)
+            && write_sbom(iso, path, upstream)?
+        {
+            self.reporter
+                .on_message(&format!("SBOM written to {}", path.display()));
         }
         match outcome {
             RunOutcome::Success => Ok(()),
@@ -352,6 +386,34 @@ fn iso_request(recipe: &Recipe, output: Option<PathBuf>) -> IsoRequest {
         implant_md5: recipe.iso.implant_md5,
         sha256sum: recipe.iso.sha256sum.clone(),
     }
+}
+
+/// Where `build` writes the SBOM of the ISO at `iso`: beside it, `<file name>.cdx.json`.
+pub fn sbom_path(iso: &Path) -> PathBuf {
+    let mut name = iso.as_os_str().to_owned();
+    name.push(".cdx.json");
+    PathBuf::from(name)
+}
+
+/// Write the SBOM of `iso` to `path`, unless the one there is newer than the ISO (then the
+/// ISO was not remade, and neither is its SBOM: reading a large ISO again takes seconds).
+/// Whether it wrote one.
+fn write_sbom(iso: &Path, path: &Path, upstream: &LockFile) -> Result<bool, Error> {
+    let modified = |path: &Path| fs_err::metadata(path).and_then(|m| m.modified()).ok();
+    if let (Some(sbom), Some(iso)) = (modified(path), modified(iso))
+        && sbom >= iso
+    {
+        return Ok(false);
+    }
+    let mut inventory = crate::inspect::inspect(iso, None)?;
+    crate::inspect::add_upstream(&mut inventory, upstream);
+    crate::fs::write_atomic(path, &crate::inspect::sbom::cyclonedx(&inventory), 0o644).map_err(
+        |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        },
+    )?;
+    Ok(true)
 }
 
 /// `isobuild graph`: the plan of a build, with images resolved from the cache only (an image
@@ -533,4 +595,61 @@ fn verify(target: &Path, output: OutputSettings) -> Result<(), Error> {
             problems: problems.iter().map(ToString::to_string).collect(),
         }),
     }
+}
+
+/// `isobuild inspect ISO|DIR|LOCKFILE`.
+fn inspect(target: &Path, format: InspectFormat, lock: Option<&Path>) -> Result<(), Error> {
+    let inventory = crate::inspect::inspect(target, lock)?;
+    let text = match format {
+        InspectFormat::Text => crate::inspect::render::inventory_text(&inventory),
+        InspectFormat::Json => pretty_json(&inventory),
+        InspectFormat::Cyclonedx => {
+            String::from_utf8_lossy(&crate::inspect::sbom::cyclonedx(&inventory)).into_owned()
+        }
+    };
+    print_stdout(&text);
+    Ok(())
+}
+
+/// `isobuild diff OLD NEW`.
+fn diff(old: &Path, new: &Path, format: DiffFormat, exit_code: bool) -> Result<(), Error> {
+    let old_inventory = crate::inspect::inspect_contents(old)?;
+    let new_inventory = crate::inspect::inspect_contents(new)?;
+    let diff = crate::inspect::diff::diff(
+        &old_inventory,
+        &new_inventory,
+        &side_name(old, &old_inventory),
+        &side_name(new, &new_inventory),
+    );
+    let text = match format {
+        DiffFormat::Text => crate::inspect::render::diff_text(&diff),
+        DiffFormat::Markdown => crate::inspect::render::diff_markdown(&diff),
+        DiffFormat::Json => pretty_json(&diff),
+    };
+    print_stdout(&text);
+    if exit_code && !diff.is_empty() {
+        return Err(Error::Differ);
+    }
+    Ok(())
+}
+
+/// What a side of a diff is called: its product name and version when it has a
+/// `product.txt`, else its file name.
+fn side_name(path: &Path, inventory: &crate::inspect::Inventory) -> String {
+    let product = inventory.product.as_ref();
+    let field = |key: &str| product.and_then(|product| product.get(key));
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    match (field("NAME"), field("VERSION")) {
+        (Some(name), Some(version)) => format!("{name} {version} (`{file}`)"),
+        _ => format!("`{file}`"),
+    }
+}
+
+fn pretty_json(value: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("inventories always serialize");
+    text.push('\n');
+    text
 }

@@ -3,13 +3,14 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success |
-//! | 1    | the build failed: network, digest mismatch, a task failed |
+//! | 1    | the build failed: network, digest mismatch, a task failed; `diff --exit-code` found a difference |
 //! | 2    | the recipe or the command line is invalid |
 //! | 130  | interrupted (Ctrl-C) |
 
 use std::path::PathBuf;
 
 use crate::engine::JobFailure;
+use crate::inspect::InspectError;
 use crate::plan::PlanError;
 use crate::plan::lock::LockError;
 use crate::plan::resolve::ResolveError;
@@ -46,6 +47,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// `diff --exit-code` found a difference; the diff itself is the output.
+    #[error("the two differ")]
+    Differ,
     #[error("`{}` failed verification:\n  {}", target.display(), problems.join("\n  "))]
     VerifyFailed {
         target: PathBuf,
@@ -63,7 +69,8 @@ impl Error {
                 source: PlanError::Cycle(_) | PlanError::ServedRoots(_),
                 ..
             }
-            | Self::Lock(LockError::Missing { .. } | LockError::Stale { .. }) => 2,
+            | Self::Lock(LockError::Missing { .. } | LockError::Stale { .. })
+            | Self::Inspect(InspectError::NotRecognised { .. }) => 2,
             Self::Interrupted => 130,
             Self::Plan { .. }
             | Self::Resolve(_)
@@ -72,8 +79,17 @@ impl Error {
             | Self::Setup(_)
             | Self::BuildFailed(_)
             | Self::Io { .. }
+            | Self::Inspect(_)
+            | Self::Differ
             | Self::VerifyFailed { .. } => 1,
         }
+    }
+}
+
+impl Error {
+    /// Whether the exit code says it all and nothing should be printed (`diff --exit-code`).
+    pub fn is_silent(&self) -> bool {
+        matches!(self, Self::Differ)
     }
 }
 

@@ -23,7 +23,10 @@
 //! 7. [`layout`] writes the ISO's registry tree from the cache (image folders hard-linked
 //!    from it, docker-archive tarballs, the nginx rules) and checks one (`verify`); [`iso`]
 //!    makes the reproducible ISO of the tree with xorriso.
-//! 8. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//! 8. [`inspect`] reads an ISO (in-process, never mounted), a tree or a lock file into an
+//!    inventory of its images, packages and files, compares two (`diff`) and writes the
+//!    CycloneDX SBOM `build` puts beside the ISO.
+//! 9. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
 //!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input);
 //!    [`python_json`] and [`python_yaml`] write data as Python's `json` and PyYAML do, for
 //!    files whose reference a Python build made.
@@ -35,6 +38,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod inspect;
 pub mod iso;
 pub mod layout;
 pub mod plan;

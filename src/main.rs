@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     match isobuild::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_silent() => ExitCode::from(error.exit_code()),
         Err(error) => {
             #[allow(clippy::print_stderr)]
             {

@@ -500,6 +500,11 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|located| located.value)
             .unwrap_or(false);
+        let sbom = raw
+            .sbom
+            .as_ref()
+            .and_then(|located| located.value)
+            .unwrap_or(false);
         let sha256sum = match &raw.sha256sum {
             Some(Located {
                 value: Some(text),
@@ -544,6 +549,7 @@ impl Checker<'_> {
             volume_id: volume_id?,
             implant_md5,
             sha256sum: sha256sum?,
+            sbom,
         })
     }
 

@@ -69,6 +69,8 @@ pub struct IsoSettings {
     pub implant_md5: bool,
     /// Where to write the `SHA256SUM` file (absolute host path), if wanted.
     pub sha256sum: Option<PathBuf>,
+    /// Write a CycloneDX SBOM beside the ISO (`<iso>.cdx.json`).
+    pub sbom: bool,
 }
 
 /// The `images:` section.

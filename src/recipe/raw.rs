@@ -52,6 +52,8 @@ pub(super) struct RawIso {
     pub(super) implant_md5: Option<Located<bool>>,
     #[serde(default)]
     pub(super) sha256sum: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) sbom: Option<Located<bool>>,
 }
 
 /// `images:`.

@@ -205,7 +205,7 @@ recipe_error! {
     line: 5,
     column: 3,
     field: "iso.volid",
-    message: "unknown field `volid`; expected one of `output`, `root`, `volume_id`, `implant_md5`, `sha256sum`",
+    message: "unknown field `volid`; expected one of `output`, `root`, `volume_id`, `implant_md5`, `sha256sum`, `sbom`",
 }
 
 recipe_error! {
@@ -233,6 +233,15 @@ recipe_error! {
     column: 16,
     field: "iso.implant_md5",
     message: "expected `true` or `false`, found the string `yes`",
+}
+
+recipe_error! {
+    name: iso_sbom_is_a_switch,
+    yaml: format!("{HEAD}iso:\n  sbom: cyclonedx\n"),
+    line: 5,
+    column: 9,
+    field: "iso.sbom",
+    message: "expected `true` or `false`, found the string `cyclonedx`",
 }
 
 recipe_error! {
@@ -595,6 +604,7 @@ fn minimal_recipe_takes_the_defaults() {
     assert_eq!(recipe.iso.volume_id, "Tiny 0.1");
     assert!(!recipe.iso.implant_md5);
     assert_eq!(recipe.iso.sha256sum, None);
+    assert!(!recipe.iso.sbom);
     assert_eq!(recipe.images.platform.to_string(), "linux/amd64");
     assert_eq!(recipe.images.format, ImageFormat::V2s2);
     assert!(recipe.images.registry_config.is_none());

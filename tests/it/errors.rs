@@ -178,7 +178,7 @@ error_case! {
 error_case! {
     name: iso_unknown_field,
     recipe: format!("{HEAD}iso:\n  volid: DEMO\n"),
-    problems: ["recipe.yaml:5:3: iso.volid: unknown field `volid`; expected one of `output`, `root`, `volume_id`, `implant_md5`, `sha256sum`"],
+    problems: ["recipe.yaml:5:3: iso.volid: unknown field `volid`; expected one of `output`, `root`, `volume_id`, `implant_md5`, `sha256sum`, `sbom`"],
 }
 
 error_case! {
@@ -588,7 +588,7 @@ tasks:
     problems: [
         "recipe.yaml:4:8: epoch: `-1` is negative; `epoch` is seconds since 1970-01-01 UTC",
         "recipe.yaml:6:14: iso.volume_id: cannot render `{{ nope }}`: undefined value: `nope` is undefined",
-        "recipe.yaml:7:3: iso.colour: unknown field `colour`; expected one of `output`, `root`, `volume_id`, `implant_md5`, `sha256sum`",
+        "recipe.yaml:7:3: iso.colour: unknown field `colour`; expected one of `output`, `root`, `volume_id`, `implant_md5`, `sha256sum`, `sbom`",
         "recipe.yaml:9:11: images.format: unknown image format `oci-ish`; expected `v2s2` or `oci`",
         "recipe.yaml:13:15: images.list[0].digest: `sha256:123` is not a sha256 digest (expected `sha256:` and 64 lowercase hex characters)",
         "recipe.yaml:14:7: images.list[1]: image `pause:3.9` is already listed at images.list[0]",

@@ -13,6 +13,7 @@ mod faults;
 mod fetch;
 mod file_data;
 mod hostile;
+mod inspect;
 mod interrupts;
 mod iso;
 mod layout;

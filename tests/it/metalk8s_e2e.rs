@@ -222,6 +222,23 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         .success()
         .stdout_contains("37 images");
 
+    // What is in it: `inspect` lists the 37 images, and `build` wrote their SBOM beside it.
+    let inventory = test
+        .run(["inspect", "_build/metalk8s.iso", "--format", "json"])
+        .success();
+    let inventory: serde_json::Value = serde_json::from_str(&inventory.stdout).unwrap();
+    assert_eq!(inventory["images"].as_array().unwrap().len(), 37);
+    assert_eq!(inventory["product"]["NAME"], "MetalK8s");
+    let sbom: serde_json::Value =
+        serde_json::from_str(&test.read("_build/metalk8s.iso.cdx.json")).unwrap();
+    let containers = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|component| component["type"] == "container")
+        .count();
+    assert_eq!(containers, 37);
+
     // As a node: extract, serve with the generated rules, pull every image by tag.
     let extracted = test.path().join("extracted");
     extract_iso(&iso, &extracted);

@@ -24,7 +24,8 @@ const PEERS: &[Peer] = &[
     ("isomd5sum", "implantisomd5"),
     ("libarchive-tools", "bsdtar"),
     // MetalK8s' own buildchain code, run as the reference of the recipe's tree (tests/it/
-    // metalk8s_doit.rs): Debian's python3 with PyYAML, and jinja2 for salt's map.jinja.
+    // metalk8s_doit.rs): Debian's python3 with PyYAML, and jinja2 for salt's map.jinja. The
+    // SBOM test also validates with cyclonedx-python-lib in a venv (see below).
     ("python3", "/usr/bin/python3"),
     (
         "python3-yaml",
@@ -41,6 +42,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
     if !skip_install {
         install_peers(PEERS)?;
+        install_cyclonedx_validator(&root)?;
     }
     step(&root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
     step(
@@ -121,6 +123,43 @@ pub(crate) fn install_peers(peers: &[Peer]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    install_packages(&missing)
+}
+
+/// The CycloneDX validator the SBOM test runs (`tests/it/inspect.rs`): the official
+/// `cyclonedx-python-lib` from PyPI, in the venv under `target/tmp/` where the test looks for
+/// it (the test makes it itself when it is missing, so this only moves the download out of it).
+fn install_cyclonedx_validator(root: &Path) -> Result<()> {
+    let venv = root.join("target/tmp/cyclonedx-venv");
+    let works = |program: &Path, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if works(
+        &venv.join("bin/python"),
+        &["-c", "import cyclonedx.validation.json"],
+    ) {
+        return Ok(());
+    }
+    // Debian's python3 makes venvs only with python3-venv (which brings ensurepip).
+    if !works(Path::new("python3"), &["-c", "import ensurepip"]) {
+        install_packages(&["python3-venv"])?;
+    }
+    let venv_arg = venv.display().to_string();
+    step(root, "python3", &["-m", "venv", &venv_arg], &[])?;
+    let pip = venv.join("bin/pip").display().to_string();
+    step(
+        root,
+        &pip,
+        &["install", "-q", "cyclonedx-python-lib[json-validation]"],
+        &[],
+    )
+}
+
+/// `apt-get install` `packages` (once `apt-get update`).
+fn install_packages(missing: &[&str]) -> Result<()> {
     eprintln!("xtask: installing {}", missing.join(" "));
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let run_apt = |args: &[&str]| -> Result<()> {
@@ -139,7 +178,7 @@ pub(crate) fn install_peers(peers: &[Peer]) -> Result<()> {
     };
     run_apt(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    install.extend(missing.iter().copied());
+    install.extend_from_slice(missing);
     run_apt(&install)
 }
 
