@@ -66,7 +66,7 @@ impl Error {
             Self::Usage(_)
             | Self::Recipe(_)
             | Self::Plan {
-                source: PlanError::Cycle(_) | PlanError::ServedRoots(_),
+                source: PlanError::Cycle(_) | PlanError::ServedRoots(_) | PlanError::Build { .. },
                 ..
             }
             | Self::Lock(LockError::Missing { .. } | LockError::Stale { .. })

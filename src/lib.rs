@@ -26,15 +26,18 @@
 //! 8. [`inspect`] reads an ISO (in-process, never mounted), a tree or a lock file into an
 //!    inventory of its images, packages and files, compares two (`diff`) and writes the
 //!    CycloneDX SBOM `build` puts beside the ISO.
-//! 9. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
-//!    [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input);
-//!    [`python_json`] and [`python_yaml`] write data as Python's `json` and PyYAML do, for
-//!    files whose reference a Python build made.
+//! 9. [`container`] runs buildah without a daemon, in a private storage under the cache:
+//!    container tasks and image builds whose base images come from the cache.
+//! 10. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
+//!     [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input);
+//!     [`python_json`] and [`python_yaml`] write data as Python's `json` and PyYAML do, for
+//!     files whose reference a Python build made.
 //!
 //! The logic never prints: it returns values and calls the reporter.
 
 pub mod cli;
 pub mod commands;
+pub mod container;
 pub mod engine;
 pub mod error;
 pub mod fs;

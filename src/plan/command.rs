@@ -110,7 +110,7 @@ impl CommandJob {
     }
 }
 
-fn describe_status(status: std::process::ExitStatus) -> String {
+pub fn describe_status(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
@@ -123,7 +123,10 @@ fn describe_status(status: std::process::ExitStatus) -> String {
 ///
 /// Only the folder before a pattern's first wildcard is walked, so `images/salt/**` never
 /// reads the rest of the project.
-fn expand_inputs(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, TaskError> {
+pub(super) fn expand_inputs(
+    patterns: &[String],
+    base_dir: &Path,
+) -> Result<Vec<PathBuf>, TaskError> {
     let mut files = Vec::new();
     for pattern in patterns {
         let matcher = GlobBuilder::new(pattern)
@@ -154,7 +157,12 @@ fn expand_inputs(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, T
                 if !entry.file_type().is_file() {
                     continue;
                 }
-                let relative = entry.path().strip_prefix(base_dir).unwrap_or(entry.path());
+                // An absolute pattern (a `{{ vars.… }}` checkout path) matches absolute paths.
+                let relative = if Path::new(pattern).is_absolute() {
+                    entry.path()
+                } else {
+                    entry.path().strip_prefix(base_dir).unwrap_or(entry.path())
+                };
                 if whole_dir || matcher.is_match(relative) {
                     files.push(entry.path().to_owned());
                 }
@@ -195,6 +203,8 @@ mod tests {
         assert_eq!(names(&["a/*.txt"]), ["a/x.txt"]);
         assert_eq!(names(&["a"]), ["a/b/y.txt", "a/b/z.md", "a/x.txt"]);
         assert_eq!(names(&["c/w.txt", "c/w.txt"]), ["c/w.txt"]);
+        let absolute = format!("{}/a/**/*.md", dir.path().display());
+        assert_eq!(names(&[absolute.as_str()]), ["a/b/z.md"]);
         assert!(expand_inputs(&["nope/*".into()], dir.path()).is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! returned, so [`crate::engine`] only ever sees a graph that can run.
 
 mod command;
+pub mod containers;
 mod files;
 pub mod images;
 mod iso;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
+pub use command::describe_status;
 pub use task::{Task, TaskError};
 
 use crate::engine::{CycleError, JobGraph};
@@ -68,6 +70,8 @@ pub enum PlanError {
     Cycle(#[from] CycleError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error("image `{image}`: {message}")]
+    Build { image: String, message: String },
     #[error(
         "the registry rules need every image folder under one served folder, but `images.path` puts them under several: {0}"
     )]
@@ -80,12 +84,59 @@ impl Plan {
         let mut graph = DiGraph::new();
         let mut by_task_name: BTreeMap<&str, NodeIndex> = BTreeMap::new();
 
+        let inputs = options
+            .images
+            .as_ref()
+            .map(|images| image_inputs(recipe, images))
+            .unwrap_or_default();
+        // Container tasks waiting for an image: (task node, image position).
+        let mut waiting = Vec::new();
         for spec in &recipe.tasks {
-            let node = graph.add_node(Task::Command(command::CommandJob::new(
-                spec.clone(),
-                recipe.base_dir.clone(),
-                recipe.epoch,
-            )));
+            let task = match (&spec.container, &options.images) {
+                (Some(container), Some(images)) => {
+                    let position = image_position(recipe, &container.image);
+                    let input = position.and_then(|p| inputs[p].1.clone());
+                    let Some((position, input)) = position.zip(input) else {
+                        return Err(PlanError::Build {
+                            image: container.image.clone(),
+                            message: format!(
+                                "task `{}` cannot start from it: it was not resolved",
+                                spec.name
+                            ),
+                        });
+                    };
+                    if options.scope == Scope::Fetch {
+                        continue;
+                    }
+                    waiting.push((graph.node_count(), position));
+                    Task::Container(
+                        containers::ContainerJob::new(
+                            spec.clone(),
+                            container.clone(),
+                            input,
+                            container.image.clone(),
+                            recipe.base_dir.clone(),
+                            recipe.epoch,
+                            recipe.images.platform.clone(),
+                            Arc::clone(&images.services),
+                        )
+                        .with_others(
+                            recipe
+                                .tasks
+                                .iter()
+                                .filter(|other| other.name != spec.name)
+                                .flat_map(|other| other.outputs.iter().cloned())
+                                .collect(),
+                        ),
+                    )
+                }
+                _ => Task::Command(command::CommandJob::new(
+                    spec.clone(),
+                    recipe.base_dir.clone(),
+                    recipe.epoch,
+                )),
+            };
+            let node = graph.add_node(task);
             by_task_name.insert(spec.name.as_str(), node);
         }
         for spec in &recipe.tasks {
@@ -97,7 +148,14 @@ impl Plan {
         }
         let mut digests = vec![None; recipe.images.list.len()];
         if let Some(images) = &options.images {
-            digests = add_images(&mut graph, recipe, options, images, &by_task_name)?;
+            let ready;
+            (digests, ready) =
+                add_images(&mut graph, recipe, options, images, &inputs, &by_task_name)?;
+            for (task, position) in waiting {
+                for &node in &ready[position] {
+                    graph.add_edge(node, NodeIndex::new(task), ());
+                }
+            }
         }
         if options.scope == Scope::Fetch {
             return Ok(Self {
@@ -236,7 +294,8 @@ fn dot_escape(text: &str) -> String {
 }
 
 /// The data every template sees; `digests` are the manifest digests written in the ISO, by
-/// image position, when known before the run (registry images).
+/// image position, when known before the run (registry images). Only the images the ISO
+/// holds are listed.
 pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> TemplateContext {
     TemplateContext {
         name: recipe.name.clone(),
@@ -249,6 +308,9 @@ pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> Template
             .list
             .iter()
             .enumerate()
+            // Builder and base images (`ship: false`) are not in the ISO: templates that list
+            // the ISO's images (versions.json) must not see them.
+            .filter(|(_, image)| image.ship)
             .map(|(index, image)| ImageContext {
                 name: image.name.clone(),
                 tag: image.tag.clone(),
@@ -259,20 +321,67 @@ pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> Template
     }
 }
 
-/// Add the image tasks; returns the ISO manifest digest of each image when known.
+/// What a container or a build can start from, for each image of the recipe.
+fn image_inputs(
+    recipe: &Recipe,
+    images: &ImagePlan,
+) -> Vec<(crate::recipe::ImageEntry, Option<containers::ImageInput>)> {
+    use crate::reference::ImageSource;
+    use containers::ImageInput;
+    recipe
+        .images
+        .list
+        .iter()
+        .zip(&images.resolutions)
+        .map(|(entry, resolution)| {
+            let input = match (&entry.build, &entry.source, resolution) {
+                (Some(_), _, _) => Some(ImageInput::Built(containers::build_output(
+                    images.services.store.root(),
+                    &recipe.file,
+                    entry,
+                ))),
+                (None, ImageSource::Registry(_), Resolution::Resolved(image)) => {
+                    Some(ImageInput::Registry(image.clone()))
+                }
+                (None, ImageSource::Registry(_) | ImageSource::Daemon(_), _) => None,
+                (None, source, _) => Some(ImageInput::Local(source.clone())),
+            };
+            (entry.clone(), input)
+        })
+        .collect()
+}
+
+/// The position of the image a task's `image:` (`name` or `name:tag`) names.
+fn image_position(recipe: &Recipe, wanted: &str) -> Option<usize> {
+    recipe
+        .images
+        .list
+        .iter()
+        .position(|entry| entry.name == wanted || format!("{}:{}", entry.name, entry.tag) == wanted)
+}
+
+/// The ISO manifest digest of each image when known, and the nodes that make each image
+/// usable by a container or a build (its blobs, or its build).
+type AddedImages = (Vec<Option<Digest>>, Vec<Vec<NodeIndex>>);
+
+/// Add the image tasks.
 fn add_images(
     graph: &mut DiGraph<Task, ()>,
     recipe: &Recipe,
     options: &PlanOptions,
     images: &ImagePlan,
+    inputs: &[(crate::recipe::ImageEntry, Option<containers::ImageInput>)],
     by_task_name: &BTreeMap<&str, NodeIndex>,
-) -> Result<Vec<Option<Digest>>, PlanError> {
+) -> Result<AddedImages, PlanError> {
     let services = &images.services;
     let tree_root = &options.tree_root;
     let epoch = recipe.epoch.unwrap_or(0);
     let mut blob_nodes: BTreeMap<Digest, NodeIndex> = BTreeMap::new();
     let mut image_nodes = Vec::new();
     let mut digests = Vec::new();
+    let mut ready: Vec<Vec<NodeIndex>> = Vec::new();
+    // Builds and the images they use, linked once every image has its nodes.
+    let mut builds: Vec<(NodeIndex, Vec<usize>)> = Vec::new();
     for (entry, resolution) in recipe.images.list.iter().zip(&images.resolutions) {
         let mut digest = None;
         let mut blobs = Vec::new();
@@ -290,49 +399,101 @@ fn add_images(
         }
         if options.scope == Scope::Fetch {
             digests.push(None);
+            ready.push(Vec::new());
             continue;
         }
-        let node = match resolution {
-            Resolution::Resolved(image) => {
-                let manifest = images::iso_manifest(image, recipe.images.format, &entry.name)?;
-                digest = Some(Digest::of(&manifest));
-                let node = graph.add_node(Task::ImageDir(images::ImageDirJob::new(
-                    entry,
-                    tree_root,
-                    manifest,
-                    image,
-                    Arc::clone(services),
-                )));
-                if let Some(archive) = &entry.archive {
-                    let archive = graph.add_node(Task::Archive(images::ArchiveJob::new(
-                        entry,
-                        archive,
-                        tree_root,
-                        image,
+        let mut build_node = None;
+        if let Some(build) = &entry.build {
+            let output = containers::build_output(services.store.root(), &recipe.file, entry);
+            let (job, used) = containers::BuildJob::new(
+                entry,
+                build,
+                inputs,
+                output.clone(),
+                epoch,
+                recipe.images.platform.clone(),
+                Arc::clone(services),
+                recipe.base_dir.clone(),
+            )?;
+            let products = recipe
+                .tasks
+                .iter()
+                .flat_map(|t| t.outputs.clone())
+                .collect();
+            let node = graph.add_node(Task::Build(job.with_products(products)));
+            for before in &entry.after {
+                if let Some(&task) = by_task_name.get(before.as_str()) {
+                    graph.add_edge(task, node, ());
+                }
+            }
+            builds.push((node, used));
+            build_node = Some(node);
+        }
+        ready.push(build_node.map_or_else(|| blobs.clone(), |node| vec![node]));
+        if !entry.ship {
+            digests.push(None);
+            continue;
+        }
+        let node =
+            match resolution {
+                _ if build_node.is_some() => {
+                    let mut built = entry.clone();
+                    built.source = crate::reference::ImageSource::OciArchive(
+                        containers::build_output(services.store.root(), &recipe.file, entry),
+                    );
+                    graph.add_node(Task::LocalImage(images::LocalImageJob::new(
+                        built,
+                        tree_root.clone(),
+                        recipe.base_dir.clone(),
+                        recipe.images.platform.clone(),
+                        recipe.images.format,
                         epoch,
                         Arc::clone(services),
-                    )));
-                    for &blob in &blobs {
-                        graph.add_edge(blob, archive, ());
-                    }
+                    )))
                 }
-                node
-            }
-            Resolution::Local => graph.add_node(Task::LocalImage(images::LocalImageJob::new(
-                entry.clone(),
-                tree_root.clone(),
-                recipe.base_dir.clone(),
-                recipe.images.platform.clone(),
-                recipe.images.format,
-                epoch,
-                Arc::clone(services),
-            ))),
-            Resolution::Failed(_) => {
-                graph.add_node(Task::Unresolved(format!("{}:{}", entry.name, entry.tag)))
-            }
-        };
+                Resolution::Resolved(image) => {
+                    let manifest = images::iso_manifest(image, recipe.images.format, &entry.name)?;
+                    digest = Some(Digest::of(&manifest));
+                    let node = graph.add_node(Task::ImageDir(images::ImageDirJob::new(
+                        entry,
+                        tree_root,
+                        manifest,
+                        image,
+                        Arc::clone(services),
+                    )));
+                    if let Some(archive) = &entry.archive {
+                        let archive = graph.add_node(Task::Archive(images::ArchiveJob::new(
+                            entry,
+                            archive,
+                            tree_root,
+                            image,
+                            epoch,
+                            Arc::clone(services),
+                        )));
+                        for &blob in &blobs {
+                            graph.add_edge(blob, archive, ());
+                        }
+                    }
+                    node
+                }
+                Resolution::Local => graph.add_node(Task::LocalImage(images::LocalImageJob::new(
+                    entry.clone(),
+                    tree_root.clone(),
+                    recipe.base_dir.clone(),
+                    recipe.images.platform.clone(),
+                    recipe.images.format,
+                    epoch,
+                    Arc::clone(services),
+                ))),
+                Resolution::Failed(_) => {
+                    graph.add_node(Task::Unresolved(format!("{}:{}", entry.name, entry.tag)))
+                }
+            };
         for &blob in &blobs {
             graph.add_edge(blob, node, ());
+        }
+        if let Some(build) = build_node {
+            graph.add_edge(build, node, ());
         }
         for before in &entry.after {
             if let Some(&task) = by_task_name.get(before.as_str()) {
@@ -342,10 +503,23 @@ fn add_images(
         image_nodes.push(node);
         digests.push(digest);
     }
+    for (build, used) in builds {
+        for position in used {
+            for &node in &ready[position] {
+                graph.add_edge(node, build, ());
+            }
+        }
+    }
     if options.scope == Scope::Tree
         && let Some(config) = &recipe.images.registry_config
     {
-        let paths: Vec<_> = recipe.images.list.iter().map(|entry| &entry.path).collect();
+        let paths: Vec<_> = recipe
+            .images
+            .list
+            .iter()
+            .filter(|entry| entry.ship)
+            .map(|entry| &entry.path)
+            .collect();
         if images::served_root(&paths).is_none() {
             let shown: BTreeSet<String> = paths.iter().map(ToString::to_string).collect();
             return Err(PlanError::ServedRoots(
@@ -356,6 +530,7 @@ fn add_images(
             .images
             .list
             .iter()
+            .filter(|entry| entry.ship)
             .map(|entry| (entry.name.clone(), entry.tag.clone(), entry.path.clone()))
             .collect();
         let node = graph.add_node(Task::RegistryConfig(images::RegistryConfigJob::new(
@@ -367,5 +542,5 @@ fn add_images(
             graph.add_edge(image, node, ());
         }
     }
-    Ok(digests)
+    Ok((digests, ready))
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::engine::{BoxFuture, Fingerprint, Job, JobOutput, Resource};
 
 use super::command::CommandJob;
+use super::containers::{BuildJob, ContainerJob};
 use super::files::{CopyJob, TemplateJob};
 use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
@@ -20,6 +21,10 @@ pub enum Task {
     Template(TemplateJob),
     /// Run a command of the recipe's `tasks:`.
     Command(CommandJob),
+    /// Run a `tasks:` command in a container.
+    Container(ContainerJob),
+    /// Build an image with buildah.
+    Build(BuildJob),
     /// Make the ISO from the finished tree.
     Iso(IsoJob),
     /// Fetch one blob into the cache.
@@ -89,6 +94,18 @@ pub enum TaskError {
     Unresolved(String),
     #[error("the command succeeded but did not write its declared output `{}`", path.display())]
     OutputMissing { path: PathBuf },
+    #[error(transparent)]
+    Buildah(#[from] crate::container::ContainerError),
+    #[error("image `{image}`: {source}")]
+    Container {
+        image: String,
+        #[source]
+        source: crate::container::ContainerError,
+    },
+    #[error("task `{task}` wrote files it does not declare in `outputs` (removed): {paths}")]
+    UndeclaredOutputs { task: String, paths: String },
+    #[error("image `{image}`: buildah ignored a build argument: {warning}")]
+    UnusedBuildArgs { image: String, warning: String },
 }
 
 fn stderr_tail(stderr: &str) -> String {
@@ -116,7 +133,12 @@ impl Task {
             Self::Archive(job) => job.claim(claim),
             Self::LocalImage(job) => job.claim(claim),
             Self::RegistryConfig(job) => job.claim(claim),
-            Self::Command(_) | Self::Iso(_) | Self::Blob(_) | Self::Unresolved(_) => {}
+            Self::Command(_)
+            | Self::Container(_)
+            | Self::Build(_)
+            | Self::Iso(_)
+            | Self::Blob(_)
+            | Self::Unresolved(_) => {}
         }
     }
 }
@@ -134,6 +156,8 @@ impl Job for Task {
             Self::Copy(job) => job.name(),
             Self::Template(job) => job.name(),
             Self::Command(job) => job.name(),
+            Self::Container(job) => job.name(),
+            Self::Build(job) => job.name(),
             Self::Iso(job) => job.name(),
             Self::Blob(job) => job.name(),
             Self::ImageDir(job) => job.name(),
@@ -149,6 +173,8 @@ impl Job for Task {
             Self::Copy(_) => "copy",
             Self::Template(_) => "template",
             Self::Command(_) => "command",
+            Self::Container(_) => "container",
+            Self::Build(_) => "image-build",
             Self::Iso(_) => "iso",
             Self::Blob(_) => "pull-blob",
             Self::ImageDir(_) => "image-folder",
@@ -171,6 +197,8 @@ impl Job for Task {
             Self::Copy(job) => Box::pin(job.fingerprint()),
             Self::Template(job) => Box::pin(job.fingerprint()),
             Self::Command(job) => Box::pin(job.fingerprint()),
+            Self::Container(job) => Box::pin(job.fingerprint()),
+            Self::Build(job) => Box::pin(job.fingerprint()),
             Self::Iso(job) => Box::pin(job.fingerprint()),
             Self::LocalImage(job) => Box::pin(job.fingerprint()),
             Self::Blob(job) => ready(Ok(job.fingerprint())),
@@ -186,6 +214,8 @@ impl Job for Task {
             Self::Copy(job) => job.missing_output(),
             Self::Template(job) => job.missing_output(),
             Self::Command(job) => job.missing_output(),
+            Self::Container(job) => job.missing_output(),
+            Self::Build(job) => job.missing_output(),
             Self::Iso(job) => job.missing_output(),
             Self::Blob(job) => job.missing_output(),
             Self::ImageDir(job) => job.missing_output(),
@@ -201,6 +231,8 @@ impl Job for Task {
             Self::Copy(job) => Box::pin(job.run()),
             Self::Template(job) => Box::pin(job.run()),
             Self::Command(job) => Box::pin(job.run()),
+            Self::Container(job) => Box::pin(job.run()),
+            Self::Build(job) => Box::pin(job.run()),
             Self::Iso(job) => Box::pin(job.run()),
             Self::Blob(job) => Box::pin(job.run()),
             Self::ImageDir(job) => Box::pin(job.run()),

@@ -7,6 +7,8 @@
 //! Cross-references (`after:`, task cycles, sources made by tasks) are checked last, once
 //! every section has been read.
 
+mod containers;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
@@ -385,6 +387,7 @@ impl Checker<'_> {
         for refs in image_after.iter().chain(&file_after).chain(&task_after) {
             self.known_tasks(refs, &task_names);
         }
+        self.container_images(raw.tasks.as_ref(), images.as_ref());
         self.cycles(&tasks, &task_after);
         self.file_sources(&files, &tasks);
         if let Some(iso) = &iso {
@@ -773,18 +776,25 @@ impl Checker<'_> {
                     None
                 }
             });
-        let source = self
-            .required_text(raw.reference.as_ref(), at, "ref")
-            .and_then(|(text, ref_at)| {
-                let rendered = self.render(text, ref_at)?;
-                match ImageSource::parse(&rendered) {
-                    Ok(source) => Some((self.resolve_source(source), rendered)),
-                    Err(error) => {
-                        self.problems.add(ref_at, error.to_string());
-                        None
+        let build = self.image_build(raw, at);
+        let source = if raw.build.is_some() {
+            // Where the build's archive goes is the plan's choice (under the cache).
+            build
+                .as_ref()
+                .map(|_| (ImageSource::OciArchive(PathBuf::new()), "build".to_owned()))
+        } else {
+            self.required_text(raw.reference.as_ref(), at, "ref")
+                .and_then(|(text, ref_at)| {
+                    let rendered = self.render(text, ref_at)?;
+                    match ImageSource::parse(&rendered) {
+                        Ok(source) => Some((self.resolve_source(source), rendered)),
+                        Err(error) => {
+                            self.problems.add(ref_at, error.to_string());
+                            None
+                        }
                     }
-                }
-            });
+                })
+        };
         let tag = match &raw.tag {
             Some(located) => located
                 .value
@@ -890,6 +900,10 @@ impl Checker<'_> {
         }
         seen.paths.insert(path.clone(), at.field.clone());
         let after = AfterRefs::of(raw.after.as_ref()).names();
+        let ship = raw
+            .ship
+            .as_ref()
+            .map_or(Some(true), |located| located.value);
         Some(ImageEntry {
             name,
             tag,
@@ -899,6 +913,8 @@ impl Checker<'_> {
             archive,
             path,
             after,
+            build: build?,
+            ship: ship?,
         })
     }
 
@@ -1202,6 +1218,7 @@ impl Checker<'_> {
         });
         let env = self.env_field(raw.env.as_ref());
         let after = AfterRefs::of(raw.after.as_ref()).names();
+        let container = self.container_spec(raw, at);
         Some(CommandTask {
             name: name?,
             run: run?,
@@ -1209,6 +1226,7 @@ impl Checker<'_> {
             outputs: outputs?,
             env: env?,
             after,
+            container: container?,
         })
     }
 

@@ -199,6 +199,46 @@ pub struct ImageEntry {
     pub path: IsoPath,
     /// Names of `tasks:` that must finish first.
     pub after: Vec<String>,
+    /// Built by buildah instead of read from `source` (which is then where the build goes).
+    pub build: Option<ImageBuild>,
+    /// Written in the ISO tree; `false` for builder and base images only.
+    pub ship: bool,
+}
+
+/// `images.list[].build`: an image built by buildah from a Containerfile. Its external
+/// `FROM` images must be images of the recipe: isobuild hands them to buildah from its cache.
+#[derive(Debug, Clone)]
+pub struct ImageBuild {
+    /// The context folder, absolute; every file in it is part of the build's key.
+    pub context: PathBuf,
+    /// Absolute; defaults to `Containerfile`, else `Dockerfile`, in the context.
+    pub containerfile: PathBuf,
+    /// `--build-arg`s, rendered; one the Containerfile does not declare is an error.
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    /// Let `RUN` steps reach the network (package installs); off by default.
+    pub network: bool,
+}
+
+/// The container a `tasks:` entry runs in.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// `name` or `name:tag` of an `images.list` entry.
+    pub image: String,
+    pub network: bool,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub mounts: Vec<MountSpec>,
+}
+
+/// A host folder or file seen in the container; writable only when it holds one of the
+/// task's declared outputs.
+#[derive(Debug, Clone)]
+pub struct MountSpec {
+    /// Absolute host path.
+    pub src: PathBuf,
+    /// Absolute path in the container.
+    pub dest: String,
 }
 
 /// One entry of `files:`: a file or directory copied (or a file rendered) into the ISO tree.
@@ -267,6 +307,8 @@ pub struct CommandTask {
     pub outputs: Vec<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub after: Vec<String>,
+    /// Run in a container instead of on the host.
+    pub container: Option<ContainerSpec>,
 }
 
 /// Read and validate the recipe at `path`, with `--set KEY=VALUE` overrides for `vars`.

@@ -106,6 +106,38 @@ pub(super) struct RawImage {
     pub(super) archive: Option<Located<String>>,
     #[serde(default)]
     pub(super) after: Option<Located<Vec<Located<String>>>>,
+    /// Built by buildah instead of pulled (in place of `ref`).
+    #[serde(default)]
+    pub(super) build: Option<Located<RawBuild>>,
+    /// `false`: only for container tasks and builds, not written in the ISO tree.
+    #[serde(default)]
+    pub(super) ship: Option<Located<bool>>,
+}
+
+/// `images.list[].build:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuild {
+    #[serde(default)]
+    pub(super) context: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) containerfile: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) args: Option<Located<Entries<String>>>,
+    #[serde(default)]
+    pub(super) target: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) network: Option<Located<bool>>,
+}
+
+/// One entry of `tasks[].mounts:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMount {
+    #[serde(default)]
+    pub(super) src: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) dest: Option<Located<String>>,
 }
 
 /// One entry of `files:`.
@@ -154,4 +186,15 @@ pub(super) struct RawTask {
     pub(super) env: Option<Located<Entries<String>>>,
     #[serde(default)]
     pub(super) after: Option<Located<Vec<Located<String>>>>,
+    /// Run in a container of this image (an `images.list` name) instead of on the host.
+    #[serde(default)]
+    pub(super) image: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) network: Option<Located<bool>>,
+    #[serde(default)]
+    pub(super) workdir: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) user: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) mounts: Option<Located<Vec<Located<RawMount>>>>,
 }

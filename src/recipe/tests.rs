@@ -971,3 +971,75 @@ fn data_is_structured_and_anchors_reuse_it() {
         "no data: null"
     );
 }
+
+// ---- container tasks and image builds ------------------------------------------------------
+
+recipe_error! {
+    name: container_keys_need_an_image,
+    yaml: format!("{HEAD}tasks:\n  - {{ name: t, run: [ls], network: true }}\n"),
+    line: 5,
+    column: 5,
+    field: "tasks[0].network",
+    message: "`network` is only for a task that runs in a container (`image:`)",
+}
+
+recipe_error! {
+    name: a_task_image_must_be_in_the_list,
+    yaml: format!("{HEAD}images:\n  list:\n    - {{ name: base, ref: 'r.example/base:1' }}\ntasks:\n  - {{ name: t, run: [ls], image: nope }}\n"),
+    line: 8,
+    column: 34,
+    field: "tasks[0].image",
+    message: "no image `nope` in `images.list` (images are `base:1`)",
+}
+
+recipe_error! {
+    name: an_image_has_a_ref_or_a_build,
+    yaml: format!("{HEAD}images:\n  list:\n    - {{ name: app, tag: '1', ref: 'r.example/app:1', build: {{ context: . }} }}\n"),
+    line: 6,
+    column: 35,
+    field: "images.list[0].ref",
+    message: "an image has either `ref` (pulled or read) or `build` (built), not both",
+}
+
+recipe_error! {
+    name: mounts_go_to_absolute_container_paths,
+    yaml: format!("{HEAD}images:\n  list:\n    - {{ name: base, ref: 'r.example/base:1' }}\ntasks:\n  - {{ name: t, run: [ls], image: base, mounts: [{{ src: ., dest: in }}] }}\n"),
+    line: 8,
+    column: 65,
+    field: "tasks[0].mounts[0].dest",
+    message: "`in` is not an absolute path in the container (no `..`)",
+}
+
+#[test]
+fn a_build_and_a_container_task_load() {
+    let project = Project::new().file("app/Containerfile", "FROM scratch\n");
+    let recipe = project.load(&format!(
+        "{HEAD}images:\n  list:\n    - {{ name: base, ref: 'r.example/base:1', ship: false }}\n    \
+         - {{ name: app, tag: '1', build: {{ context: app, args: {{ A: '{{{{ version }}}}' }}, network: true }} }}\n\
+         tasks:\n  - name: t\n    image: app:1\n    run: [sh]\n    outputs: [out/x]\n    \
+         mounts: [{{ src: out, dest: /out }}]\n    workdir: /w\n    user: '1:1'\n"
+    ));
+    let [base, app] = &recipe.images.list[..] else {
+        panic!("two images")
+    };
+    assert!(!base.ship && base.build.is_none());
+    let build = app.build.as_ref().unwrap();
+    assert_eq!(
+        build.containerfile,
+        project.path().join("app/Containerfile")
+    );
+    assert_eq!(build.args["A"], "1.0.0");
+    assert!(build.network && app.ship);
+    let container = recipe.tasks[0].container.as_ref().unwrap();
+    assert_eq!(container.image, "app:1");
+    assert_eq!(container.mounts[0].src, project.path().join("out"));
+    assert_eq!(container.mounts[0].dest, "/out");
+    assert_eq!(
+        (
+            container.workdir.as_deref(),
+            container.user.as_deref(),
+            container.network
+        ),
+        (Some("/w"), Some("1:1"), false)
+    );
+}

@@ -279,7 +279,7 @@ error_case! {
 error_case! {
     name: image_unknown_field,
     recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      digets: sha256:0\n"),
-    problems: ["recipe.yaml:8:7: images.list[0].digets: unknown field `digets`; expected one of `name`, `ref`, `tag`, `digest`, `image_id`, `archive`, `after`"],
+    problems: ["recipe.yaml:8:7: images.list[0].digets: unknown field `digets`; expected one of `name`, `ref`, `tag`, `digest`, `image_id`, `archive`, `after`, `build`, `ship`"],
 }
 
 error_case! {

@@ -8,6 +8,7 @@ mod harness;
 
 mod build;
 mod cli;
+mod containers;
 mod errors;
 mod faults;
 mod fetch;

@@ -72,11 +72,23 @@ fn metalk8s_recipe_loads_with_the_iso_settings_of_metalk8s() {
         vars,
         [
             ("build_host", "isobuild"),
+            ("containerd_release", "2"),
+            ("containerd_version", "1.6.35"),
+            ("etcd_version", "3.5.15"),
             ("git", ""),
+            ("keepalived_version", "2.3.1"),
+            ("kubernetes_short_version", "1.29"),
             ("kubernetes_version", "1.29.8"),
             ("metalk8s_src", checkout.as_str()),
+            ("nodejs_image_version", "16.14.0"),
+            ("nonsuffixed_version", "129.0.0"),
+            (
+                "rocky_base_image_sha256",
+                "c464612ef7e3d54d658c3eaa4778b5cdc990ec7a4d9ab63b0f00c9994c6ce980"
+            ),
             ("salt_version", "3002.9"),
             ("short_version", "129.0"),
+            ("sosreport_release", "2"),
         ]
     );
     assert_eq!(recipe.iso.output, recipes.join("_build/metalk8s.iso"));
@@ -104,7 +116,14 @@ fn metalk8s_recipe_loads_with_the_iso_settings_of_metalk8s() {
 #[test]
 fn metalk8s_recipe_lists_37_images_with_their_pins() {
     let recipe = load(&[]);
-    let list = &recipe.images.list;
+    let list: Vec<_> = recipe
+        .images
+        .list
+        .iter()
+        .filter(|i| i.ship)
+        .cloned()
+        .collect();
+    let list = &list;
     assert_eq!(list.len(), 37);
     let by_name = |name: &str| list.iter().find(|image| image.name == name).unwrap();
 
@@ -166,16 +185,10 @@ fn metalk8s_recipe_lists_37_images_with_their_pins() {
         ]
     );
 
-    // 7 built from the checkout into OCI archives, each after its own build task.
-    let archives_dir = project_dir().join("recipes/_build/images");
+    // 7 built from the checkout, with no pin.
     for name in LOCAL {
         let image = by_name(name);
-        assert_eq!(
-            image.source,
-            ImageSource::OciArchive(archives_dir.join(format!("{name}.tar"))),
-            "{name}"
-        );
-        assert_eq!(image.after, [format!("build-{name}")], "{name}");
+        assert!(image.build.is_some(), "{name}");
         assert_eq!(image.digest, None, "{name}");
         let tag = if name == "salt-master" {
             "3002.9-1"
@@ -186,68 +199,153 @@ fn metalk8s_recipe_lists_37_images_with_their_pins() {
     }
 }
 
+/// Build arguments and contexts as MetalK8s' buildchain/buildchain/image.py and builder.py
+/// give them (BUILD_DATE from the epoch, VCS_REF from `git`).
 #[test]
-fn metalk8s_recipe_builds_local_images_with_buildah_in_the_checkout() {
-    let recipe = load(&[]);
+fn metalk8s_recipe_builds_images_with_the_args_of_image_py() {
+    let recipe = load(&[("git", "129.0.0-dev-0-gabc")]);
     let checkout = fixture_checkout();
-    let archives_dir = project_dir().join("recipes/_build/images");
-    let names: Vec<&str> = recipe.tasks.iter().map(|task| task.name.as_str()).collect();
-    let mut expected = vec!["images-dir".to_owned()];
-    expected.extend(LOCAL.iter().map(|name| format!("build-{name}")));
-    assert_eq!(names, expected);
-    for name in LOCAL {
-        let task = recipe
-            .tasks
-            .iter()
-            .find(|task| task.name == format!("build-{name}"))
-            .unwrap();
-        let folder = match name {
-            "metalk8s-operator" => checkout.join("operator"),
-            "storage-operator" => checkout.join("storage-operator"),
-            _ => checkout.join("images").join(name),
-        };
-        let folder = folder.display().to_string();
-        let run = &task.run;
-        assert_eq!(
-            run[..4],
-            ["buildah", "build", "--format", "docker"],
-            "{name}"
-        );
-        // `-f DOCKERFILE -t oci-archive:ARCHIVE CONTEXT` close the command.
-        assert_eq!(
-            run[run.len() - 5..],
-            [
-                "-f".to_owned(),
-                format!("{folder}/Dockerfile"),
-                "-t".to_owned(),
-                format!("oci-archive:_build/images/{name}.tar"),
-                folder.clone(),
+    let alpine = "docker.io/library/alpine@sha256:b89d9c93e9ed3597455c90a0b88a8bbb5cb7188438f70953fede212a0c4394e0";
+    let rocky = "c464612ef7e3d54d658c3eaa4778b5cdc990ec7a4d9ab63b0f00c9994c6ce980";
+    let date = "2024-09-01T00:00:00Z";
+    let vcs = "129.0.0-dev-0-gabc";
+    let v = "129.0.0-dev";
+    let expected: [(&str, &[(&str, &str)]); 12] = [
+        ("metalk8s-alert-logger", &[("BASE_IMAGE", alpine)]),
+        (
+            "metalk8s-keepalived",
+            &[
+                ("BASE_IMAGE", alpine),
+                ("BUILD_DATE", date),
+                ("KEEPALIVED_VERSION", "2.3.1"),
+                ("METALK8S_VERSION", v),
+                ("VCS_REF", vcs),
+                ("VERSION", v),
             ],
-            "{name}"
-        );
+        ),
+        (
+            "salt-master",
+            &[
+                ("BASE_IMAGE", "docker.io/rockylinux"),
+                ("BASE_IMAGE_SHA256", rocky),
+                ("SALT_VERSION", "3002.9"),
+            ],
+        ),
+        ("metalk8s-ui", &[("NGINX_IMAGE_VERSION", "1.27.0-alpine")]),
+        (
+            "metalk8s-utils",
+            &[
+                ("BASE_IMAGE", "docker.io/rockylinux"),
+                ("BASE_IMAGE_SHA256", rocky),
+                ("BUILD_DATE", date),
+                ("ETCD_VERSION", "v3.5.15"),
+                ("K8S_SHORT_VERSION", "1.29"),
+                ("K8S_VERSION", "1.29.8"),
+                ("METALK8S_VERSION", v),
+                ("SALT_VERSION", "3002.9"),
+                ("VCS_REF", vcs),
+            ],
+        ),
+        (
+            "metalk8s-operator",
+            &[
+                ("BUILD_DATE", date),
+                ("METALK8S_VERSION", v),
+                ("VCS_REF", vcs),
+                ("VERSION", v),
+            ],
+        ),
+        (
+            "storage-operator",
+            &[
+                ("BUILD_DATE", date),
+                ("METALK8S_VERSION", v),
+                ("VCS_REF", vcs),
+                ("VERSION", v),
+            ],
+        ),
+        (
+            "metalk8s-redhat-8-rpm-builder",
+            &[("K8S_SHORT_VERSION", "1.29"), ("SALT_VERSION", "3002.9")],
+        ),
+        ("metalk8s-doc-builder", &[]),
+        ("metalk8s-ui-builder", &[("NODE_IMAGE_VERSION", "16.14.0")]),
+        (
+            "metalk8s-shell-ui-builder",
+            &[("NODE_IMAGE_VERSION", "16.14.0")],
+        ),
+        ("metalk8s-alert-tree-builder", &[]),
+    ];
+    let built: Vec<&str> = recipe
+        .images
+        .list
+        .iter()
+        .filter(|image| image.build.is_some())
+        .map(|image| image.name.as_str())
+        .collect();
+    assert_eq!(built, expected.map(|(name, _)| name));
+    for (name, args) in expected {
+        let image = recipe.images.list.iter().find(|i| i.name == name).unwrap();
+        let build = image.build.as_ref().unwrap();
+        let got: Vec<(&str, &str)> = build
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, args, "{name}");
         assert!(
-            run.windows(2)
-                .any(|pair| pair == ["--timestamp", "1725148800"]),
-            "{name}: {run:?}"
+            build.containerfile.is_file(),
+            "{name}: {:?}",
+            build.containerfile
         );
-        assert!(
-            Path::new(&format!("{folder}/Dockerfile")).is_file(),
-            "{name}: the fixture has no Dockerfile at {folder}"
-        );
-        assert_eq!(task.inputs, [folder], "{name}");
-        assert_eq!(task.outputs, [archives_dir.join(format!("{name}.tar"))]);
-        assert_eq!(task.after, ["images-dir"], "{name}");
+        assert_eq!(image.ship, !name.ends_with("-builder"), "{name}");
     }
-    let salt_master = recipe
+    let context = |name: &str| {
+        let image = recipe.images.list.iter().find(|i| i.name == name).unwrap();
+        image.build.as_ref().unwrap().context.clone()
+    };
+    assert_eq!(context("salt-master"), checkout.join("images/salt-master"));
+    assert_eq!(context("metalk8s-operator"), checkout.join("operator"));
+    assert_eq!(
+        context("metalk8s-ui"),
+        project_dir().join("recipes/_build/metalk8s-ui-context")
+    );
+    assert_eq!(
+        context("metalk8s-shell-ui-builder"),
+        checkout.join("shell-ui")
+    );
+    // doit's docker-run steps, each in its builder.
+    let tasks: Vec<(&str, Option<&str>, bool)> = recipe
         .tasks
         .iter()
-        .find(|task| task.name == "build-salt-master")
-        .unwrap();
-    assert!(
-        salt_master
-            .run
-            .windows(2)
-            .any(|pair| pair == ["--build-arg", "SALT_VERSION=3002.9"])
+        .map(|task| {
+            let container = task.container.as_ref();
+            (
+                task.name.as_str(),
+                container.map(|c| c.image.as_str()),
+                container.is_some_and(|c| c.network),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("docs", Some("metalk8s-doc-builder"), true),
+            ("ui", Some("metalk8s-ui-builder"), false),
+            ("shell-ui", Some("metalk8s-shell-ui-builder"), false),
+            ("metalk8s-ui-context", None, false),
+            ("alert-tree", Some("metalk8s-alert-tree-builder"), false),
+            (
+                "rpm-containerd",
+                Some("metalk8s-redhat-8-rpm-builder"),
+                true
+            ),
+            (
+                "rpm-metalk8s-sosreport",
+                Some("metalk8s-redhat-8-rpm-builder"),
+                true
+            ),
+        ]
     );
 }
 
@@ -337,6 +435,11 @@ fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
                 "<recipes>/metalk8s/theme-configmap.yaml.j2",
                 "salt/metalk8s/addons/dex/deployed/theme-configmap.sls"
             ),
+            pair(
+                "<recipes>/_build/alert-tree/prometheus_rule.yaml",
+                "salt/metalk8s/addons/alert-tree/files/prometheus_rule.yaml"
+            ),
+            pair("<checkout>/docs/_build/html", "documentation"),
         ]
     );
     // doit's TemplateFile keeps each source's mode: no entry forces one.

@@ -1,8 +1,9 @@
 //! `recipes/metalk8s.yaml` end to end, offline: generated stand-ins for the 30 pulled images
-//! pushed to a local docker-registry under their upstream repository paths and reached with
-//! `--mirror`, the 7 local images as OCI archives written by a stand-in `buildah`, the
-//! fixture MetalK8s checkout; the ISO is built, verified, extracted and served by nginx to
-//! skopeo as a MetalK8s node would.
+//! and the bases of the builds pushed to a local docker-registry under their upstream
+//! repository paths and reached with `--mirror` (the builders' bases are busybox images, so
+//! that their commands run), the 7 local images and the 5 builders built by real buildah from
+//! the fixture MetalK8s checkout, doit's docker-run steps run in those builders; the ISO is
+//! built, verified, extracted and served by nginx to skopeo as a MetalK8s node would.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,11 @@ use isobuild::reference::{Digest, ImageSource};
 
 use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
-use crate::harness::{Test, extract_iso, tar_file};
+use crate::harness::{Test, extract_iso};
 
-pub(crate) const UPSTREAMS: [&str; 5] = [
+pub(crate) const UPSTREAMS: [&str; 6] = [
     "docker.io",
+    "gcr.io",
     "registry.k8s.io",
     "ghcr.io",
     "quay.io",
@@ -25,7 +27,7 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fixture() -> PathBuf {
+pub(crate) fn fixture() -> PathBuf {
     repo_root().join("tests/fixtures/metalk8s-src")
 }
 
@@ -42,63 +44,6 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// `image` as an OCI archive (what `buildah build -t oci-archive:…` writes), tagged `tag`.
-pub(crate) fn oci_archive(image: &Image, tag: &str) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    tar_file(
-        &mut builder,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    );
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": image.media_type,
-            "digest": image.digest.to_string(),
-            "size": image.manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": tag },
-        }],
-    });
-    tar_file(
-        &mut builder,
-        "index.json",
-        &serde_json::to_vec(&index).unwrap(),
-    );
-    tar_file(
-        &mut builder,
-        &format!("blobs/sha256/{}", image.digest.hex()),
-        &image.manifest,
-    );
-    tar_file(
-        &mut builder,
-        &format!("blobs/sha256/{}", image.config_digest.hex()),
-        &image.config,
-    );
-    for layer in &image.layers {
-        tar_file(
-            &mut builder,
-            &format!("blobs/sha256/{}", layer.digest.hex()),
-            &layer.bytes(),
-        );
-    }
-    builder.into_inner().unwrap()
-}
-
-/// A stand-in for `buildah build … -t oci-archive:PATH …`: copies the archive generated for
-/// PATH's file name from `$ISOBUILD_TEST_ARCHIVES`.
-pub(crate) const FAKE_BUILDAH: &str = r#"#!/bin/sh
-set -eu
-target=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -t) shift; target="$1" ;;
-  esac
-  shift
-done
-path="${target#oci-archive:}"
-cp "$ISOBUILD_TEST_ARCHIVES/$(basename "$path")" "$path"
-"#;
-
 #[test]
 fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     let registry = Registry::start();
@@ -114,12 +59,16 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         test.path().join("metalk8s.yaml"),
     )
     .unwrap();
+    // A copy: the docs step writes in the checkout (its docs/_build), as doit's does.
+    let checkout = test.path().join("checkout");
+    copy_tree(&fixture(), &checkout);
     let overrides: BTreeMap<String, String> =
-        [("metalk8s_src".to_owned(), fixture().display().to_string())]
+        [("metalk8s_src".to_owned(), checkout.display().to_string())]
             .into_iter()
             .collect();
     let recipe = isobuild::recipe::load(&test.path().join("metalk8s.yaml"), &overrides).unwrap();
-    assert_eq!(recipe.images.list.len(), 37);
+    let shipped: Vec<_> = recipe.images.list.iter().filter(|i| i.ship).collect();
+    assert_eq!(shipped.len(), 37);
 
     // Stand-ins: three shared bases (as alpine, distroless and rockylinux are shared
     // upstream), a layer of each image's own, some multi-arch indexes, both manifest formats.
@@ -128,8 +77,6 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         Layer::generate(901, 1, 16 * 1024),
         Layer::generate(902, 3, 4 * 1024),
     ];
-    let archives = test.path().join("archives");
-    fs_err::create_dir_all(&archives).unwrap();
     let seed = |i: usize| 1000 + u64::try_from(i).unwrap();
     for (i, entry) in recipe.images.list.iter().enumerate() {
         let format = if i % 2 == 0 {
@@ -139,6 +86,20 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         };
         let layers = vec![bases[i % 3].clone(), Layer::generate(seed(i), 1, 2 * 1024)];
         match &entry.source {
+            // The builders' bases: something to run commands in.
+            ImageSource::Registry(reference)
+                if [
+                    "rockylinux:8.5",
+                    "ubuntu:20.04",
+                    "node:16.14.0",
+                    "python:3.6-slim",
+                ]
+                .contains(&format!("{}:{}", entry.name, entry.tag).as_str()) =>
+            {
+                let repository = format!("{}/{}", reference.registry, reference.repository);
+                let image = crate::containers::busybox_image(&entry.name);
+                pusher.push_image(&repository, reference.tag.as_deref(), &image);
+            }
             ImageSource::Registry(reference) => {
                 let repository = format!("{}/{}", reference.registry, reference.repository);
                 let tag = reference.tag.as_deref().unwrap();
@@ -157,31 +118,10 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
                     pusher.push_image(&repository, Some(tag), &Image::new(format, "amd64", layers));
                 }
             }
-            ImageSource::OciArchive(path) => {
-                let image = Image::new(Format::Docker, "amd64", layers);
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                fs_err::write(archives.join(name), oci_archive(&image, &entry.tag)).unwrap();
-            }
+            ImageSource::OciArchive(_) if entry.build.is_some() => {}
             other => panic!("unexpected source {other}"),
         }
     }
-    let bin = test.path().join("bin");
-    fs_err::create_dir_all(&bin).unwrap();
-    test.write("bin/buildah", FAKE_BUILDAH);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs_err::set_permissions(bin.join("buildah"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-    }
-
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let test = test
-        .env("PATH", &path)
-        .env("ISOBUILD_TEST_ARCHIVES", archives.to_str().unwrap());
     let mut args: Vec<String> = [
         "build",
         "metalk8s.yaml",
@@ -191,7 +131,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         "--insecure-registry",
         &host,
         "--set",
-        &format!("metalk8s_src={}", fixture().display()),
+        &format!("metalk8s_src={}", checkout.display()),
         "--set",
         "git=129.0.0-dev-0-gstandin",
     ]
@@ -208,6 +148,33 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         "every skipped pin is said:\n{}",
         run.stderr
     );
+
+    // doit's docker-run steps ran in their builders: the scality RPMs are in their folders.
+    for rpm in [
+        "containerd/RPMS/containerd-1.6.35-2.el8.x86_64.rpm",
+        "containerd/SRPMS/containerd-1.6.35-2.el8.src.rpm",
+        "metalk8s-sosreport/RPMS/metalk8s-sosreport-129.0.0-2.el8.noarch.rpm",
+    ] {
+        let path = test
+            .path()
+            .join("_build/packages/redhat/8/scality")
+            .join(rpm);
+        assert!(path.is_file(), "{rpm}");
+    }
+    // Again, offline: every build and container step is up to date, none runs.
+    let mut offline = args.clone();
+    offline.extend([
+        "--offline".to_owned(),
+        "--report".to_owned(),
+        "again.json".to_owned(),
+    ]);
+    test.run(&offline).success();
+    let report: serde_json::Value = serde_json::from_str(&test.read("again.json")).unwrap();
+    for task in report["tasks"].as_array().unwrap() {
+        if matches!(task["kind"].as_str(), Some("container" | "image-build")) {
+            assert_eq!(task["status"], "up-to-date", "{task}");
+        }
+    }
 
     let iso = test.path().join("_build/metalk8s.iso");
     assert!(iso.is_file());
@@ -254,6 +221,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             "backup.sh",
             "bootstrap.sh",
             "common.sh",
+            "documentation",
             "downgrade.sh",
             "examples",
             "images",
@@ -275,7 +243,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             &files.join("metalk8s-registry.inc"),
         ],
     );
-    for entry in &recipe.images.list {
+    for entry in &shipped {
         let inspected: serde_json::Value = serde_json::from_str(&skopeo(&[
             "inspect",
             "--tls-verify=false",
@@ -299,6 +267,17 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     for archive in ["images/pause-3.9.tar", "images/nginx-1.27.0-alpine.tar"] {
         assert!(extracted.join(archive).is_file(), "{archive}");
     }
+
+    assert_eq!(
+        fs_err::read_to_string(extracted.join("documentation/index.html")).unwrap(),
+        "MetalK8s stand-in documentation\n"
+    );
+    let rule = extracted.join("salt/metalk8s/addons/alert-tree/files/prometheus_rule.yaml");
+    assert!(
+        fs_err::read_to_string(rule)
+            .unwrap()
+            .contains("namespace: metalk8s-monitoring")
+    );
 
     let product = fs_err::read_to_string(extracted.join("product.txt")).unwrap();
     let keys: Vec<&str> = product
@@ -337,7 +316,8 @@ fn the_metalk8s_graph_renders_without_network() {
         ])
         .success();
     assert!(run.stdout.starts_with("digraph isobuild {"));
-    assert!(run.stdout.contains("task build-salt-master"));
+    assert!(run.stdout.contains("build salt-master:3002.9-1"));
+    assert!(run.stdout.contains("container\\ntask rpm-containerd"));
     assert!(run.stdout.contains("registry-config"));
     assert!(run.stdout.contains("iso metalk8s.iso"));
 }

@@ -23,6 +23,10 @@ const PEERS: &[Peer] = &[
     ("podman", "podman"),
     ("isomd5sum", "implantisomd5"),
     ("libarchive-tools", "bsdtar"),
+    // Container tasks and image builds (tests/it/containers.rs); their base image is
+    // Debian's static busybox.
+    ("buildah", "buildah"),
+    ("busybox-static", "busybox"),
     // MetalK8s' own buildchain code, run as the reference of the recipe's tree (tests/it/
     // metalk8s_doit.rs): Debian's python3 with PyYAML, and jinja2 for salt's map.jinja. The
     // SBOM test also validates with cyclonedx-python-lib in a venv (see below).

@@ -117,6 +117,19 @@ impl Layer {
         }
     }
 
+    /// A layer of the uncompressed tar `tar` (gzipped here, deterministically).
+    pub fn from_tar(tar: &[u8]) -> Self {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(tar).unwrap();
+        let bytes = gzip.finish().unwrap();
+        Self {
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+            diff_id: Digest::of(tar),
+            data: LayerData::Memory(Arc::new(bytes)),
+        }
+    }
+
     /// The blob's bytes (reads a file layer whole: for small layers only).
     pub fn bytes(&self) -> Vec<u8> {
         match &self.data {
