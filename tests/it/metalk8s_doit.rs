@@ -54,6 +54,10 @@ fn lay_stand_in_builders(checkout: &Path) {
         "storage-operator/deploy/",
         "ui/public/brand/",
     ];
+    // The stand-in UI builders bundle every file of `src/`; the real sources have folders.
+    for src in ["ui/src", "shell-ui/src"] {
+        fs_err::remove_dir_all(checkout.join(src)).unwrap();
+    }
     let from = fixture();
     for entry in walkdir::WalkDir::new(&from) {
         let entry = entry.unwrap();
