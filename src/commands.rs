@@ -34,6 +34,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
                 .map(|path| settings::current_dir().map(|cwd| cwd.join(path)))
                 .transpose()?;
             let request = iso_request(&session.recipe, output);
+            check_outputs(&session.recipe, &request, &settings)?;
             let tree_root = session.recipe.iso.root.clone();
             session.run(&tree_root, Some(request), Scope::Tree)
         }
@@ -111,6 +112,11 @@ impl<'a> Session<'a> {
     /// The cache, the registry client and the daemon endpoint for this recipe's images.
     fn image_services(&self, offline: bool) -> Result<Arc<ImageServices>, Error> {
         let store = Store::open(&self.settings.cache_dir)?;
+        if let Some(timeout) = self.settings.http_timeout {
+            // A download that has sent nothing for a few read timeouts is stuck, whichever
+            // process it belongs to.
+            store.set_stalled_after(timeout * 3);
+        }
         let mut mirrors = self.recipe.mirrors.clone();
         mirrors.extend(self.settings.mirrors.clone());
         let mut builder = RegistryClient::builder()
@@ -183,11 +189,43 @@ impl<'a> Session<'a> {
         let resolutions = self.runtime.block_on(async {
             tokio::select! {
                 resolutions = resolving => Ok(resolutions),
-                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                stop = stop_signal() => Err(stop),
             }
         })??;
         resolve::into_images(resolutions.clone())?;
         Ok(resolutions)
+    }
+
+    /// `--report` and `--timings` when resolving the images failed, before any task: the
+    /// usual shape, with one failed `resolve images` task carrying the error. Best effort:
+    /// the resolution error is what the run reports.
+    fn report_resolve_failure(&self, error: &Error) {
+        let summary = report::RunSummary {
+            started_at: std::time::SystemTime::now(),
+            duration: None,
+            jobs: self.settings.jobs,
+            tasks: vec![report::TaskRecord {
+                name: "resolve images".to_owned(),
+                kind: "resolve",
+                start: None,
+                end: None,
+                status: report::TaskStatus::Failed {
+                    reason: "images are resolved before any task runs".to_owned(),
+                    error: error.to_string(),
+                },
+                bytes: 0,
+            }],
+        };
+        if let Some(path) = &self.settings.report
+            && let Err(error) = report::write_json_report(path, &summary)
+        {
+            tracing::warn!("cannot write the report `{}`: {error}", path.display());
+        }
+        if let Some(path) = &self.settings.timings
+            && let Err(error) = report::write_timings_html(path, &summary)
+        {
+            tracing::warn!("cannot write the timings `{}`: {error}", path.display());
+        }
     }
 
     /// Plan and run the recipe into `tree_root` (and the ISO when asked).
@@ -196,7 +234,9 @@ impl<'a> Session<'a> {
             None
         } else {
             let services = self.image_services(self.settings.offline)?;
-            let resolutions = self.resolve(&services, true)?;
+            let resolutions = self
+                .resolve(&services, true)
+                .inspect_err(|error| self.report_resolve_failure(error))?;
             Some(ImagePlan {
                 services,
                 resolutions,
@@ -241,7 +281,7 @@ impl<'a> Session<'a> {
         })?;
         let state_dir = freshness_dir(&self.settings.cache_dir, &self.recipe, tree_root, scope);
         let _tree_lock = match scope {
-            Scope::Tree => Some(self.claim_tree(&state_dir, tree_root, &iso_outputs)?),
+            Scope::Tree => Some(self.claim_tree(tree_root, &iso_outputs)?),
             Scope::Fetch => None,
         };
         let freshness = FreshnessStore::new(state_dir);
@@ -256,14 +296,21 @@ impl<'a> Session<'a> {
             Arc::clone(&self.reporter),
             cancel.clone(),
         );
-        let (outcome, summary) = self.runtime.block_on(async {
+        let ((outcome, summary), stop) = self.runtime.block_on(async {
             let interrupt = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    interrupt.cancel();
-                }
+            let stopped = tokio::spawn(async move {
+                let stop = stop_signal().await;
+                interrupt.cancel();
+                stop
             });
-            engine.run(&plan.graph).await
+            let result = engine.run(&plan.graph).await;
+            let stop = if stopped.is_finished() {
+                stopped.await.ok()
+            } else {
+                stopped.abort();
+                None
+            };
+            (result, stop)
         });
         if let Some(path) = &self.settings.report {
             report::write_json_report(path, &summary).map_err(|source| Error::Io {
@@ -300,34 +347,40 @@ impl<'a> Session<'a> {
         match outcome {
             RunOutcome::Success => Ok(()),
             RunOutcome::Failed(failures) => Err(Error::BuildFailed(failures)),
-            RunOutcome::Cancelled => Err(Error::Interrupted),
+            RunOutcome::Cancelled => Err(stop.unwrap_or(Error::Interrupted)),
         }
     }
 
-    /// Make this run the only one writing `tree_root` and `outputs` (another run of the same
-    /// recipe into the same tree waits), then delete the temporary files a killed run left
-    /// there: in the tree they would end up in the ISO, beside the ISO they would stay
+    /// Make this run the only one writing `tree_root` and `outputs` (another run into the
+    /// same tree waits, whatever its cache), then delete the temporary files a killed run
+    /// left there: in the tree they would end up in the ISO, beside the ISO they would stay
     /// forever. The lock is held until the returned file is dropped.
-    fn claim_tree(
-        &self,
-        state_dir: &Path,
-        tree_root: &Path,
-        outputs: &[PathBuf],
-    ) -> Result<std::fs::File, Error> {
+    ///
+    /// A build deletes what the recipe does not write in its tree, so isobuild only writes a
+    /// tree it made: the marker beside it ([`tree_marker`]) says so, and is also the lock,
+    /// so that it lives with the tree rather than with a cache. A folder that is not empty
+    /// and has no marker is refused.
+    fn claim_tree(&self, tree_root: &Path, outputs: &[PathBuf]) -> Result<std::fs::File, Error> {
         let io_error = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
         };
-        let mut lock_path = state_dir.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let lock_path = PathBuf::from(lock_path);
-        let lock = crate::fs::lock_exclusive(&lock_path, || {
+        let marker = tree_marker(tree_root)?;
+        if !marker.exists() && !is_empty_or_missing(tree_root).map_err(io_error(tree_root))? {
+            return Err(Error::Usage(format!(
+                "`{}` is not empty and isobuild did not make it (there is no `{}` beside it); a build deletes every file of its tree that the recipe does not write, so it only writes a tree it made\nhint: give a new or empty folder, or delete this one if it is a tree an older isobuild wrote",
+                tree_root.display(),
+                marker.display()
+            )));
+        }
+        let mut lock = crate::fs::lock_exclusive(&marker, || {
             self.reporter.on_message(&format!(
                 "waiting for another isobuild writing `{}`",
                 tree_root.display()
             ));
         })
-        .map_err(io_error(&lock_path))?;
+        .map_err(io_error(&marker))?;
+        write_marker(&mut lock, tree_root).map_err(io_error(&marker))?;
         let mut removed = crate::fs::remove_temporaries(tree_root).map_err(io_error(tree_root))?;
         for output in outputs {
             removed += crate::fs::remove_temporaries_beside(output).map_err(io_error(output))?;
@@ -361,6 +414,21 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Wait for `SIGINT` (Ctrl-C) or `SIGTERM` (`timeout`, systemd, CI runners), and say which
+/// came as the error the run ends with: both stop it the same clean way (running tools and
+/// commands killed, temporary files deleted), they differ only in the exit code.
+async fn stop_signal() -> Error {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Error::Interrupted;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Error::Interrupted,
+        _ = term.recv() => Error::Terminated,
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -386,6 +454,60 @@ fn iso_request(recipe: &Recipe, output: Option<PathBuf>) -> IsoRequest {
         implant_md5: recipe.iso.implant_md5,
         sha256sum: recipe.iso.sha256sum.clone(),
     }
+}
+
+/// The recipe's own outputs were checked at load; `-o`, `--report` and `--timings` come from
+/// the command line, so they are checked here, before anything runs: none may overwrite an
+/// input or another output, and the ISO cannot replace a folder.
+fn check_outputs(
+    recipe: &Recipe,
+    request: &IsoRequest,
+    settings: &BuildSettings,
+) -> Result<(), Error> {
+    let paths = recipe::HostPaths::of(recipe);
+    let mut outputs: Vec<(String, &Path)> = vec![(
+        if request.output == recipe.iso.output {
+            "iso.output".to_owned()
+        } else {
+            format!("-o {}", request.output.display())
+        },
+        &request.output,
+    )];
+    if let Some(sha256sum) = &request.sha256sum {
+        outputs.push(("iso.sha256sum".to_owned(), sha256sum));
+    }
+    let sbom = recipe.iso.sbom.then(|| sbom_path(&request.output));
+    if let Some(sbom) = &sbom {
+        outputs.push(("iso.sbom".to_owned(), sbom));
+    }
+    for (flag, path) in [
+        ("--report", &settings.report),
+        ("--timings", &settings.timings),
+    ] {
+        if let Some(path) = path {
+            outputs.push((format!("{flag} {}", path.display()), path));
+        }
+    }
+    for (index, (what, path)) in outputs.iter().enumerate() {
+        let clash = outputs[..index]
+            .iter()
+            .find(|(_, other)| other == path)
+            .map(|(other, _)| format!("`{other}` writes it too"))
+            .or_else(|| paths.output_clash(path));
+        if let Some(clash) = clash {
+            return Err(Error::Usage(format!(
+                "`{what}` would overwrite `{}`: {clash}",
+                path.display()
+            )));
+        }
+    }
+    if request.output.is_dir() {
+        return Err(Error::Usage(format!(
+            "the ISO `{}` is an existing folder; give the path of a file",
+            request.output.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Where `build` writes the SBOM of the ISO at `iso`: beside it, `<file name>.cdx.json`.
@@ -515,6 +637,49 @@ fn cache(command: CacheCommand, dir: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The file beside `tree_root` that marks it as a tree isobuild made
+/// (`<parent>/.<name>.isobuild-tree`) and that runs writing it lock. Beside rather than
+/// inside, so it never ends up in the ISO.
+fn tree_marker(tree_root: &Path) -> Result<PathBuf, Error> {
+    match (tree_root.parent(), tree_root.file_name()) {
+        (Some(parent), Some(name)) => {
+            Ok(parent.join(format!(".{}.isobuild-tree", name.to_string_lossy())))
+        }
+        _ => Err(Error::Usage(format!(
+            "`{}` cannot be an ISO tree: it has no parent folder",
+            tree_root.display()
+        ))),
+    }
+}
+
+/// Say in the marker what it is for, for whoever finds it.
+fn write_marker(lock: &mut std::fs::File, tree_root: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let text = format!(
+        "isobuild made the ISO tree `{}` and deletes in it whatever a recipe does not write.\n",
+        tree_root
+            .file_name()
+            .map(|name| name.to_string_lossy())
+            .unwrap_or_default()
+    );
+    if lock.metadata()?.len() != text.len() as u64 {
+        lock.set_len(0)?;
+        lock.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` holds nothing (or does not exist). Anything else there, a file where the
+/// folder should be included, is not.
+fn is_empty_or_missing(dir: &Path) -> std::io::Result<bool> {
+    match fs_err::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+        Ok(metadata) if metadata.is_dir() => Ok(fs_err::read_dir(dir)?.next().is_none()),
+        Ok(_) => Ok(false),
+    }
 }
 
 /// Where the fingerprints of this recipe's tasks live when its tree is written to `tree_root`.

@@ -5,7 +5,8 @@
 //! | 0    | success |
 //! | 1    | the build failed: network, digest mismatch, a task failed; `diff --exit-code` found a difference |
 //! | 2    | the recipe or the command line is invalid |
-//! | 130  | interrupted (Ctrl-C) |
+//! | 130  | interrupted (Ctrl-C, `SIGINT`) |
+//! | 143  | stopped (`SIGTERM`, as `timeout`, systemd and CI runners send) |
 
 use std::path::PathBuf;
 
@@ -41,6 +42,8 @@ pub enum Error {
     BuildFailed(Vec<JobFailure>),
     #[error("interrupted")]
     Interrupted,
+    #[error("stopped by SIGTERM")]
+    Terminated,
     #[error("`{}`: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -72,6 +75,7 @@ impl Error {
             | Self::Lock(LockError::Missing { .. } | LockError::Stale { .. })
             | Self::Inspect(InspectError::NotRecognised { .. }) => 2,
             Self::Interrupted => 130,
+            Self::Terminated => 143,
             Self::Plan { .. }
             | Self::Resolve(_)
             | Self::Lock(_)

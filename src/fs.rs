@@ -26,15 +26,27 @@ pub fn copy_atomic(src: &Path, dest: &Path, mode: u32) -> io::Result<()> {
 pub fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let parent = path.parent().unwrap_or(Path::new("."));
     fs_err::create_dir_all(parent)?;
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(path))
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(parent)
+        .map_err(|e| with_path(&e, "create a temporary file in", parent))
+}
+
+/// `.<name>.`, the start of the temporary files' names for `path`; a long name is cut (at a
+/// character boundary), so that with the random part and [`TEMP_SUFFIX`] it still fits in
+/// the 255 bytes a file name may have.
+fn temp_prefix(path: &Path) -> String {
+    const KEPT: usize = 200;
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(TEMP_SUFFIX)
-        .tempfile_in(parent)
-        .map_err(|e| with_path(&e, "create a temporary file in", parent))
+    let mut end = name.len().min(KEPT);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.", &name[..end])
 }
 
 /// The suffix of every temporary file or folder isobuild makes beside what it writes (see
@@ -71,10 +83,10 @@ pub fn remove_temporaries(root: &Path) -> io::Result<usize> {
 /// Delete the temporary files [`temp_beside`] made for `path` (`.<name>.*`[`TEMP_SUFFIX`]
 /// in its folder), left by a run killed while writing it. Returns how many were deleted.
 pub fn remove_temporaries_beside(path: &Path) -> io::Result<usize> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+    let (Some(parent), Some(_)) = (path.parent(), path.file_name()) else {
         return Ok(0);
     };
-    let prefix = format!(".{}.", name.to_string_lossy());
+    let prefix = temp_prefix(path);
     let entries = match fs_err::read_dir(parent) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -116,7 +128,17 @@ pub fn lock_exclusive(path: &Path, on_wait: impl FnOnce()) -> io::Result<std::fs
 }
 
 /// Set `mode`, flush and rename `file` to `dest`.
+///
+/// A `dest` that exists and is not a regular file is never replaced: renaming over
+/// `/dev/null` would replace the device node, and over `/dev/stdout` (a symbolic link) the
+/// link. The bytes are written into it instead (through the link, into the device), as a
+/// shell's `>` would; a folder is refused.
 pub fn persist(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Result<()> {
+    if let Ok(metadata) = std::fs::symlink_metadata(dest)
+        && !metadata.file_type().is_file()
+    {
+        return write_in_place(&file, dest, &metadata);
+    }
     file.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| with_path(&e, "set the mode of", file.path()))?;
@@ -126,6 +148,31 @@ pub fn persist(file: tempfile::NamedTempFile, dest: &Path, mode: u32) -> io::Res
     file.persist(dest)
         .map_err(|e| with_path(&e.error, "rename into place", dest))?;
     Ok(())
+}
+
+/// Copy the finished temporary `file` into `dest`, which is not a regular file (a device, a
+/// FIFO, a symbolic link), then delete `file`.
+fn write_in_place(
+    file: &tempfile::NamedTempFile,
+    dest: &Path,
+    metadata: &std::fs::Metadata,
+) -> io::Result<()> {
+    if metadata.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            format!("`{}` is a folder, not a file", dest.display()),
+        ));
+    }
+    let mut reader = file
+        .reopen()
+        .map_err(|e| with_path(&e, "read", file.path()))?;
+    // No `create`: a dangling link is an error rather than a file made at its target.
+    let mut writer = fs_err::OpenOptions::new()
+        .write(true)
+        .truncate(metadata.file_type().is_symlink())
+        .open(dest)?;
+    io::copy(&mut reader, &mut writer).map_err(|e| with_path(&e, "write", dest))?;
+    writer.flush().map_err(|e| with_path(&e, "write", dest))
 }
 
 /// Like [`persist`], but never replaces an existing `dest`: when one is there, `file` is

@@ -13,7 +13,9 @@ fn main() -> ExitCode {
         Err(error) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("error: {error}");
+                // A registry's own words can echo a token: never print one.
+                let text = isobuild::source::auth::scrub(&error.to_string());
+                eprintln!("error: {text}");
             }
             ExitCode::from(error.exit_code())
         }

@@ -97,11 +97,17 @@ impl BuildSettings {
             .transpose()
             .map_err(|message| Error::Usage(format!("--platform: {message}")))?;
         let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(text) if !text.is_empty() => Some(text.trim().parse::<i64>().map_err(|_| {
-                Error::Usage(format!(
-                    "SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"
-                ))
-            })?),
+            Ok(text) if !text.is_empty() => {
+                let epoch = text.trim().parse::<i64>().map_err(|_| {
+                    Error::Usage(format!(
+                        "SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"
+                    ))
+                })?;
+                if let Some(problem) = crate::iso::epoch_problem(epoch) {
+                    return Err(Error::Usage(format!("SOURCE_DATE_EPOCH: {problem}")));
+                }
+                Some(epoch)
+            }
             _ => None,
         };
         let http_timeout = env_number("ISOBUILD_HTTP_TIMEOUT", "a number of seconds", |text| {

@@ -81,6 +81,12 @@ pub trait Job: Send + Sync + 'static {
     fn missing_output(&self) -> Option<String> {
         None
     }
+    /// A hash of the content of this job's outputs, for jobs whose outputs something else
+    /// could change after they ran (a command's child that outlived it, a user): then the
+    /// job is not up to date. `None` (the default) when its inputs alone decide.
+    fn outputs_digest(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(std::future::ready(None))
+    }
     /// Do the work.
     fn run(&self) -> BoxFuture<'_, Result<JobOutput, Self::Error>>;
 }
@@ -387,6 +393,9 @@ impl Engine {
     }
 }
 
+/// The fingerprint entry of [`Job::outputs_digest`].
+const OUTPUTS_CONTENT: &str = "content of the outputs";
+
 /// Check freshness and, if needed, run one job. Reports start and finish.
 async fn run_one<J: Job>(
     job: Arc<J>,
@@ -405,6 +414,9 @@ async fn run_one<J: Job>(
         for (name, key) in dependency_keys {
             fingerprint.add(format!("dependency {name}"), key);
         }
+        if let Some(digest) = job.outputs_digest().await {
+            fingerprint.add(OUTPUTS_CONTENT, digest);
+        }
         let previous = freshness.load(&label.name);
         reason = match (&previous, job.missing_output()) {
             (None, _) => "never built".to_owned(),
@@ -417,6 +429,9 @@ async fn run_one<J: Job>(
         // Forget first: if the job dies half-way, its outputs are in an unknown state.
         freshness.forget(&label.name);
         let output = job.run().await.map_err(|e| render_chain(&e))?;
+        if let Some(digest) = job.outputs_digest().await {
+            fingerprint.add(OUTPUTS_CONTENT, digest);
+        }
         if let Err(error) = freshness.save(&label.name, &fingerprint) {
             return Err(format!("cannot record that it is up to date: {error}"));
         }

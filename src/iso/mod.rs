@@ -73,6 +73,29 @@ pub enum IsoError {
     BadEpoch(i64),
 }
 
+/// The longest name Joliet records with `-joliet-long` (in UTF-16 units); xorriso cuts longer
+/// ones without a word.
+const JOLIET_MAX: usize = 103;
+
+/// The last second ISO 9660 can record: file dates store the year as years since 1900 in
+/// one byte, so 2155-12-31T23:59:59Z (xorriso clamps a later date without a word).
+pub const MAX_EPOCH: i64 = 5_869_583_999;
+
+/// Why `epoch` (seconds since 1970) cannot date an ISO, if it cannot.
+pub fn epoch_problem(epoch: i64) -> Option<String> {
+    if epoch < 0 {
+        Some(format!(
+            "`{epoch}` is negative; it is seconds since 1970-01-01 UTC"
+        ))
+    } else if epoch > MAX_EPOCH {
+        Some(format!(
+            "`{epoch}` is after 2155-12-31T23:59:59Z ({MAX_EPOCH}), the last date an ISO 9660 file can carry"
+        ))
+    } else {
+        None
+    }
+}
+
 /// The xorriso argv for `request`, writing to `output`. Deterministic: nothing in it depends
 /// on the machine, the time or the xorriso version.
 pub fn xorriso_args(request: &IsoRequest, output: &Path) -> Result<Vec<String>, IsoError> {
@@ -149,6 +172,16 @@ pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     check_messages(&messages)?;
     let root = request.root.clone();
     let expected = blocking(move || tree_files(&root)).await?;
+    for path in &expected {
+        if let Some(name) = path
+            .split('/')
+            .find(|name| name.encode_utf16().count() > JOLIET_MAX)
+        {
+            tracing::warn!(
+                "`{name}` in `{path}` has more than {JOLIET_MAX} characters: Joliet (what Windows reads) keeps only the first {JOLIET_MAX}; Rock Ridge (Linux) keeps it whole"
+            );
+        }
+    }
     let written = iso_files(temp.path()).await?;
     if let Some(missing) = expected.difference(&written).next() {
         return Err(IsoError::Dropped {

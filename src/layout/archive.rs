@@ -44,7 +44,14 @@ pub enum ArchiveError {
     },
     #[error("layer media type `{0}` cannot be stored in a docker-archive")]
     UnsupportedLayer(String),
+    #[error(
+        "the image config is {0} bytes; configs over {CONFIG_LIMIT} bytes are refused (a real one is a few KiB)"
+    )]
+    ConfigTooLarge(u64),
 }
+
+/// The largest image config read into memory for a tarball.
+const CONFIG_LIMIT: u64 = 16 << 20;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -64,6 +71,10 @@ pub fn write_docker_archive(
     epoch: u64,
     scratch: &Path,
 ) -> Result<(), ArchiveError> {
+    let size = fs_err::metadata(config)?.len();
+    if size > CONFIG_LIMIT {
+        return Err(ArchiveError::ConfigTooLarge(size));
+    }
     let config_bytes = fs_err::read(config)?;
     let config_json: serde_json::Value =
         serde_json::from_slice(&config_bytes).map_err(|_| ArchiveError::BadConfig)?;
@@ -205,6 +216,28 @@ mod tests {
             .append_data(&mut header, "hello.txt", content)
             .unwrap();
         builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_huge_config_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config");
+        // Sparse: 600 MB on paper, nothing on disk.
+        fs_err::File::create(&config_path)
+            .unwrap()
+            .set_len(600 << 20)
+            .unwrap();
+        let error = write_docker_archive(
+            &dir.path().join("a.tar"),
+            "registry.k8s.io/pause:3.9",
+            &config_path,
+            &[],
+            1_700_000_000,
+            &dir.path().join("scratch"),
+        )
+        .unwrap_err();
+        assert!(matches!(error, ArchiveError::ConfigTooLarge(_)), "{error}");
+        assert!(!dir.path().join("a.tar").exists());
     }
 
     #[test]

@@ -78,26 +78,54 @@ impl BlobPlacer {
         }
     }
 
-    /// Make `dest` a file with the content of cached blob `digest`.
-    fn place(&self, digest: &Digest, dest: &Path) -> io::Result<()> {
+    /// Make `dest` a file with the content of cached blob `digest`, mode 0644.
+    ///
+    /// The cached file is checked first ([`Store::check_blob`]). A hard link shares its inode
+    /// with the cache, so its mode is set again here: a `chmod` in some tree would otherwise
+    /// change every later tree made from this cache (and lock nginx workers out).
+    fn place(&self, digest: &Digest, dest: &Path) -> Result<(), LayoutError> {
+        self.store.check_blob(digest)?;
         let cached = self.store.blob_path(digest);
-        match fs_err::hard_link(&cached, dest) {
-            Ok(()) => return Ok(()),
+        match std::fs::hard_link(&cached, dest) {
+            Ok(()) => {
+                crate::fs::set_mode(dest, BLOB_MODE)?;
+                return Ok(());
+            }
             // Only a cache on another filesystem (EXDEV) is a reason to copy.
-            Err(error) if error.raw_os_error() != Some(18) => return Err(error),
-            Err(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {}
+            Err(error) => {
+                return Err(crate::fs::with_path(
+                    &error,
+                    &format!("hard-link the cached `{}` as", cached.display()),
+                    dest,
+                )
+                .into());
+            }
         }
         let mut copies = self
             .copies
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(first) = copies.get(digest)
-            && fs_err::hard_link(first, dest).is_ok()
+            && std::fs::hard_link(first, dest).is_ok()
         {
+            crate::fs::set_mode(dest, BLOB_MODE)?;
             return Ok(());
         }
-        fs_err::copy(&cached, dest)?;
-        crate::fs::set_mode(dest, 0o644)?;
+        // Hash while copying: the copy is what the ISO holds, so it is what must match.
+        let mut reader = fs_err::File::open(&cached)?;
+        let mut writer = Hashing::new(fs_err::File::create(dest)?);
+        io::copy(&mut reader, &mut writer)?;
+        let actual = Digest::from_hasher(writer.hasher);
+        if actual != *digest {
+            let _ = fs_err::remove_file(dest);
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            }
+            .into());
+        }
+        crate::fs::set_mode(dest, BLOB_MODE)?;
         copies.insert(digest.clone(), dest.to_owned());
         Ok(())
     }
@@ -141,6 +169,36 @@ impl BlobPlacer {
         let staged = staging.keep();
         fs_err::rename(&staged, dest)?;
         Ok(bytes)
+    }
+}
+
+/// The mode of every file of an image folder (and of its blob in the cache).
+const BLOB_MODE: u32 = 0o644;
+
+/// A writer that hashes what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+        }
+    }
+}
+
+impl<W: io::Write> io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -249,6 +249,10 @@ fn check_image_dir(dir: &Path) -> Result<(usize, u64), Vec<(String, String)>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Some(problem) = file_problem(&path) {
+            problems.push((name.clone(), problem));
+            continue;
+        }
         if name == "version" || name == "manifest.json" {
             continue;
         }
@@ -276,6 +280,28 @@ fn check_image_dir(dir: &Path) -> Result<(usize, u64), Vec<(String, String)>> {
     } else {
         Err(problems)
     }
+}
+
+/// What makes `path` unfit for an image folder, if anything: it must be a regular file (a
+/// link would have nginx serve whatever it points to), readable by everyone (nginx workers
+/// run as `nobody`), and neither executable nor writable by others (`0644`, or `0444` as an
+/// ISO extracts). Tree files are hard links to the cache, so a `chmod` in a tree shows here.
+fn file_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let metadata = match fs_err::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) => return Some(error.to_string()),
+    };
+    if !metadata.file_type().is_file() {
+        return Some("is not a regular file (a symbolic link, a folder or a device)".into());
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o444 != 0o444 || mode & 0o7133 != 0 {
+        return Some(format!(
+            "has mode {mode:04o}; image files must be 0644 (readable by nginx, not executable)"
+        ));
+    }
+    None
 }
 
 /// Config and layer digests with sizes from a Docker schema 2 or OCI manifest.

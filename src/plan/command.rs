@@ -81,10 +81,30 @@ impl CommandJob {
         if let Some(epoch) = self.epoch {
             command.env("SOURCE_DATE_EPOCH", epoch.to_string());
         }
-        let output = command.output().await.map_err(|source| TaskError::Spawn {
+        own_group_dying_with_us(&mut command);
+        let mut child = command.spawn().map_err(|source| TaskError::Spawn {
             program: program.clone(),
             source,
         })?;
+        // Whatever the command started is killed with it when this future ends, finished or
+        // dropped (Ctrl-C, SIGTERM, another task failing): nothing it left running can write
+        // into the tree after isobuild is done with it.
+        let group = child.id().map(GroupKiller);
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let stdout = tokio::spawn(read_to_end(stdout));
+        let stderr = tokio::spawn(read_to_end(stderr));
+        let status = child.wait().await.map_err(|source| TaskError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        // The command is done: what it left in the background goes now, which also closes
+        // the pipes it inherited (else reading them would wait for it).
+        drop(group);
+        let output = std::process::Output {
+            status,
+            stdout: stdout.await.unwrap_or_default(),
+            stderr: stderr.await.unwrap_or_default(),
+        };
         if !output.status.success() {
             return Err(TaskError::CommandFailed {
                 command: self.spec.run.join(" "),
@@ -102,11 +122,92 @@ impl CommandJob {
         Ok(JobOutput { bytes })
     }
 
+    /// A hash of every declared output's content (a folder's files with their paths), so
+    /// that a write after the task ran (by a child that outlived it, say) makes it run again.
+    pub(super) async fn outputs_digest(&self) -> Option<String> {
+        let outputs = self.spec.outputs.clone();
+        tokio::task::spawn_blocking(move || hash_outputs(&outputs))
+            .await
+            .ok()
+    }
+
     fn shown(&self, path: &Path) -> String {
         path.strip_prefix(&self.base_dir)
             .unwrap_or(path)
             .display()
             .to_string()
+    }
+}
+
+/// Everything `pipe` gives until it closes (nothing when there is no pipe or it fails).
+async fn read_to_end<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut bytes).await;
+    }
+    bytes
+}
+
+/// Hash `outputs`: for each, its files' relative paths and contents (`missing` when absent).
+fn hash_outputs(outputs: &[PathBuf]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for output in outputs {
+        hasher.update(output.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        for entry in walkdir::WalkDir::new(output).sort_by_file_name() {
+            let Ok(entry) = entry else {
+                hasher.update(b"missing\0");
+                continue;
+            };
+            let relative = entry.path().strip_prefix(output).unwrap_or(entry.path());
+            hasher.update(relative.as_os_str().as_encoded_bytes());
+            hasher.update([0]);
+            if entry.file_type().is_file() {
+                match crate::fs::sha256_file(entry.path()) {
+                    Ok(hash) => hasher.update(hash.as_bytes()),
+                    Err(_) => hasher.update(b"unreadable"),
+                }
+                hasher.update([0]);
+            }
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Start `command` in a process group of its own, which dies with isobuild.
+///
+/// The group lets [`GroupKiller`] stop everything the command started, not just the command.
+/// `PR_SET_PDEATHSIG` covers what no destructor can: isobuild killed outright (`SIGKILL`,
+/// the OOM killer). The kernel then sends `SIGKILL` to the command, which otherwise would
+/// go on writing into a tree the next run believes up to date. (The signal follows the
+/// thread that spawned the child; tokio's worker threads live as long as the run.)
+#[allow(unsafe_code)]
+fn own_group_dying_with_us(command: &mut tokio::process::Command) {
+    command.process_group(0);
+    // SAFETY: the closure runs in the forked child before `exec`, where only
+    // async-signal-safe calls are allowed. It makes one `prctl` system call through rustix
+    // (no allocation, no lock, no other thread's state touched) and returns its error.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Kills a command's process group when dropped.
+struct GroupKiller(u32);
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pid) = i32::try_from(self.0)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            // The group may be gone already (every member exited): nothing to do then.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
     }
 }
 

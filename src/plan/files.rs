@@ -240,7 +240,22 @@ fn replaced(path: &Path, replace: &BTreeMap<String, String>) -> Result<String, T
     let mut keys: Vec<&String> = replace.keys().collect();
     keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     for key in keys {
-        text = text.replace(key.as_str(), &replace[key]);
+        let value = &replace[key];
+        // Like templates' fuel: the size is known before anything is allocated, so a short
+        // key found everywhere with a long value cannot fill the disk (or the memory).
+        let grown = text
+            .matches(key.as_str())
+            .count()
+            .saturating_mul(value.len().saturating_sub(key.len()))
+            .saturating_add(text.len());
+        if grown > REPLACE_LIMIT {
+            return Err(TaskError::ReplaceTooLarge {
+                path: path.to_owned(),
+                size: grown,
+                limit: REPLACE_LIMIT,
+            });
+        }
+        text = text.replace(key.as_str(), value);
     }
     Ok(text)
 }
@@ -273,6 +288,9 @@ fn formatted(
     };
     Ok(format!("{header}{data}"))
 }
+
+/// The largest file `replace` may make: far above any script it is meant for.
+const REPLACE_LIMIT: usize = 64 << 20;
 
 fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {
     for pattern in &entry.exclude {

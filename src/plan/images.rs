@@ -257,6 +257,16 @@ fn write_archive(
     epoch: i64,
     store: &Store,
 ) -> Result<JobOutput, TaskError> {
+    // The tarball holds the cached bytes: check them as the image folders' are.
+    for path in std::iter::once(config).chain(layers.iter().map(|layer| layer.path.as_path())) {
+        if let Some(digest) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|hex| Digest::from_hex(hex).ok())
+        {
+            store.check_blob(&digest).map_err(LayoutError::from)?;
+        }
+    }
     crate::fs::create_dirs_0755(dest.parent().unwrap_or(Path::new(".")))?;
     let epoch = u64::try_from(epoch).unwrap_or(0);
     write_docker_archive(

@@ -10,6 +10,8 @@ use tokio::process::Command;
 
 use crate::engine::{Fingerprint, JobOutput};
 use crate::iso::{IsoRequest, make_iso};
+use crate::reference::Digest;
+use crate::store::Store;
 
 use super::{TaskError, TreeClaim};
 
@@ -17,11 +19,18 @@ use super::{TaskError, TreeClaim};
 pub struct IsoJob {
     request: IsoRequest,
     claim: TreeClaim,
+    /// The cache the image folders were placed from, when the recipe has images: what this
+    /// run verified need not be hashed again before the ISO.
+    store: Option<Store>,
 }
 
 impl IsoJob {
-    pub(super) fn new(request: IsoRequest, claim: TreeClaim) -> Self {
-        Self { request, claim }
+    pub(super) fn new(request: IsoRequest, claim: TreeClaim, store: Option<Store>) -> Self {
+        Self {
+            request,
+            claim,
+            store,
+        }
     }
 
     pub(super) fn name(&self) -> String {
@@ -61,7 +70,8 @@ impl IsoJob {
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
         let root = self.request.root.clone();
         let claim = self.claim.clone();
-        tokio::task::spawn_blocking(move || prune_tree(&root, &claim))
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || prune_tree(&root, &claim, store.as_ref()))
             .await
             .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
         // Not in a blocking task: an interrupted run drops this future, which kills xorriso
@@ -89,7 +99,16 @@ async fn xorriso_version() -> String {
 
 /// Delete what no task of this plan wrote (left by an earlier version of the recipe), then
 /// the folders that became empty, so the ISO holds exactly what the recipe says.
-fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
+///
+/// Also the last check of the tree before it becomes an ISO: it holds only regular files
+/// and folders (a link in it would be followed by nginx on the node), and files of image
+/// folders have mode 0644 again: they are hard links to the cache, and a `chmod` in any tree
+/// (or of the cache) would otherwise change this ISO and lock nginx workers out.
+///
+/// And a blob of an image folder that this run did not verify (its task was up to date, so
+/// the file is whatever the tree, or the cache it shares inodes with, holds now) is hashed
+/// again: an ISO never ships a byte that was not checked in the run that made it.
+fn prune_tree(root: &Path, claim: &TreeClaim, store: Option<&Store>) -> std::io::Result<()> {
     if !root.exists() {
         return Ok(());
     }
@@ -107,6 +126,39 @@ fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
         } else if !claim.owns(&relative) {
             tracing::debug!("removing stale `{relative}` from the ISO tree");
             fs_err::remove_file(entry.path())?;
+        } else if !entry.file_type().is_file() {
+            return Err(std::io::Error::other(format!(
+                "`{relative}` in the ISO tree is not a regular file (a symbolic link or a device); isobuild writes only files and folders there"
+            )));
+        } else if in_image_folder(entry.path()) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Some(store) = store
+                && let Some(digest) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| Digest::from_hex(name).ok())
+                && !store.is_verified(&digest)
+            {
+                if Digest::of_file(entry.path())? != digest {
+                    return Err(std::io::Error::other(format!(
+                        "`{relative}` in the ISO tree does not match its digest: the tree (or the cache, which shares its files) was changed after it was written; delete `{}` and build again",
+                        root.display()
+                    )));
+                }
+                store.mark_verified(&digest);
+            }
+            let mode = entry
+                .metadata()
+                .map_err(std::io::Error::from)?
+                .permissions()
+                .mode();
+            if mode & 0o7777 != 0o644 {
+                tracing::warn!(
+                    "`{relative}` had mode {:04o}; set back to 0644",
+                    mode & 0o7777
+                );
+                crate::fs::set_mode(entry.path(), 0o644)?;
+            }
         }
     }
     // Deepest first, so a folder is looked at after its children.
@@ -116,4 +168,10 @@ fn prune_tree(root: &Path, claim: &TreeClaim) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `file` is in an image folder (one holding `version` and `manifest.json`).
+fn in_image_folder(file: &Path) -> bool {
+    file.parent()
+        .is_some_and(|dir| dir.join("version").is_file() && dir.join("manifest.json").is_file())
 }

@@ -195,7 +195,11 @@ impl Plan {
             for task in graph.node_weights() {
                 task.claim(&mut claim);
             }
-            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone(), claim)));
+            let store = options
+                .images
+                .as_ref()
+                .map(|images| images.services.store.clone());
+            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone(), claim, store)));
             for writer in writers {
                 graph.add_edge(writer, iso, ());
             }

@@ -64,6 +64,15 @@ pub enum TaskError {
         format: &'static str,
         message: String,
     },
+    #[error(
+        "`replace` would make `{}` {size} bytes or more; it is bounded to {limit} bytes (are a key and its value swapped?)",
+        path.display()
+    )]
+    ReplaceTooLarge {
+        path: PathBuf,
+        size: usize,
+        limit: usize,
+    },
     #[error("inputs pattern `{pattern}` matches no file")]
     NoInputs { pattern: String },
     #[error("bad inputs pattern `{pattern}`: {message}")]
@@ -206,6 +215,13 @@ impl Job for Task {
             Self::Archive(job) => ready(Ok(job.fingerprint())),
             Self::RegistryConfig(job) => ready(Ok(job.fingerprint())),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
+        }
+    }
+
+    fn outputs_digest(&self) -> BoxFuture<'_, Option<String>> {
+        match self {
+            Self::Command(job) => Box::pin(job.outputs_digest()),
+            _ => ready(None),
         }
     }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::de::{At, Entries, Located, ScalarText, describe};
 use super::node::{Node, Value};
+use super::outputs::HostPaths;
 use super::raw::{RawFile, RawImage, RawImages, RawIso, RawRecipe, RawRegistryConfig, RawTask};
 use super::{
     CommandTask, DataFormat, FileEntry, ImageEntry, ImageFormat, Images, IsoPath, IsoSettings,
@@ -135,6 +136,8 @@ pub(super) fn check(
         problems,
         env: template_env_in(&origin.base_dir),
         context: TemplateContext::default(),
+        host_outputs: Vec::new(),
+        claims: Vec::new(),
     };
     let recipe = raw.and_then(|raw| checker.recipe(&raw, &document, overrides));
     let mut problems = checker.problems.list;
@@ -196,6 +199,29 @@ fn syntax_message(error: &serde_saphyr::Error) -> String {
     if let serde_saphyr::Error::MultipleDocuments { .. } = error {
         return "a recipe is one YAML document, and this file has another after `---`".into();
     }
+    // Budget breaches would print as Rust values (`Depth { depth: 33 }`): say it in words.
+    if let serde_saphyr::Error::Budget { breach, .. } = error {
+        use super::node::{MAX_DEPTH, MAX_NODES, MAX_SCALAR_BYTES};
+        use serde_saphyr::budget::BudgetBreach;
+        let what = match breach {
+            BudgetBreach::Depth { .. } => {
+                format!("lists and mappings nest more than {MAX_DEPTH} levels deep")
+            }
+            BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => {
+                format!("the file has more than {MAX_NODES} values")
+            }
+            BudgetBreach::ScalarBytes { .. } => {
+                format!("the file has more than {MAX_SCALAR_BYTES} bytes of text")
+            }
+            BudgetBreach::Aliases { .. }
+            | BudgetBreach::Anchors { .. }
+            | BudgetBreach::AliasAnchorRatio { .. } => {
+                "the file has too many anchors or aliases (`&name`, `*name`)".to_owned()
+            }
+            _ => "the file is larger than a recipe can be".to_owned(),
+        };
+        return format!("invalid YAML: {what}; a recipe needs far less");
+    }
     let message = serde_saphyr::DefaultMessageFormatter.format_message(error);
     // One problem is one line: the message must not break it.
     let message: String = message
@@ -222,6 +248,34 @@ struct Checker<'a> {
     problems: Problems,
     env: Environment<'static>,
     context: TemplateContext,
+    /// `iso.output`, `iso.sha256sum` and `iso.root` with where each was given, checked
+    /// against every input once the whole recipe is read.
+    host_outputs: Vec<(PathBuf, At)>,
+    /// Every path of the ISO tree an entry writes, with what writes it: each must have one
+    /// writer (see [`Checker::one_writer_per_path`]).
+    claims: Vec<Claim>,
+}
+
+/// An ISO path some entry of the recipe writes.
+struct Claim {
+    path: IsoPath,
+    at: At,
+    kind: ClaimKind,
+    /// A `files:` entry's source: when a folder, another entry may write beside its files
+    /// (MetalK8s adds generated files to the `salt/` it copies), just not over one of them.
+    source: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClaimKind {
+    /// A `files:` dest: a file, or a folder copied whole.
+    File,
+    /// An image's folder.
+    Image,
+    /// An image's `archive:` tarball.
+    Archive,
+    /// The nginx rule files of `registry_config`.
+    Rules,
 }
 
 /// A list entry's `after:` names, kept until every task is known.
@@ -314,7 +368,37 @@ impl Checker<'_> {
     fn iso_path(&mut self, text: &str, at: &At) -> Option<IsoPath> {
         let rendered = self.render(text, at)?;
         match IsoPath::new(&rendered) {
-            Ok(path) => Some(path),
+            Ok(path) => {
+                let problem = if path.as_str().chars().any(char::is_control) {
+                    Some(format!(
+                        "{:?} holds a control character (a newline, a tab…)",
+                        path.as_str()
+                    ))
+                } else if let Some(name) = path.as_str().split('/').find(|name| name.len() > 255) {
+                    Some(format!(
+                        "`{name}` is {} bytes long; a file name has at most 255",
+                        name.len()
+                    ))
+                } else if path.as_str().ends_with(crate::fs::TEMP_SUFFIX)
+                    || path
+                        .as_str()
+                        .contains(&format!("{}/", crate::fs::TEMP_SUFFIX))
+                {
+                    Some(format!(
+                        "`{path}`: names ending in `{}` are isobuild's temporary files, deleted by every build",
+                        crate::fs::TEMP_SUFFIX
+                    ))
+                } else {
+                    None
+                };
+                match problem {
+                    Some(problem) => {
+                        self.problems.add(at, problem);
+                        None
+                    }
+                    None => Some(path),
+                }
+            }
             Err(message) => {
                 self.problems.add(at, message);
                 None
@@ -354,6 +438,16 @@ impl Checker<'_> {
                 format!("`{name}` names the ISO file, so it cannot contain `/`"),
             );
         }
+        for (text, at) in [name, version].into_iter().flatten() {
+            if text.chars().any(char::is_control) {
+                self.problems.add(
+                    at,
+                    format!(
+                        "{text:?} holds a control character (a newline, a tab…); it goes into file names and the volume id"
+                    ),
+                );
+            }
+        }
         let vars = self.vars(raw.vars.as_ref(), document, overrides);
         let epoch = self.epoch(raw.epoch.as_ref());
         let epoch = self.origin.epoch_override.or(epoch);
@@ -389,9 +483,11 @@ impl Checker<'_> {
         }
         self.container_images(raw.tasks.as_ref(), images.as_ref());
         self.cycles(&tasks, &task_after);
+        self.one_writer_per_path();
         self.file_sources(&files, &tasks);
         if let Some(iso) = &iso {
             self.sources_outside_the_tree(&iso.root, &files);
+            self.outputs_apart(iso, &files, &tasks);
         }
 
         let (name, version) = (name?.0.clone(), version?.0.clone());
@@ -471,6 +567,10 @@ impl Checker<'_> {
             );
             return None;
         }
+        if let Some(problem) = crate::iso::epoch_problem(epoch) {
+            self.problems.add(&raw.at, problem);
+            return None;
+        }
         Some(epoch)
     }
 
@@ -517,6 +617,19 @@ impl Checker<'_> {
             None => Some(None),
         };
         let (output, root) = (output?, root?);
+        let field_at = |raw: Option<&Located<String>>, name: &str| {
+            raw.map_or_else(|| at.child(name), |located| located.at.clone())
+        };
+        self.host_outputs = vec![
+            (root.clone(), field_at(raw.root.as_ref(), "root")),
+            (output.clone(), field_at(raw.output.as_ref(), "output")),
+        ];
+        if let Some(Some(sha256sum)) = &sha256sum {
+            self.host_outputs.push((
+                sha256sum.clone(),
+                field_at(raw.sha256sum.as_ref(), "sha256sum"),
+            ));
+        }
         if self.origin.file.starts_with(&root) {
             // The tree is isobuild's: a build deletes what the recipe does not write there.
             // `root: .` (or `..`, or `/`) would delete the recipe and everything beside it.
@@ -578,11 +691,31 @@ impl Checker<'_> {
         if volume_id.trim().is_empty() {
             self.problems.add(at, "the volume id is empty");
             None
-        } else if length > 32 {
+        } else if volume_id.chars().any(char::is_control) {
+            self.problems.add(
+                at,
+                format!("volume id {volume_id:?} holds a control character (a newline, a tab…)"),
+            );
+            None
+        } else if volume_id.len() > 32 {
+            // ISO 9660 counts bytes: 32 non-ASCII characters are more than 32 bytes in UTF-8.
+            let size = if volume_id.len() == length {
+                format!("{length} characters long")
+            } else {
+                format!(
+                    "{} bytes long in UTF-8 ({length} characters)",
+                    volume_id.len()
+                )
+            };
             self.problems.add(
                 at,
                 format!(
-                    "volume id `{volume_id}` is {length} characters long; an ISO volume id has at most 32"
+                    "volume id `{volume_id}` is {size}; an ISO volume id has at most 32{}",
+                    if volume_id.len() == length {
+                        ""
+                    } else {
+                        " bytes"
+                    }
                 ),
             );
             None
@@ -724,12 +857,22 @@ impl Checker<'_> {
     }
 
     fn registry_config(&mut self, raw: &RawRegistryConfig, at: &At) -> Option<RegistryConfig> {
+        let rules = |checker: &mut Self, text: &String, at: &At| {
+            let path = checker.iso_path(text, at)?;
+            checker.claims.push(Claim {
+                path: path.clone(),
+                at: at.clone(),
+                kind: ClaimKind::Rules,
+                source: None,
+            });
+            Some(path)
+        };
         let path = self
             .required(raw.path.as_ref(), at, "path")
-            .and_then(|(text, at)| self.iso_path(text, at));
+            .and_then(|(text, at)| rules(self, text, at));
         let common_path = self
             .required(raw.common_path.as_ref(), at, "common_path")
-            .and_then(|(text, at)| self.iso_path(text, at));
+            .and_then(|(text, at)| rules(self, text, at));
         let name_prefix = match &raw.name_prefix {
             Some(located) => located
                 .value
@@ -859,7 +1002,16 @@ impl Checker<'_> {
             Some(Located {
                 value: Some(text),
                 at,
-            }) => Some(self.iso_path(text, at)?),
+            }) => {
+                let archive = self.iso_path(text, at)?;
+                self.claims.push(Claim {
+                    path: archive.clone(),
+                    at: at.clone(),
+                    kind: ClaimKind::Archive,
+                    source: None,
+                });
+                Some(archive)
+            }
             _ => None,
         };
         let (name, tag) = (name?, tag?);
@@ -899,6 +1051,12 @@ impl Checker<'_> {
             return None;
         }
         seen.paths.insert(path.clone(), at.field.clone());
+        self.claims.push(Claim {
+            path: path.clone(),
+            at: at.clone(),
+            kind: ClaimKind::Image,
+            source: None,
+        });
         let after = AfterRefs::of(raw.after.as_ref()).names();
         let ship = raw
             .ship
@@ -970,6 +1128,12 @@ impl Checker<'_> {
                     return None;
                 }
                 dests.insert(dest.clone(), at.field.clone());
+                self.claims.push(Claim {
+                    path: dest.clone(),
+                    at: dest_at.clone(),
+                    kind: ClaimKind::File,
+                    source: src.as_ref().map(|(src, _)| src.clone()),
+                });
                 Some(dest)
             });
         let template = raw
@@ -1391,6 +1555,129 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// Every path of the ISO tree has exactly one writer: two entries writing one path, or
+    /// one writing inside another's file or folder (a file in an image folder, `x` and
+    /// `x/y`), would give an ISO that depends on which ran last (`--jobs`), or fail `verify`.
+    fn one_writer_per_path(&mut self) {
+        let mut claims = std::mem::take(&mut self.claims);
+        claims.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut found = Vec::new();
+        for (index, first) in claims.iter().enumerate() {
+            let inside = |other: &Claim| {
+                other
+                    .path
+                    .as_str()
+                    .strip_prefix(first.path.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            };
+            // Sorted, so every path inside `first` follows it (`a/b` sorts after `a` but
+            // `a-b`, `a.b` may sort between them: keep looking while the prefix matches).
+            for second in claims[index + 1..]
+                .iter()
+                .take_while(|other| other.path.as_str().starts_with(first.path.as_str()))
+                .filter(|other| inside(other))
+            {
+                let equal = second.path == first.path;
+                // Beside the files a copied folder brings is fine, over one of them is not.
+                // A source that is not there yet (a task makes it) is given the benefit of
+                // the doubt: only a clash that can be seen is one.
+                if !equal
+                    && let Some(source) = &first.source
+                    && !source.is_file()
+                {
+                    let rest = &second.path.as_str()[first.path.as_str().len() + 1..];
+                    if fs_err::symlink_metadata(source.join(rest)).is_err() {
+                        continue;
+                    }
+                }
+                // Two `files:` dests or two image folders on one path are reported where
+                // they are read.
+                if equal
+                    && first.kind == second.kind
+                    && matches!(first.kind, ClaimKind::File | ClaimKind::Image)
+                {
+                    continue;
+                }
+                let (early, late) =
+                    if (first.at.line, first.at.column) <= (second.at.line, second.at.column) {
+                        (first, second)
+                    } else {
+                        (second, first)
+                    };
+                let relation = if equal {
+                    format!("`{}` is also written by", late.path)
+                } else if late.path == second.path {
+                    format!("`{}` is inside `{}`, written by", late.path, early.path)
+                } else {
+                    format!("`{}` holds `{}`, written by", late.path, early.path)
+                };
+                found.push((
+                    late.at.clone(),
+                    format!(
+                        "{relation} `{}` (line {}, column {}); every path in the ISO tree has one writer",
+                        early.at.field, early.at.line, early.at.column
+                    ),
+                ));
+            }
+        }
+        for (at, message) in found {
+            self.problems.add(&at, message);
+        }
+    }
+
+    /// Nothing the build writes outside the tree (the ISO, its `SHA256SUM`) may be something
+    /// it reads or another output, and pruning the tree may delete nothing it reads (see
+    /// [`super::outputs`]).
+    fn outputs_apart(&mut self, iso: &IsoSettings, files: &[CheckedFile], tasks: &[TaskSpec]) {
+        let paths = HostPaths::new(
+            &self.origin.file,
+            &self.origin.base_dir,
+            &iso.root,
+            files
+                .iter()
+                .filter_map(|file| file.src.as_ref().map(|(src, _)| src.as_path())),
+            tasks.iter().filter_map(|task| task.spec.as_ref()).collect(),
+        );
+        let host_outputs = std::mem::take(&mut self.host_outputs);
+        let mut found = Vec::new();
+        if let Some((root, at)) = host_outputs.first()
+            && let Some(clash) = paths.root_clash()
+        {
+            found.push((
+                at.clone(),
+                format!(
+                    "the tree `{}` cannot be `iso.root`: {clash}; every build deletes what the recipe does not write there",
+                    self.origin.shown(root).display()
+                ),
+            ));
+        }
+        for (index, (output, at)) in host_outputs.iter().enumerate().skip(1) {
+            if output.starts_with(&iso.root) {
+                // Already reported by `iso` (an ISO inside its own tree).
+                continue;
+            }
+            let earlier = host_outputs[1..index]
+                .iter()
+                .find(|(other, _)| other == output);
+            let clash = match earlier {
+                Some((_, other_at)) => Some(format!("`{}` writes it too", other_at.field)),
+                None => paths.output_clash(output),
+            };
+            if let Some(clash) = clash {
+                found.push((
+                    at.clone(),
+                    format!(
+                        "the build would overwrite `{}`: {clash}",
+                        self.origin.shown(output).display()
+                    ),
+                ));
+            }
+        }
+        for (at, message) in found {
+            self.problems.add(&at, message);
         }
     }
 

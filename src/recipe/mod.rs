@@ -13,6 +13,7 @@ mod check;
 mod de;
 mod error;
 mod node;
+mod outputs;
 mod parse;
 mod paths;
 mod raw;
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{Problem, RecipeError};
+pub(crate) use outputs::HostPaths;
 pub use paths::IsoPath;
 pub(crate) use template::out_of_fuel;
 pub use template::{

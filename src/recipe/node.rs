@@ -14,13 +14,13 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// Most nodes (mappings, lists and scalars) a recipe may have, aliases expanded.
-const MAX_NODES: usize = 50_000;
+pub(super) const MAX_NODES: usize = 50_000;
 /// Most YAML events aliases may replay, all aliases together.
 const MAX_REPLAYED_EVENTS: usize = 10_000;
 /// Deepest nesting of mappings and lists; the schema needs five levels.
-const MAX_DEPTH: usize = 32;
+pub(super) const MAX_DEPTH: usize = 32;
 /// Most bytes of scalar text in a recipe.
-const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
 
 /// One YAML node and where it is.
 #[derive(Debug, Clone, PartialEq)]

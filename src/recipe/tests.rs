@@ -881,7 +881,7 @@ recipe_error! {
     line: 36,
     column: 65,
     field: "",
-    message: "invalid YAML: budget breached: Depth { depth: 33 }",
+    message: "invalid YAML: lists and mappings nest more than 32 levels deep; a recipe needs far less",
 }
 
 recipe_error! {

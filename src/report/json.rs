@@ -39,7 +39,9 @@ const VERSION: u32 = 1;
 
 /// Write `summary` to `path` as pretty JSON, atomically.
 pub fn write_json_report(path: &Path, summary: &RunSummary) -> std::io::Result<()> {
-    let mut bytes = to_json(summary)?;
+    // Error texts in the report may quote a registry that echoed a token.
+    let mut bytes =
+        crate::source::auth::scrub(&String::from_utf8_lossy(&to_json(summary)?)).into_bytes();
     bytes.push(b'\n');
     crate::fs::write_atomic(path, &bytes, 0o644)
 }

@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap `value`, and remember it so that [`scrub`] takes it out of any text shown.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        remember(&value);
+        Self(value)
     }
 
     /// The secret value, for an `Authorization` header and nothing else.
@@ -41,6 +44,40 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// Every secret value this process has held (passwords, tokens), for [`scrub`].
+static KNOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Values shorter than this are not scrubbed: they would match ordinary words.
+const SCRUB_MIN: usize = 6;
+
+fn remember(value: &str) {
+    if value.len() < SCRUB_MIN {
+        return;
+    }
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !known.iter().any(|known| known == value) {
+        known.push(value.to_owned());
+    }
+}
+
+/// `text` with every secret this process knows replaced by `<redacted>`: for text that came
+/// from elsewhere (a registry's error body that echoes the token it was sent, say) before it
+/// reaches stderr or a report.
+pub fn scrub(text: &str) -> String {
+    let known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut text = text.to_owned();
+    for secret in known.iter() {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+    }
+    text
 }
 
 /// How to authenticate to one registry.

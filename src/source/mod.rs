@@ -2,8 +2,9 @@
 //! and a list of blobs ([`ResolvedImage`]), and streams those blobs into the
 //! [`Store`](crate::store::Store), verified.
 //!
-//! - [`registry`]: OCI registries, through `oci-client` (manifests, auth handshake) and
-//!   streamed, resumable blob requests; mirrors, credentials, retries, per-registry limits.
+//! - [`registry`]: OCI registries over `reqwest`: the token handshake, bounded manifest
+//!   requests and streamed, resumable blob requests; mirrors, credentials, retries,
+//!   per-registry limits.
 //! - [`manifest`]: parsing and validating manifests and indexes (reused by the layout).
 //! - [`auth`]: credential files and the [`auth::Secret`] type.
 //! - [`local`]: images without a registry: `oci-archive:`, `oci:`, `docker-archive:` files and
@@ -17,6 +18,7 @@ pub mod local;
 pub mod manifest;
 pub mod registry;
 pub mod retry;
+mod token;
 
 use std::fmt;
 
@@ -156,7 +158,10 @@ pub enum SourceError {
         #[source]
         source: ManifestError,
     },
-    #[error("`{image}` from registry {registry} has no image for platform `{wanted}`; it has: {}", if available.is_empty() { "none".to_owned() } else { available.join(", ") })]
+    #[error(
+        "`{image}` from registry {registry} has no image for platform `{wanted}`; it has: {}",
+        list_platforms(available)
+    )]
     PlatformNotFound {
         image: Box<ImageRef>,
         registry: Box<Registry>,
@@ -237,4 +242,27 @@ pub enum ClientSetupError {
     InvalidMirror { registry: String, mirror: String },
     #[error("cannot set up the HTTP client")]
     Http(#[source] reqwest::Error),
+}
+
+/// The platforms an index offers, for a message: the first few, then how many more (a hostile
+/// index can list thousands, which would make a 100 KB line).
+fn list_platforms(available: &[String]) -> String {
+    const SHOWN: usize = 12;
+    match available.len() {
+        0 => "none".to_owned(),
+        n if n <= SHOWN => available.join(", "),
+        n => format!("{} and {} more", available[..SHOWN].join(", "), n - SHOWN),
+    }
+}
+
+#[cfg(test)]
+mod platform_list_tests {
+    #[test]
+    fn a_long_platform_list_is_cut() {
+        let many: Vec<String> = (0..10_000).map(|i| format!("linux/arch{i}")).collect();
+        let text = super::list_platforms(&many);
+        assert!(text.ends_with("and 9988 more"), "{text}");
+        assert!(text.len() < 300);
+        assert_eq!(super::list_platforms(&[]), "none");
+    }
 }

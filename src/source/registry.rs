@@ -4,10 +4,10 @@
 //!
 //! # How requests are made
 //!
-//! - The auth handshake (the `/v2/` challenge, then a bearer token, or basic auth) is
-//!   `oci-client`'s ([`oci_client::Client::auth`]); its `pull()` is never used (it holds
-//!   whole layers in memory), and neither is its `pull_manifest_raw` (it reads a body of
-//!   any size into memory).
+//! - The auth handshake (the `/v2/` challenge, then a bearer token, or basic auth) is done
+//!   here ([`RegistryClient::exchange_token`]), with a bound on the token server's answer, a
+//!   deadline, and the plain-HTTP rule applied to the token server too. (`oci-client`'s
+//!   reads the answer whole, however large, and follows an `http://` realm anywhere.)
 //! - Manifests and blobs are plain `GET`s on one `reqwest` stack with the handshake's
 //!   token. A manifest is read up to 4 MiB, its bytes kept exact and
 //!   checked against `Docker-Content-Digest` and the digest asked for. A blob is written
@@ -40,8 +40,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
 use reqwest::StatusCode;
 use reqwest::header;
 use tokio::sync::{OnceCell, Semaphore};
@@ -49,6 +47,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use super::auth::{AuthFiles, Credential, Secret};
 use super::manifest::{self, Manifest, media_type};
 use super::retry::{RetryPolicy, parse_retry_after};
+use super::token::{Challenge, parse_challenge, token_from_json};
 use super::{ClientSetupError, Descriptor, Registry, ResolvedImage, SourceError};
 use crate::recipe::Platform;
 use crate::reference::{Digest, ImageRef};
@@ -61,6 +60,9 @@ const USER_AGENT: &str = concat!("isobuild/", env!("CARGO_PKG_VERSION"));
 const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
 /// How much of an error response's body is read, for the message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// The largest token-server answer read: a token is a few KiB (a JWT with many claims a few
+/// tens), so a body past this is hostile.
+const TOKEN_BODY_LIMIT: usize = 256 * 1024;
 /// A blob token is reused this long. Registries issue them for 60 s or more; the margin
 /// covers clock skew, and a token only has to be valid when a request starts.
 const TOKEN_TTL: Duration = Duration::from_secs(45);
@@ -180,7 +182,6 @@ impl RegistryClientBuilder {
                 http,
                 hosts: Mutex::default(),
                 access: Mutex::default(),
-                oci_clients: OciClients::default(),
             }),
         })
     }
@@ -208,26 +209,6 @@ struct Inner {
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Per host and repository, since credentials may be scoped to a repository.
     access: Mutex<HashMap<(String, String), AccessCell>>,
-    /// `oci-client` clients, one per host, protocol and credential, shared by the accesses
-    /// that match. Building one loads the system's root certificates (twice, as
-    /// `oci-client` builds a default `reqwest` client besides its own), which cost a no-op
-    /// build of 37 images more time than everything else it does. Sharing is safe: a
-    /// client keeps one credential per registry host (hence the credential in the key)
-    /// and its tokens per repository.
-    oci_clients: OciClients,
-}
-
-/// What an `oci-client` client is configured for: host, plain HTTP or not, credential.
-type OciClientKey = (String, bool, Credential);
-
-/// The shared `oci-client` clients (`oci_client::Client` has no `Debug`).
-#[derive(Default)]
-struct OciClients(Mutex<Vec<(OciClientKey, oci_client::Client)>>);
-
-impl std::fmt::Debug for OciClients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OciClients")
-    }
 }
 
 /// An [`Access`], created by the first task that needs it.
@@ -283,14 +264,12 @@ struct Host {
     permits: Semaphore,
 }
 
-/// What talking to one repository on one host needs: its credential, an `oci-client`
-/// configured for it, and the token used for blob requests.
+/// What talking to one repository on one host needs: its credential and the token used for
+/// its requests.
 struct Access {
     host: Arc<Host>,
     endpoint: Endpoint,
     credential: Credential,
-    auth: RegistryAuth,
-    oci: oci_client::Client,
     token: tokio::sync::Mutex<Option<(BlobAuth, Instant)>>,
 }
 
@@ -539,71 +518,15 @@ impl RegistryClient {
                     registry: Box::new(endpoint.registry.clone()),
                     source,
                 })?;
-            let auth = match &credential {
-                Credential::Anonymous => RegistryAuth::Anonymous,
-                Credential::Basic { username, password } => {
-                    RegistryAuth::Basic(username.clone(), password.expose().to_owned())
-                }
-            };
-            let oci =
-                self.oci_client(endpoint, &credential)
-                    .map_err(|e| SourceError::Protocol {
-                        image: Box::new(image.clone()),
-                        registry: Box::new(endpoint.registry.clone()),
-                        blob: None,
-                        message: format!("cannot set up an HTTP client: {e}"),
-                    })?;
             Ok(Arc::new(Access {
                 host: self.host(&endpoint.registry.host),
                 endpoint: endpoint.clone(),
                 credential,
-                auth,
-                oci,
                 token: tokio::sync::Mutex::new(None),
             }))
         })
         .await
         .cloned()
-    }
-
-    /// The `oci-client` client for `endpoint`'s host and protocol with `credential`,
-    /// made on first use (see [`Inner::oci_clients`]).
-    fn oci_client(
-        &self,
-        endpoint: &Endpoint,
-        credential: &Credential,
-    ) -> Result<oci_client::Client, oci_client::errors::OciDistributionError> {
-        let key = (
-            endpoint.registry.host.clone(),
-            endpoint.insecure,
-            credential.clone(),
-        );
-        let mut clients = self
-            .inner
-            .oci_clients
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, client)) = clients.iter().find(|(known, _)| *known == key) {
-            return Ok(client.clone());
-        }
-        // `Client::new` would fall back to a default (HTTPS, default platform) client on
-        // a configuration error: refuse instead.
-        let client = oci_client::Client::try_from(oci_client::client::ClientConfig {
-            protocol: if endpoint.insecure {
-                oci_client::client::ClientProtocol::Http
-            } else {
-                oci_client::client::ClientProtocol::Https
-            },
-            // Platforms are chosen here, from the exact index bytes.
-            platform_resolver: None,
-            connect_timeout: Some(self.inner.connect_timeout),
-            read_timeout: Some(self.inner.read_timeout),
-            user_agent: USER_AGENT,
-            ..Default::default()
-        })?;
-        clients.push((key, client.clone()));
-        Ok(client)
     }
 
     /// Resolve `image` to the manifest for `platform` (chosen from an index when the
@@ -645,7 +568,7 @@ impl RegistryClient {
             (digest.clone(), bytes, false)
         } else if self.inner.offline {
             let record = previous.as_ref().ok_or_else(not_cached)?;
-            let bytes = cached(store, &record.digest)
+            let bytes = cached(store, &record.digest, true)
                 .map_err(store_error)?
                 .ok_or_else(not_cached)?;
             (record.digest.clone(), bytes, false)
@@ -750,7 +673,7 @@ impl RegistryClient {
             blob: None,
             source,
         };
-        if let Some(bytes) = cached(store, digest).map_err(store_error)? {
+        if let Some(bytes) = cached(store, digest, self.inner.offline).map_err(store_error)? {
             return Ok(bytes);
         }
         if self.inner.offline {
@@ -824,10 +747,10 @@ impl RegistryClient {
         let request = auth
             .apply(self.inner.http.get(&url))
             .header(header::ACCEPT, media_type::MANIFESTS.join(", "));
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Transport(Box::new(e)))?;
+        // One deadline for the whole exchange, headers and body (see `request_deadline`).
+        let deadline = tokio::time::Instant::now() + self.request_deadline();
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        let mut response = within(left(), request.send()).await?;
         if response.status() != StatusCode::OK {
             return Err(failed_response(access, response).await);
         }
@@ -837,11 +760,7 @@ impl RegistryClient {
             return Err(too_large(length));
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| Failure::Transport(Box::new(e)))?
-        {
+        while let Some(chunk) = within(left(), response.chunk()).await? {
             if (bytes.len() + chunk.len()) as u64 > MANIFEST_LIMIT {
                 return Err(too_large((bytes.len() + chunk.len()) as u64));
             }
@@ -1024,7 +943,7 @@ impl RegistryClient {
     }
 
     /// How to authenticate blob requests to `access`'s repository: a bearer token got
-    /// through `oci-client`'s handshake, basic credentials, or nothing.
+    /// through the token handshake, basic credentials, or nothing.
     async fn blob_auth(&self, access: &Access) -> Result<BlobAuth, Failure> {
         let mut cached = access.token.lock().await;
         if let Some((auth, fetched)) = &*cached
@@ -1032,20 +951,7 @@ impl RegistryClient {
         {
             return Ok(auth.clone());
         }
-        let reference = oci_client::Reference::with_tag(
-            access.endpoint.registry.host.clone(),
-            access.endpoint.repository.clone(),
-            "latest".to_owned(),
-        );
-        let token = access
-            .oci
-            .auth(
-                &reference,
-                &access.auth,
-                oci_client::RegistryOperation::Pull,
-            )
-            .await
-            .map_err(classify)?;
+        let token = self.exchange_token(access).await?;
         let auth = match (token, &access.credential) {
             (Some(token), _) => BlobAuth::Bearer(Secret::new(token)),
             (None, Credential::Basic { username, password }) => {
@@ -1055,6 +961,124 @@ impl RegistryClient {
         };
         *cached = Some((auth.clone(), Instant::now()));
         Ok(auth)
+    }
+}
+
+impl RegistryClient {
+    /// The longest one small request (a manifest, a token, the `/v2/` challenge) may take
+    /// from start to last byte. The read timeout alone restarts with every byte, so a server
+    /// trickling one byte a second would hold a run forever.
+    fn request_deadline(&self) -> Duration {
+        self.inner.connect_timeout + 2 * self.inner.read_timeout
+    }
+
+    /// The bearer-token handshake, done here rather than by a library so that it has the
+    /// same limits as every other request: `GET /v2/`; on a bearer challenge, `GET` its
+    /// realm (with the credential, if any) and read the token from at most
+    /// [`TOKEN_BODY_LIMIT`] bytes, all within [`Self::request_deadline`]. The realm obeys the
+    /// registry's rule: plain HTTP only to a host given as insecure, else no credential or
+    /// token goes to it. `None` when the registry wants no token.
+    async fn exchange_token(&self, access: &Access) -> Result<Option<String>, Failure> {
+        let deadline = self.request_deadline();
+        let url = format!(
+            "{scheme}://{host}/v2/",
+            scheme = if access.endpoint.insecure {
+                "http"
+            } else {
+                "https"
+            },
+            host = oci_host(&access.endpoint.registry.host),
+        );
+        let response = within(deadline, self.inner.http.get(&url).send()).await?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => {}
+            status if status.is_success() => return Ok(None),
+            _ => return Err(failed_response(access, response).await),
+        }
+        let challenge = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(parse_challenge);
+        let Some(Challenge::Bearer { realm, service, .. }) = challenge else {
+            // Basic (or no) challenge: the credential, if any, goes with each request.
+            return Ok(None);
+        };
+        let realm_url = reqwest::Url::parse(&realm)
+            .map_err(|_| Failure::Protocol(format!("its token server `{realm}` is not a URL")))?;
+        let realm_host = match (realm_url.host_str(), realm_url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        };
+        let allowed = match realm_url.scheme() {
+            "https" => true,
+            "http" => is_insecure(&realm_host, &self.inner.insecure_hosts),
+            _ => false,
+        };
+        if !allowed {
+            return Err(Failure::Protocol(format!(
+                "its token server `{}://{realm_host}` is not HTTPS; a login or token goes over plain HTTP only to a host given with `--insecure-registry`",
+                realm_url.scheme()
+            )));
+        }
+        let mut realm_url = realm_url;
+        {
+            let mut query = realm_url.query_pairs_mut();
+            query.append_pair(
+                "scope",
+                &format!("repository:{}:pull", access.endpoint.repository),
+            );
+            if let Some(service) = &service {
+                query.append_pair("service", service);
+            }
+        }
+        let mut request = self.inner.http.get(realm_url);
+        if let Credential::Basic { username, password } = &access.credential {
+            request = request.basic_auth(username, Some(password.expose()));
+        }
+        let mut response = within(deadline, request.send()).await?;
+        if !response.status().is_success() {
+            return Err(match response.status() {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Unauthorized,
+                _ => failed_response(access, response).await,
+            });
+        }
+        let body = within(deadline, async {
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > TOKEN_BODY_LIMIT {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Some(body))
+        })
+        .await?
+        .ok_or_else(|| {
+            Failure::Protocol(format!(
+                "its token server sent more than {TOKEN_BODY_LIMIT} bytes; a token is a few KiB"
+            ))
+        })?;
+        token_from_json(&body)
+            .map(Some)
+            .ok_or_else(|| Failure::Protocol("its token server's answer holds no token".into()))
+    }
+}
+
+/// Run one request (or body read) `work`, failing as a timeout when it is not done within
+/// `deadline`.
+async fn within<T>(
+    deadline: Duration,
+    work: impl std::future::Future<Output = Result<T, reqwest::Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(result) => result.map_err(|e| Failure::Transport(Box::new(e))),
+        Err(_) => Err(Failure::Transport(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no complete answer within {:.0}s", deadline.as_secs_f64()),
+        )))),
     }
 }
 
@@ -1126,7 +1150,7 @@ async fn failed_response(access: &Access, mut response: reqwest::Response) -> Fa
         status => Failure::Status {
             status: status.as_u16(),
             retry_after,
-            message: truncate(&text),
+            message: truncate(&super::auth::scrub(&text)),
         },
     }
 }
@@ -1138,10 +1162,14 @@ fn too_large(size: u64) -> Failure {
 }
 
 /// The store's copy of a blob, `None` when missing (or corrupt, then removed).
-fn cached(store: &Store, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+///
+/// Offline, a corrupt copy is an error saying so: nothing can replace it, and "not in the
+/// cache" would send the user looking for the wrong problem.
+fn cached(store: &Store, digest: &Digest, offline: bool) -> Result<Option<Vec<u8>>, StoreError> {
     match store.read_blob(digest) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(StoreError::MissingBlob { .. } | StoreError::CorruptBlob { .. }) => Ok(None),
+        Err(StoreError::MissingBlob { .. }) => Ok(None),
+        Err(StoreError::CorruptBlob { .. }) if !offline => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -1160,7 +1188,7 @@ fn parse(
     })
 }
 
-/// The host `oci-client` talks to for a registry name (Docker Hub's API lives elsewhere).
+/// The host spoken to for a registry name (Docker Hub's API lives elsewhere).
 fn oci_host(host: &str) -> &str {
     if host == "docker.io" {
         "index.docker.io"
@@ -1202,60 +1230,6 @@ fn truncate(body: &str) -> String {
     match body.char_indices().nth(MAX) {
         Some((end, _)) => format!("{}…", &body[..end]),
         None => body.to_owned(),
-    }
-}
-
-/// What an `oci-client` error means for retrying.
-fn classify(error: OciDistributionError) -> Failure {
-    match error {
-        OciDistributionError::RequestError(e) => Failure::Transport(Box::new(e)),
-        OciDistributionError::IoError(e) => Failure::Transport(Box::new(e)),
-        OciDistributionError::ServerError { code, message, .. } => match code {
-            401 => Failure::Unauthorized,
-            404 => Failure::NotFound,
-            _ => Failure::Status {
-                status: code,
-                retry_after: None,
-                message: truncate(&message),
-            },
-        },
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes
-                .iter()
-                .any(|code| matches!(code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-            {
-                Failure::Unauthorized
-            } else if codes.iter().any(|code| {
-                matches!(
-                    code,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::BlobUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound
-                )
-            }) {
-                Failure::NotFound
-            } else if codes.contains(&&OciErrorCode::Toomanyrequests) {
-                Failure::Status {
-                    status: 429,
-                    retry_after: None,
-                    message: truncate(&envelope.to_string()),
-                }
-            } else {
-                Failure::Protocol(truncate(&envelope.to_string()))
-            }
-        }
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => Failure::Unauthorized,
-        OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
-            expected,
-            actual,
-        }) => match (expected.parse(), actual.parse()) {
-            (Ok(expected), Ok(actual)) => Failure::ManifestMismatch { expected, actual },
-            _ => Failure::Protocol(format!("digest `{actual}` does not match `{expected}`")),
-        },
-        other => Failure::Protocol(truncate(&other.to_string())),
     }
 }
 

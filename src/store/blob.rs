@@ -30,6 +30,7 @@ pub struct BlobWriter {
     hasher: Sha256,
     written: u64,
     dest: PathBuf,
+    store: Store,
     /// Keeps other tasks of this process from writing the same digest meanwhile.
     _guard: OwnedMutexGuard<()>,
 }
@@ -84,8 +85,24 @@ impl BlobWriter {
         let tmp = store.tmp_dir();
         let path = tmp.join(format!("{}.partial", digest.hex()));
         let mut waiting = false;
+        // The partial's size, and when it last changed: a holder that writes nothing for
+        // `stalled_after` is given up on.
+        let mut progress = (0, std::time::Instant::now());
         let (file, partial) = loop {
-            match lock_partial(&path)? {
+            let mut lock = lock_partial(&path)?;
+            if let Lock::Busy = lock {
+                let len = fs_err::metadata(&path).map_or(0, |metadata| metadata.len());
+                if len != progress.0 {
+                    progress = (len, std::time::Instant::now());
+                } else if progress.1.elapsed() > store.stalled_after() {
+                    tracing::warn!(
+                        "the other isobuild downloading blob `{digest}` has written nothing for {}s; downloading it here instead",
+                        store.stalled_after().as_secs()
+                    );
+                    lock = Lock::Unstable;
+                }
+            }
+            match lock {
                 Lock::Ours(file) => break (file, Partial::Resumable(path)),
                 Lock::Busy => {
                     if store.has_blob(&digest) {
@@ -93,7 +110,11 @@ impl BlobWriter {
                     }
                     if !waiting {
                         waiting = true;
-                        tracing::debug!(%digest, "another process is downloading this blob; waiting for it");
+                        // At default verbosity: a wait that may be long is never silent.
+                        tracing::warn!(
+                            "waiting for another isobuild process downloading blob `{digest}` into `{}`",
+                            path.display()
+                        );
                     }
                     tokio::time::sleep(LOCK_POLL).await;
                 }
@@ -121,6 +142,7 @@ impl BlobWriter {
             .map_err(|e| StoreError::io(partial.path(), e))?;
         Ok(Some(Self {
             dest: store.blob_path(&digest),
+            store: store.clone(),
             digest,
             expected_size,
             file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
@@ -243,7 +265,7 @@ impl BlobWriter {
         // Never over a blob already there (another process's copy, same bytes): files of the
         // ISO tree may be hard links to it. Then ours is deleted as the error drops.
         match temp.persist_noclobber(&self.dest) {
-            Ok(()) => {}
+            Ok(()) => self.store.mark_verified(&self.digest),
             Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(StoreError::io(&self.dest, e.error)),
         }
@@ -269,6 +291,15 @@ fn lock_partial(path: &std::path::Path) -> Result<Lock, StoreError> {
     // The holder may rename the partial into `blobs-v1/` between our open and our lock; then
     // the file we locked is a finished blob, not the partial. Check and try again.
     for _ in 0..3 {
+        if !is_ours(path)? {
+            // Not a file this user's isobuild made (a link, a device, another user's file,
+            // planted in a shared cache): never written into, and left alone.
+            tracing::warn!(
+                "`{}` is not a regular file of yours; downloading into a private file instead",
+                path.display()
+            );
+            return Ok(Lock::Unstable);
+        }
         let file = super::lock::open(path)?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
@@ -287,6 +318,18 @@ fn lock_partial(path: &std::path::Path) -> Result<Lock, StoreError> {
     }
     // Someone keeps replacing it: fall back to a private partial.
     Ok(Lock::Unstable)
+}
+
+/// Whether `path` is missing or a regular file owned by the caller.
+fn is_ours(path: &std::path::Path) -> Result<bool, StoreError> {
+    match fs_err::symlink_metadata(path) {
+        Ok(metadata) => {
+            Ok(metadata.file_type().is_file()
+                && metadata.uid() == rustix::process::geteuid().as_raw())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
 }
 
 /// Hash the bytes a partial already holds. A partial longer than the blob can only be wrong,

@@ -48,13 +48,17 @@ impl LockFile {
     }
 }
 
-/// Open (creating) a file to lock, as a plain `std` file so `fs4` can lock it.
+/// Open (creating) a file to lock, as a plain `std` file so `fs4` can lock it. Never through
+/// a symbolic link: one planted in a shared cache would have isobuild write where it points.
 pub(super) fn open(path: &Path) -> Result<std::fs::File, StoreError> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    let no_follow = i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or_default();
     fs_err::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .custom_flags(no_follow)
         .open(path)
         .map(fs_err::File::into_parts)
         .map(|(file, _)| file)

@@ -99,6 +99,16 @@ pub enum StoreError {
     },
     #[error("the cache `{}` is in use by another isobuild process", root.display())]
     Busy { root: PathBuf },
+    #[error(
+        "`{}` is not an isobuild cache (it has no CACHEDIR.TAG written by isobuild) and is not empty; give a new or empty folder",
+        root.display()
+    )]
+    NotACache { root: PathBuf },
+    #[error(
+        "`{}` must be a folder of the cache, owned by you, not a symbolic link or anything else",
+        path.display()
+    )]
+    NotPrivate { path: PathBuf },
     #[error("cleaning the cache needs exclusive access (open it with `Store::open_exclusive`)")]
     NotExclusive,
 }
@@ -117,12 +127,19 @@ const TAGS: &str = "tags-v1";
 const TMP: &str = "tmp";
 const LOCK: &str = "lock";
 const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+/// Every name isobuild gives an entry of the cache folder itself.
+const OWN_NAMES: &[&str] = &[BLOBS_DIR, TAGS, TMP, LOCK, STATE, CACHEDIR_TAG];
+const BLOBS_DIR: &str = "blobs-v1";
+/// Task fingerprints (the engine's, see [`crate::engine::FreshnessStore`]).
+const STATE: &str = "state-v1";
 const CACHEDIR_TAG_CONTENT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
     # This file is a cache directory tag created by isobuild.\n\
     # For information about cache directory tags see https://bford.info/cachedir/\n";
 /// Blobs are world-readable so that an ISO tree hard-linking them can be served by nginx
 /// workers running as `nobody`, and carry the mode the ISO tree uses for every file.
 const BLOB_MODE: u32 = 0o644;
+/// See [`Store::set_stalled_after`]: two minutes without a byte.
+const DEFAULT_STALLED_AFTER_MS: u64 = 120_000;
 
 /// The cache. Cheap to clone; clones share the lock and the in-process writer table.
 #[derive(Debug, Clone)]
@@ -139,6 +156,12 @@ struct Inner {
     /// One async mutex per digest being written by this process, so two tasks wanting the
     /// same blob download it once: the second waits, then finds it present.
     writers: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
+    /// Blobs this process wrote after verifying them, or hashed again since: the ones
+    /// [`Store::check_blob`] trusts without reading them.
+    verified: Mutex<HashSet<Digest>>,
+    /// How long a partial another process holds may go without growing before this one
+    /// stops waiting for it and downloads the blob itself (milliseconds).
+    stalled_after_ms: std::sync::atomic::AtomicU64,
 }
 
 /// What a tag pointed to when it was last resolved.
@@ -204,15 +227,37 @@ impl Store {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Self, StoreError> {
-        for dir in [BLOBS, TAGS, TMP] {
-            let path = root.join(dir);
-            fs_err::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
-        }
         let tag = root.join(CACHEDIR_TAG);
-        if !tag.exists() {
+        let ours = fs_err::read(&tag).is_ok_and(|bytes| bytes == CACHEDIR_TAG_CONTENT.as_bytes());
+        if !ours {
+            // A folder isobuild did not make is not isobuild's to clean (`--cache-dir .`).
+            // One holding only what isobuild puts in a cache is: a recipe without images
+            // writes its fingerprints (`state-v1/`) without ever opening the store.
+            let ours_only = match fs_err::read_dir(root) {
+                // A temporary file is another run writing the tag at this very moment.
+                Ok(entries) => entries.filter_map(Result::ok).all(|entry| {
+                    entry.file_name().to_str().is_some_and(|name| {
+                        OWN_NAMES.contains(&name)
+                            || (name.starts_with('.') && name.ends_with(crate::fs::TEMP_SUFFIX))
+                    })
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                Err(e) => return Err(StoreError::io(root, e)),
+            };
+            if !ours_only {
+                return Err(StoreError::NotACache {
+                    root: root.to_owned(),
+                });
+            }
+            fs_err::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
             crate::fs::write_atomic(&tag, CACHEDIR_TAG_CONTENT.as_bytes(), 0o644)
                 .map_err(|e| StoreError::io(&tag, e))?;
         }
+        for dir in [BLOBS, TAGS] {
+            let path = root.join(dir);
+            fs_err::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        private_dir(&root.join(TMP))?;
         let lock = if exclusive {
             LockFile::try_exclusive(&root.join(LOCK))?.ok_or_else(|| StoreError::Busy {
                 root: root.to_owned(),
@@ -226,8 +271,28 @@ impl Store {
                 exclusive,
                 _lock: lock,
                 writers: Mutex::default(),
+                verified: Mutex::default(),
+                stalled_after_ms: std::sync::atomic::AtomicU64::new(DEFAULT_STALLED_AFTER_MS),
             }),
         })
+    }
+
+    /// Stop waiting for another process's download of a blob (and fetch it here) once its
+    /// partial has not grown for `limit`: that process may be stopped (`SIGSTOP`, a
+    /// suspended laptop) or stuck, and would otherwise hold this run forever.
+    pub fn set_stalled_after(&self, limit: std::time::Duration) {
+        let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .stalled_after_ms
+            .store(millis.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn stalled_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.inner
+                .stalled_after_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The cache folder.
@@ -312,9 +377,64 @@ impl Store {
         if dest.is_file() {
             return Ok(());
         }
-        crate::fs::persist_noclobber(make()?, &dest, BLOB_MODE)
-            .map(drop)
-            .map_err(|e| StoreError::io(&dest, e))
+        let placed = crate::fs::persist_noclobber(make()?, &dest, BLOB_MODE)
+            .map_err(|e| StoreError::io(&dest, e))?;
+        if placed {
+            self.mark_verified(digest);
+        }
+        Ok(())
+    }
+
+    /// Remember that the blob file of `digest` was just written from verified bytes.
+    pub fn mark_verified(&self, digest: &Digest) {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(digest.clone());
+    }
+
+    /// Whether this process wrote or checked the blob `digest` (see [`Store::check_blob`]).
+    pub fn is_verified(&self, digest: &Digest) -> bool {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(digest)
+    }
+
+    /// Check the cached blob `digest` before it goes into an ISO tree: a regular file (not a
+    /// link to `/etc/passwd`), with content that hashes to its name unless this process
+    /// wrote or checked it already. Another process or a user may have changed a cache file
+    /// since it was verified; a wrong one is removed (the next run fetches it again).
+    pub fn check_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        let metadata = match fs_err::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob {
+                    digest: digest.clone(),
+                    root: self.inner.root.clone(),
+                });
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let trusted = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(digest);
+        let sound = metadata.file_type().is_file()
+            && (trusted
+                || Digest::of_file(&path).map_err(|e| StoreError::io(&path, e))? == *digest);
+        if !sound {
+            // Best effort: if the removal fails, the error still stops the run.
+            let _ = fs_err::remove_file(&path);
+            return Err(StoreError::CorruptBlob { path });
+        }
+        self.mark_verified(digest);
+        Ok(())
     }
 
     /// A verifying writer for blob `digest`, or `None` when the blob is already in the cache
@@ -517,6 +637,37 @@ impl Store {
     }
 }
 
+/// Make `dir` (the cache's `tmp/`) if missing, readable by its owner only, so no other user
+/// can plant a file (a link to theirs, say) where a download goes; an existing one must be a
+/// real folder owned by the caller.
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(StoreError::io(dir, e)),
+    }
+    let metadata = fs_err::symlink_metadata(dir).map_err(|e| StoreError::io(dir, e))?;
+    if !metadata.is_dir() || metadata.uid() != rustix::process::geteuid().as_raw() {
+        return Err(StoreError::NotPrivate {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether `name` is one isobuild gives a file in `tmp/` (see the tree above).
+fn is_tmp_name(name: &str) -> bool {
+    let partial = name.strip_suffix(".partial").is_some_and(|stem| {
+        let hex = stem.split_once('.').map_or(stem, |(hex, _)| hex);
+        Digest::from_hex(hex).is_ok()
+    });
+    partial
+        || name.starts_with("put-")
+        || name.starts_with(".tmp")
+        || (name.starts_with('.') && name.ends_with(crate::fs::TEMP_SUFFIX))
+}
+
 /// Delete what runs killed outright left (a killed process deletes nothing): in `tmp/`,
 /// temporary files of small blobs and local images, private partials, empty partials (only
 /// non-empty resumable partials, `<hex>.partial`, stay for the next download to resume);
@@ -529,6 +680,11 @@ fn remove_strays(root: &Path) -> Result<(), StoreError> {
     for entry in fs_err::read_dir(tmp).map_err(|e| StoreError::io(tmp, e))? {
         let entry = entry.map_err(|e| StoreError::io(tmp, e))?;
         let path = entry.path();
+        // Only what isobuild names; anything else in `tmp/` is not ours to delete.
+        if !entry.file_name().to_str().is_some_and(is_tmp_name) {
+            continue;
+        }
+        // Not following links: a link is deleted, never what it points to.
         let metadata = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
         let resumable = entry
             .file_name()

@@ -284,6 +284,8 @@ fn what_dead_runs_left_in_tmp_is_removed_when_no_run_uses_the_cache() {
             fs_err::write(root.join("tmp").join(stray), content).unwrap();
         }
     };
+    // A cache isobuild made (one it did not is never cleaned).
+    drop(Store::open(&root).unwrap());
     fill();
     let tags = root.join("tags-v1/127.0.0.1:5000/library/alpine");
     fs_err::create_dir_all(&tags).unwrap();

@@ -265,7 +265,10 @@ fn oci_archive(bad: &dyn Fn(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
 fn files_outside_output(dir: &Path) -> Vec<String> {
     crate::harness::relative_paths(dir)
         .into_iter()
-        .filter(|name| !name.starts_with(".cache") && !name.starts_with("out"))
+        // `.out.isobuild-tree` marks `out` as a tree isobuild made (and is its lock).
+        .filter(|name| {
+            !name.starts_with(".cache") && !name.starts_with("out") && name != ".out.isobuild-tree"
+        })
         .collect()
 }
 

@@ -13,7 +13,7 @@
 //!   sound.
 //!
 //! The interrupted run itself must leave no ISO at the output path, and exit with 130 after
-//! `SIGINT`.
+//! `SIGINT`, 143 after `SIGTERM`.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -105,15 +105,22 @@ fn spawn(test: &Test, host: &str, extra: &[&str], env: &[(&str, String)]) -> Chi
 #[derive(Clone, Copy, Debug)]
 enum Signal {
     Int,
+    /// What `timeout`, systemd and CI runners send: as clean a stop as `Int`, exit 143.
+    Term,
     Kill,
 }
 
 /// Send `signal` to `child` and wait for it; returns its exit code (`None` when killed).
 fn interrupt(child: &mut Child, signal: Signal) -> Option<i32> {
     match signal {
-        Signal::Int => {
+        Signal::Int | Signal::Term => {
+            let name = if let Signal::Int = signal {
+                "-INT"
+            } else {
+                "-TERM"
+            };
             let status = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
+                .args([name, &child.id().to_string()])
                 .status()
                 .unwrap();
             assert!(status.success());
@@ -121,8 +128,10 @@ fn interrupt(child: &mut Child, signal: Signal) -> Option<i32> {
         Signal::Kill => child.kill().unwrap(),
     }
     let code = wait(child, Duration::from_secs(20));
-    if let Signal::Int = signal {
-        assert_eq!(code, Some(130), "an interrupted run exits with 130");
+    match signal {
+        Signal::Int => assert_eq!(code, Some(130), "an interrupted run exits with 130"),
+        Signal::Term => assert_eq!(code, Some(143), "a run stopped by SIGTERM exits with 143"),
+        Signal::Kill => {}
     }
     code
 }
@@ -163,7 +172,7 @@ fn assert_interrupted_cleanly(test: &Test, signal: Signal) {
         "an ISO appeared although the build was interrupted"
     );
     assert!(!test.path().join("_build/SHA256SUM").exists());
-    if let Signal::Int = signal {
+    if let Signal::Int | Signal::Term = signal {
         assert_no_temporaries(test);
     }
 }
@@ -218,7 +227,7 @@ fn interrupted_pull(signal: Signal) {
     let partials = check_cache(
         &test.cache_dir(),
         &setup.known_blobs(),
-        matches!(signal, Signal::Int),
+        matches!(signal, Signal::Int | Signal::Term),
     );
     let kept = *partials
         .get(big.digest.hex())
@@ -295,7 +304,7 @@ fn interrupted_layout(signal: Signal) {
     check_cache(
         &test.cache_dir(),
         &setup.known_blobs(),
-        matches!(signal, Signal::Int),
+        matches!(signal, Signal::Int | Signal::Term),
     );
 
     setup.proxy.clear();
@@ -393,6 +402,16 @@ fn interrupted_iso(signal: Signal) {
 #[test]
 fn ctrl_c_mid_iso_leaves_no_iso_and_a_rerun_makes_it() {
     interrupted_iso(Signal::Int);
+}
+
+#[test]
+fn sigterm_mid_iso_kills_xorriso_leaves_no_iso_and_exits_143() {
+    interrupted_iso(Signal::Term);
+}
+
+#[test]
+fn sigterm_mid_layout_then_a_rerun_finishes_the_tree() {
+    interrupted_layout(Signal::Term);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod fetch;
 mod file_data;
+mod hardening;
 mod hostile;
 mod inspect;
 mod interrupts;
