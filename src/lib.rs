@@ -31,7 +31,9 @@
 //! 10. [`rpm`] reads RPM repository metadata as streams and resolves package closures the
 //!     way EL8's `dnf repoquery --resolve --recursive` does, without dnf.
 //! 11. [`fs`] writes files atomically (temporary file, then rename) with paths in every error;
-//!     [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input).
+//!     [`error`] maps every failure to an exit code (0 ok, 1 build failed, 2 bad input);
+//!     [`python_json`] and [`python_yaml`] write data as Python's `json` and PyYAML do, for
+//!     files whose reference a Python build made.
 //!
 //! The logic never prints: it returns values and calls the reporter.
 
@@ -45,6 +47,8 @@ pub mod inspect;
 pub mod iso;
 pub mod layout;
 pub mod plan;
+pub mod python_json;
+pub mod python_yaml;
 pub mod recipe;
 pub mod reference;
 pub mod report;

@@ -3,12 +3,17 @@
 //!
 //! Two include files: the *common* one holds what every ISO shares (`/v2` redirect, `/v2/`
 //! answer, the `@404_tag` error body); the *per-version* one holds, for each image name, a
-//! `tags/list` answer, one exact location per tag and per distinct manifest digest, one
-//! regex location answering any other tag with the `TAG_INVALID` error (an addition to
-//! MetalK8s' generator, which lets nginx answer its own 404 page there), and one regex
-//! location for blobs that tries each tag folder. Names and tags are sorted so the
+//! `tags/list` answer, one exact location per tag and per distinct manifest digest, and one
+//! regex location for blobs that tries each tag folder. Names and tags are sorted so the
 //! output is byte-stable. Manifest digests are the sha256 of the `manifest.json` bytes, and
 //! the `Docker-Content-Digest` header carries it (containerd needs it).
+//!
+//! The text is byte for byte what MetalK8s' vendored generator
+//! (`buildchain/static-container-registry/static-container-registry.py`, `create_config`)
+//! writes for the same tree: every block opens with a blank line, a repeated manifest gets the
+//! generator's comment. One addition is opt-in ([`RuleOptions::unknown_tag_error`]): a regex
+//! location per name answering any other tag with the `TAG_INVALID` JSON error, where the
+//! generator lets nginx answer with its own HTML 404 page.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,9 +33,18 @@ pub struct ServedImage {
     pub media_type: String,
 }
 
+/// What the rules may add to the generator's output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleOptions {
+    /// Answer a tag no location names with the `TAG_INVALID` JSON 404 (one regex location per
+    /// name), instead of nginx's HTML 404 page.
+    pub unknown_tag_error: bool,
+}
+
 /// The constants every ISO's registry shares.
 pub fn common_rules() -> String {
     concat!(
+        "\n",
         "location = /v2 {\n",
         "    return 301 /v2/;\n",
         "}\n",
@@ -50,18 +64,25 @@ pub fn common_rules() -> String {
 
 /// The per-image rules. `prefix` comes before every name (`metalk8s-129.0.0-dev/`);
 /// `server_root` is the nginx variable or path of the served root (`$metalk8s_…_images`).
-pub fn image_rules(prefix: &str, server_root: &str, images: &[ServedImage]) -> String {
+pub fn image_rules(
+    prefix: &str,
+    server_root: &str,
+    images: &[ServedImage],
+    options: RuleOptions,
+) -> String {
     let mut by_name: BTreeMap<&str, Vec<&ServedImage>> = BTreeMap::new();
     for image in images {
         by_name.entry(&image.name).or_default().push(image);
     }
-    let root = server_root.trim_end_matches('/');
+    // The generator strips a leading `/` from the prefix (names never start with one).
+    let prefix = prefix.trim_start_matches('/');
+    let root = server_root;
     let mut out = String::new();
     for (name, mut tags) in by_name {
         tags.sort_by(|a, b| a.tag.cmp(&b.tag));
         let tag_list: Vec<String> = tags.iter().map(|image| json_string(&image.tag)).collect();
         out.push_str(&format!(
-            "location = /v2/{prefix}{name}/tags/list {{\n    types {{ }} default_type \"application/json\";\n    return 200 '{{\"name\": {}, \"tags\": [{}]}}';\n}}\n\n",
+            "\nlocation = /v2/{prefix}{name}/tags/list {{\n    types {{ }} default_type \"application/json\";\n    return 200 '{{\"name\": {}, \"tags\": [{}]}}';\n}}\n",
             json_string(name),
             tag_list.join(", ")
         ));
@@ -82,15 +103,18 @@ pub fn image_rules(prefix: &str, server_root: &str, images: &[ServedImage]) -> S
                 // nginx refuses duplicate locations: a second tag with the same manifest is
                 // already served by the digest location above.
                 out.push_str(&format!(
-                    "# {prefix}{name}:{} has the same manifest as an earlier tag ({})\n\n",
-                    image.tag, image.manifest_digest
+                    "\n# Digest for \"{name}:{}\" already served\n",
+                    image.tag
                 ));
             }
         }
-        // Any other tag of this name: the registry error a client expects, not nginx's page.
-        out.push_str(&format!(
-            "location ~ \"^/v2/{prefix}{name}/manifests/\" {{\n    error_page 404 @404_tag;\n    return 404;\n}}\n\n"
-        ));
+        if options.unknown_tag_error {
+            // Any other tag of this name: the registry error a client expects, not nginx's
+            // page.
+            out.push_str(&format!(
+                "\nlocation ~ \"^/v2/{prefix}{name}/manifests/\" {{\n    error_page 404 @404_tag;\n    return 404;\n}}\n"
+            ));
+        }
         let name_dir = tags[0]
             .dir
             .rsplit_once('/')
@@ -106,7 +130,7 @@ pub fn image_rules(prefix: &str, server_root: &str, images: &[ServedImage]) -> S
             })
             .collect();
         out.push_str(&format!(
-            "location ~ \"/v2/{prefix}{name}/blobs/sha256:([a-f0-9]{{64}})\" {{\n    alias {root}/{name_dir}/;\n    try_files {} =404;\n}}\n\n",
+            "\nlocation ~ \"/v2/{prefix}{name}/blobs/sha256:([a-f0-9]{{64}})\" {{\n    alias {root}/{name_dir}/;\n    try_files {} =404;\n}}\n",
             tries.join(" ")
         ));
     }
@@ -115,15 +139,15 @@ pub fn image_rules(prefix: &str, server_root: &str, images: &[ServedImage]) -> S
 
 fn manifest_location(path: &str, root: &str, image: &ServedImage) -> String {
     format!(
-        "location = \"{path}\" {{\n    alias {root}/{}/;\n    types {{ }} default_type \"{}\";\n    add_header 'Docker-Content-Digest' '{}';\n    try_files manifest.json =404;\n    error_page 404 @404_tag;\n}}\n\n",
+        "\nlocation = \"{path}\" {{\n    alias {root}/{}/;\n    types {{ }} default_type \"{}\";\n    add_header 'Docker-Content-Digest' '{}';\n    try_files manifest.json =404;\n    error_page 404 @404_tag;\n}}\n",
         image.dir, image.media_type, image.manifest_digest
     )
 }
 
-/// A JSON string literal with Python `json.dumps` escaping for the characters tags and names
-/// can hold (they are `[a-z0-9._-]`, so this only quotes).
+/// A JSON string literal as Python's `json.dumps` writes it (names and tags are
+/// `[A-Za-z0-9._-]`, so this only quotes; the escaping is Python's all the same).
 fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
+    crate::python_json::string(text)
 }
 
 #[cfg(test)]
@@ -147,7 +171,12 @@ mod tests {
             image("alpine", "3.20.1", 'a'),
             image("alpine", "3.19", 'a'),
         ];
-        let rules = image_rules("metalk8s-1.0/", "$metalk8s_1_0_images", &images);
+        let rules = image_rules(
+            "metalk8s-1.0/",
+            "$metalk8s_1_0_images",
+            &images,
+            RuleOptions::default(),
+        );
         let alpine = rules.find("/v2/metalk8s-1.0/alpine/tags/list").unwrap();
         let pause = rules.find("/v2/metalk8s-1.0/pause/tags/list").unwrap();
         assert!(alpine < pause);
@@ -160,7 +189,27 @@ mod tests {
         let shuffled = [images[2].clone(), images[0].clone(), images[1].clone()];
         assert_eq!(
             rules,
-            image_rules("metalk8s-1.0/", "$metalk8s_1_0_images", &shuffled)
+            image_rules(
+                "metalk8s-1.0/",
+                "$metalk8s_1_0_images",
+                &shuffled,
+                RuleOptions::default()
+            )
         );
+        assert!(rules.starts_with("\nlocation = /v2/metalk8s-1.0/alpine/tags/list {\n"));
+        assert!(rules.contains("\n# Digest for \"alpine:3.20.1\" already served\n"));
+        assert!(
+            !rules.contains("location ~ \"^/v2/"),
+            "no catch-all by default"
+        );
+        let opted = image_rules(
+            "metalk8s-1.0/",
+            "$metalk8s_1_0_images",
+            &images,
+            RuleOptions {
+                unknown_tag_error: true,
+            },
+        );
+        assert_eq!(opted.matches("location ~ \"^/v2/metalk8s-1.0/").count(), 2);
     }
 }

@@ -342,7 +342,7 @@ pub fn referenced_blobs(manifest: &[u8]) -> Result<Vec<(Digest, u64)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::nginx::{ServedImage, image_rules};
+    use crate::layout::nginx::{RuleOptions, ServedImage, image_rules};
 
     /// A tree with one image (`images/alpine/1`) and its rules; returns the root.
     fn tree() -> tempfile::TempDir {
@@ -373,6 +373,7 @@ mod tests {
                 manifest_digest: Digest::of(&manifest),
                 media_type: "application/vnd.docker.distribution.manifest.v2+json".into(),
             }],
+            RuleOptions::default(),
         );
         fs_err::write(root.path().join("registry.inc"), rules).unwrap();
         root

@@ -1,5 +1,11 @@
 //! `files:` entries: copying files and trees into the ISO tree, and rendering templates.
 //!
+//! A folder copy skips what its `exclude` globs match (relative to the folder; a match on a
+//! folder skips all it holds). An entry with a `format` is data: its text (copied, replaced
+//! or rendered) is read as YAML, which JSON is too, and written in that format after the
+//! entry's `header` (`json`: Python's `json.dump(sort_keys=True, indent=2)`, see
+//! [`crate::python_json`]; `yaml`: PyYAML's `SafeDumper`, see [`crate::python_yaml`]).
+//!
 //! Every file lands with a normalised mode (the entry's `mode`, else 0755 for executables and
 //! 0644 for the rest; folders 0755), whatever the umask, so the tree is the same on any
 //! machine. Symbolic links are copied as the file they point to, and only when that file lies
@@ -9,8 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use globset::GlobSet;
+
 use crate::engine::{Fingerprint, JobOutput};
-use crate::recipe::{FileEntry, TemplateContext, read_template, template_env};
+use crate::recipe::{DataFormat, FileEntry, TemplateContext, read_template, template_env_in};
 
 use super::{TaskError, TreeClaim, blocking};
 
@@ -54,7 +62,7 @@ impl CopyJob {
     /// The files this copy writes when its source exists now; else its whole destination.
     pub(super) fn claim(&self, claim: &mut TreeClaim) {
         let dest = self.entry.dest.as_str();
-        if let Ok(files) = source_files(&self.entry.src, &self.base_dir) {
+        if let Ok(files) = source_files(&self.entry.src, &self.base_dir, &self.entry.exclude) {
             for file in files {
                 let relative = file.relative.to_string_lossy();
                 if relative.is_empty() {
@@ -71,7 +79,8 @@ impl CopyJob {
 
     pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {
         let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
-        let mut fingerprint = blocking(move || hash_sources(&src, &base_dir)).await?;
+        let exclude = self.entry.exclude.clone();
+        let mut fingerprint = blocking(move || hash_sources(&src, &base_dir, &exclude)).await?;
         add_entry_settings(&mut fingerprint, &self.entry);
         Ok(fingerprint)
     }
@@ -85,16 +94,19 @@ impl CopyJob {
         let dest = self.entry.dest.under(&self.tree_root);
         let mode = self.entry.mode;
         let replace = self.entry.replace.clone();
+        let (exclude, format) = (self.entry.exclude.clone(), self.entry.format);
+        let header = self.entry.header.clone();
         blocking(move || {
             let mut bytes = 0;
-            for file in source_files(&src, &base_dir)? {
+            for file in source_files(&src, &base_dir, &exclude)? {
                 let target = join_relative(&dest, &file.relative);
                 create_dirs(&target)?;
                 let mode = file_mode(mode, file.executable);
-                if replace.is_empty() {
+                if replace.is_empty() && format.is_none() {
                     crate::fs::copy_atomic(&file.read_from, &target, mode)?;
                 } else {
                     let text = replaced(&file.read_from, &replace)?;
+                    let text = formatted(&file.read_from, text, format, &header)?;
                     crate::fs::write_atomic(&target, text.as_bytes(), mode)?;
                 }
                 bytes += fs_err::metadata(&target)?.len();
@@ -130,12 +142,22 @@ impl TemplateJob {
 
     pub(super) async fn fingerprint(&self) -> Result<Fingerprint, TaskError> {
         let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
-        let mut fingerprint = blocking(move || hash_sources(&src, &base_dir)).await?;
+        let exclude = self.entry.exclude.clone();
+        let mut fingerprint = blocking(move || hash_sources(&src, &base_dir, &exclude)).await?;
         add_entry_settings(&mut fingerprint, &self.entry);
         let context = serde_json::to_vec(&*self.context).map_err(std::io::Error::other)?;
         fingerprint.add(
             "template context",
             crate::reference::Digest::of(&context).to_string(),
+        );
+        // The files a template reads (`file_text(…)`) are known only by rendering it: its
+        // text is what the key must follow.
+        let (src, base_dir) = (self.entry.src.clone(), self.base_dir.clone());
+        let context = Arc::clone(&self.context);
+        let text = blocking(move || render_template(&src, &context, &base_dir)).await?;
+        fingerprint.add(
+            "rendered",
+            crate::reference::Digest::of(text.as_bytes()).to_string(),
         );
         Ok(fingerprint)
     }
@@ -148,10 +170,14 @@ impl TemplateJob {
         let src = self.entry.src.clone();
         let dest = self.entry.dest.under(&self.tree_root);
         let mode = self.entry.mode;
+        let format = self.entry.format;
+        let header = self.entry.header.clone();
+        let base_dir = self.base_dir.clone();
         let context = Arc::clone(&self.context);
         blocking(move || {
             let executable = crate::fs::is_executable(&src)?;
-            let text = render_template(&src, &context)?;
+            let text = render_template(&src, &context, &base_dir)?;
+            let text = formatted(&src, text, format, &header)?;
             create_dirs(&dest)?;
             crate::fs::write_atomic(&dest, text.as_bytes(), file_mode(mode, executable))?;
             Ok(JobOutput {
@@ -163,9 +189,13 @@ impl TemplateJob {
 }
 
 /// Render the template file at `path` with `context`.
-pub(super) fn render_template(path: &Path, context: &TemplateContext) -> Result<String, TaskError> {
+pub(super) fn render_template(
+    path: &Path,
+    context: &TemplateContext,
+    base_dir: &Path,
+) -> Result<String, TaskError> {
     let source = read_template(path)?;
-    let env = template_env();
+    let env = template_env_in(base_dir);
     let name = path.display().to_string();
     let failed = |error: &minijinja::Error| {
         let mut message = crate::recipe::out_of_fuel(error).unwrap_or_else(|| {
@@ -230,10 +260,46 @@ fn replaced(path: &Path, replace: &BTreeMap<String, String>) -> Result<String, T
     Ok(text)
 }
 
+/// `text` (read from `path`) written in `format` after `header`, or as it is without one.
+fn formatted(
+    path: &Path,
+    text: String,
+    format: Option<DataFormat>,
+    header: &str,
+) -> Result<String, TaskError> {
+    let Some(format) = format else {
+        return Ok(text);
+    };
+    let not_data = |message: String| TaskError::NotData {
+        path: path.to_owned(),
+        format: format.name(),
+        message,
+    };
+    let data = match format {
+        DataFormat::Json => {
+            let value: serde_json::Value =
+                serde_saphyr::from_str(&text).map_err(|error| not_data(error.to_string()))?;
+            crate::python_json::dumps(&value, Some(2))
+        }
+        DataFormat::Yaml => {
+            let value = crate::python_yaml::parse(&text).map_err(not_data)?;
+            crate::python_yaml::dump(&value).map_err(|error| not_data(error.to_string()))?
+        }
+    };
+    Ok(format!("{header}{data}"))
+}
+
 /// The largest file `replace` may make: far above any script it is meant for.
 const REPLACE_LIMIT: usize = 64 << 20;
 
 fn add_entry_settings(fingerprint: &mut Fingerprint, entry: &FileEntry) {
+    for pattern in &entry.exclude {
+        fingerprint.add("exclude", pattern.clone());
+    }
+    if let Some(format) = entry.format {
+        fingerprint.add("format", format.name());
+        fingerprint.add("header", entry.header.clone());
+    }
     for (key, value) in &entry.replace {
         fingerprint.add(format!("replace {key}"), value.clone());
     }
@@ -272,9 +338,9 @@ fn create_dirs(path: &Path) -> std::io::Result<()> {
 }
 
 /// `input <path>` → content hash for every file under `src`, plus whether it is executable.
-fn hash_sources(src: &Path, base_dir: &Path) -> Result<Fingerprint, TaskError> {
+fn hash_sources(src: &Path, base_dir: &Path, exclude: &[String]) -> Result<Fingerprint, TaskError> {
     let mut fingerprint = Fingerprint::new();
-    for file in source_files(src, base_dir)? {
+    for file in source_files(src, base_dir, exclude)? {
         let shown = join_relative(src, &file.relative);
         let shown = shown.strip_prefix(base_dir).unwrap_or(&shown);
         let hash = crate::fs::sha256_file(&file.read_from)?;
@@ -287,8 +353,22 @@ fn hash_sources(src: &Path, base_dir: &Path) -> Result<Fingerprint, TaskError> {
     Ok(fingerprint)
 }
 
-/// Every file under `src` (or `src` itself), sorted by path.
-fn source_files(src: &Path, base_dir: &Path) -> Result<Vec<SourceFile>, TaskError> {
+/// The glob set of `exclude` patterns (checked when the recipe was read, so a bad one here is
+/// a bug, reported all the same).
+fn exclude_set(exclude: &[String]) -> Result<GlobSet, TaskError> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for pattern in exclude {
+        builder.add(crate::recipe::exclude_glob(pattern).map_err(std::io::Error::other)?);
+    }
+    Ok(builder.build().map_err(std::io::Error::other)?)
+}
+
+/// Every file under `src` (or `src` itself) that no `exclude` glob matches, sorted by path.
+fn source_files(
+    src: &Path,
+    base_dir: &Path,
+    exclude: &[String],
+) -> Result<Vec<SourceFile>, TaskError> {
     let base_real = fs_err::canonicalize(base_dir)?;
     let metadata = fs_err::symlink_metadata(src)?;
     if !metadata.is_dir() {
@@ -300,8 +380,18 @@ fn source_files(src: &Path, base_dir: &Path) -> Result<Vec<SourceFile>, TaskErro
         }]);
     }
     let tree_real = fs_err::canonicalize(src)?;
+    let exclude = exclude_set(exclude)?;
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(src).sort_by_file_name() {
+    let walk = walkdir::WalkDir::new(src)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| {
+            // A matched folder is skipped whole, without reading it.
+            entry.path().strip_prefix(src).map_or(true, |relative| {
+                relative.as_os_str().is_empty() || !exclude.is_match(relative)
+            })
+        });
+    for entry in walk {
         let entry = entry.map_err(|e| TaskError::Io(e.into()))?;
         let metadata = entry
             .path()

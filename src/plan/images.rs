@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::engine::{Fingerprint, JobOutput};
 use crate::layout::archive::{ArchiveLayer, write_docker_archive};
-use crate::layout::nginx::{ServedImage, common_rules, image_rules};
+use crate::layout::nginx::{RuleOptions, ServedImage, common_rules, image_rules};
 use crate::layout::{BlobPlacer, LayoutError, convert};
 use crate::recipe::{ImageEntry, ImageFormat, IsoPath, Platform, RegistryConfig};
 use crate::reference::{Digest, ImageRef, ImageSource};
@@ -495,7 +495,11 @@ impl RegistryConfigJob {
             .add("path", self.config.path.to_string())
             .add("common path", self.config.common_path.to_string())
             .add("name prefix", self.config.name_prefix.clone())
-            .add("server root", self.config.server_root.clone());
+            .add("server root", self.config.server_root.clone())
+            .add(
+                "unknown tag error",
+                self.config.unknown_tag_error.to_string(),
+            );
         for (name, tag, path) in &self.images {
             fingerprint.add(format!("image {name}:{tag}"), path.to_string());
         }
@@ -528,7 +532,14 @@ impl RegistryConfigJob {
                 media_type,
             });
         }
-        let rules = image_rules(&self.config.name_prefix, &self.config.server_root, &served);
+        let rules = image_rules(
+            &self.config.name_prefix,
+            &self.config.server_root,
+            &served,
+            RuleOptions {
+                unknown_tag_error: self.config.unknown_tag_error,
+            },
+        );
         let common = common_rules();
         for (path, text) in [
             (&self.config.path, &rules),

@@ -371,6 +371,7 @@ pub fn template_context(recipe: &Recipe, digests: &[Option<Digest>]) -> Template
         version: recipe.version.clone(),
         vars: recipe.vars.clone(),
         epoch: recipe.epoch,
+        data: recipe.data.clone(),
         images: recipe
             .images
             .list

@@ -63,6 +63,12 @@ pub enum TaskError {
     },
     #[error("cannot apply `replace` to `{}`: it is not UTF-8 text", path.display())]
     NotText { path: PathBuf },
+    #[error("`format: {format}` needs YAML or JSON data, and `{}` does not hold it: {message}", path.display())]
+    NotData {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
     #[error(
         "`replace` would make `{}` {size} bytes or more; it is bounded to {limit} bytes (are a key and its value swapped?)",
         path.display()

@@ -22,8 +22,8 @@ mod packages;
 
 use super::raw::{RawFile, RawImage, RawImages, RawIso, RawRecipe, RawRegistryConfig, RawTask};
 use super::{
-    CommandTask, FileEntry, ImageEntry, ImageFormat, Images, IsoPath, IsoSettings, Platform,
-    Problem, Recipe, RegistryConfig, SCHEMA_VERSION, TemplateContext, template_env,
+    CommandTask, DataFormat, FileEntry, ImageEntry, ImageFormat, Images, IsoPath, IsoSettings,
+    Platform, Problem, Recipe, RegistryConfig, SCHEMA_VERSION, TemplateContext, template_env_in,
 };
 use crate::reference::{Digest, ImageSource};
 
@@ -136,7 +136,7 @@ pub(super) fn check(
     let mut checker = Checker {
         origin,
         problems,
-        env: template_env(),
+        env: template_env_in(&origin.base_dir),
         context: TemplateContext::default(),
         host_outputs: Vec::new(),
         claims: Vec::new(),
@@ -461,6 +461,11 @@ impl Checker<'_> {
             vars: vars.clone(),
             epoch,
             images: Vec::new(),
+            data: raw
+                .data
+                .as_ref()
+                .and_then(|data| data.value.clone())
+                .unwrap_or(serde_json::Value::Null),
         };
         let iso = self.iso(raw.iso.as_ref(), document);
         let mirrors = self.mirrors(raw.mirrors.as_ref());
@@ -499,6 +504,7 @@ impl Checker<'_> {
             version,
             vars,
             epoch,
+            data: self.context.data.clone(),
             iso: iso?,
             images: images?,
             mirrors,
@@ -889,6 +895,11 @@ impl Checker<'_> {
             common_path: common_path?,
             name_prefix: name_prefix?,
             server_root: server_root?,
+            unknown_tag_error: raw
+                .unknown_tag_error
+                .as_ref()
+                .and_then(|flag| flag.value)
+                .unwrap_or(false),
         })
     }
 
@@ -1155,6 +1166,44 @@ impl Checker<'_> {
                 "`replace` and `template: true` do not go together: a template says `{{ … }}` itself",
             );
         }
+        let exclude = self.excludes(raw.exclude.as_ref());
+        let format = raw.format.as_ref().map(|format| {
+            let text = format.value.as_deref()?;
+            match text {
+                "json" => Some(DataFormat::Json),
+                "yaml" => Some(DataFormat::Yaml),
+                other => {
+                    self.problems.add(
+                        &format.at,
+                        format!(
+                            "`{other}` is not a data format; the formats are `json` and `yaml`"
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let format = match format {
+            None => Some(None),
+            Some(Some(format)) => Some(Some(format)),
+            Some(None) => None,
+        };
+        let header = match &raw.header {
+            None => Some(String::new()),
+            Some(Located { value: None, .. }) => None,
+            Some(Located {
+                value: Some(text),
+                at: header_at,
+            }) => {
+                if matches!(format, Some(None)) {
+                    self.problems.add(
+                        header_at,
+                        "`header` goes with `format`: it is written before the data",
+                    );
+                }
+                self.render(text, header_at)
+            }
+        };
         let after = AfterRefs::of(raw.after.as_ref()).names();
         let entry = (|| {
             Some(FileEntry {
@@ -1164,6 +1213,9 @@ impl Checker<'_> {
                 replace: replace?,
                 mode: mode?,
                 after: after.clone(),
+                exclude: exclude?,
+                format: format?,
+                header: header?,
             })
         })();
         CheckedFile {
@@ -1172,6 +1224,41 @@ impl Checker<'_> {
             waits: !after.is_empty(),
             entry,
         }
+    }
+
+    /// `exclude:` globs, each checked here so a bad one is named with its line.
+    fn excludes(&mut self, raw: Option<&Located<Vec<Located<String>>>>) -> Option<Vec<String>> {
+        let items = raw.and_then(|raw| raw.value.as_deref()).unwrap_or_default();
+        let mut patterns = Some(Vec::new());
+        for item in items {
+            let Some(text) = &item.value else {
+                patterns = None;
+                continue;
+            };
+            let problem = if text.is_empty() {
+                Some("an exclude pattern cannot be empty".to_owned())
+            } else if text.starts_with('/') {
+                Some(format!(
+                    "`{text}` starts with `/`; exclude patterns are relative to the copied folder"
+                ))
+            } else {
+                super::exclude_glob(text)
+                    .err()
+                    .map(|error| format!("`{text}` is not a glob: {error}"))
+            };
+            match problem {
+                Some(message) => {
+                    self.problems.add(&item.at, message);
+                    patterns = None;
+                }
+                None => {
+                    if let Some(patterns) = &mut patterns {
+                        patterns.push(text.clone());
+                    }
+                }
+            }
+        }
+        patterns
     }
 
     /// A mode is a quoted octal string: unquoted, YAML reads `0755` as the number 755.

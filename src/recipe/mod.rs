@@ -28,7 +28,7 @@ pub use paths::IsoPath;
 pub(crate) use template::out_of_fuel;
 pub use template::{
     ImageContext, TEMPLATE_FUEL, TEMPLATE_LIMIT, TemplateContext, read_template, render_str,
-    template_env,
+    template_env, template_env_in,
 };
 
 use crate::reference::{Digest, ImageSource};
@@ -49,6 +49,8 @@ pub struct Recipe {
     pub vars: BTreeMap<String, String>,
     /// Seconds since the Unix epoch used for every date in the output, if the recipe sets one.
     pub epoch: Option<i64>,
+    /// The recipe's `data:`, templates' `data` (null without one).
+    pub data: serde_json::Value,
     pub iso: IsoSettings,
     pub images: Images,
     /// Registry host rewrites (`docker.io` → `127.0.0.1:5000/docker.io`), recipe-wide.
@@ -210,6 +212,8 @@ pub struct RegistryConfig {
     pub name_prefix: String,
     /// The nginx variable or path the image tree is served from, rendered.
     pub server_root: String,
+    /// Add a JSON `TAG_INVALID` 404 for unknown tags (off: the generator's exact rules).
+    pub unknown_tag_error: bool,
 }
 
 /// One entry of `images.list`.
@@ -293,6 +297,42 @@ pub struct FileEntry {
     pub mode: Option<u32>,
     /// Names of `tasks:` that must finish first (for sources a task produces).
     pub after: Vec<String>,
+    /// Globs (relative to a folder `src`) of what a folder copy leaves out.
+    pub exclude: Vec<String>,
+    /// Write the text as this data format (it is read as YAML first).
+    pub format: Option<DataFormat>,
+    /// Text written before the data of a `format` entry (a shebang line), rendered.
+    pub header: String,
+}
+
+/// A `files:` entry's `format`: how its data is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormat {
+    /// Python's `json.dump(data, sort_keys=True, indent=2)`: sorted keys, two-space
+    /// indent, `\uXXXX` for non-ASCII, no final newline.
+    Json,
+    /// PyYAML's `yaml.dump(data, Dumper=SafeDumper, sort_keys=False)`: block style, keys in
+    /// document order, strings with line breaks as literal blocks (see
+    /// [`crate::python_yaml`]).
+    Yaml,
+}
+
+impl DataFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Yaml => "yaml",
+        }
+    }
+}
+
+/// The glob an `exclude` pattern means: relative to the copied folder, `*` and `?` stay
+/// within one path part, `**` spans parts, and a pattern matches a folder as a whole.
+pub fn exclude_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern.trim_end_matches('/'))
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
 }
 
 /// One entry of `tasks:`: a command with declared inputs and outputs.

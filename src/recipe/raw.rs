@@ -21,6 +21,9 @@ pub(super) struct RawRecipe {
     pub(super) version: Option<Located<String>>,
     #[serde(default)]
     pub(super) vars: Option<Located<Entries<ScalarText>>>,
+    /// Structured data for templates (`data.…`), any YAML; not overridable by `--set`.
+    #[serde(default)]
+    pub(super) data: Option<Located<serde_json::Value>>,
     #[serde(default)]
     pub(super) epoch: Option<Located<i64>>,
     #[serde(default)]
@@ -83,6 +86,8 @@ pub(super) struct RawRegistryConfig {
     pub(super) name_prefix: Option<Located<String>>,
     #[serde(default)]
     pub(super) server_root: Option<Located<String>>,
+    #[serde(default)]
+    pub(super) unknown_tag_error: Option<Located<bool>>,
 }
 
 /// One entry of `images.list`.
@@ -156,6 +161,15 @@ pub(super) struct RawFile {
     pub(super) mode: Option<Located<ScalarText>>,
     #[serde(default)]
     pub(super) after: Option<Located<Vec<Located<String>>>>,
+    /// Globs of what a folder copy leaves out.
+    #[serde(default)]
+    pub(super) exclude: Option<Located<Vec<Located<String>>>>,
+    /// Write the text as data in this format (`json`, `yaml`).
+    #[serde(default)]
+    pub(super) format: Option<Located<String>>,
+    /// Text before the data of a `format` entry.
+    #[serde(default)]
+    pub(super) header: Option<Located<String>>,
 }
 
 /// One entry of `tasks:`.

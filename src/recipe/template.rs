@@ -4,6 +4,16 @@
 //! resolved digests when known). Rendering is strict: an undefined variable is an error, so a
 //! typo in a template never silently ships an empty string in the ISO.
 //!
+//! No output is ever escaped: minijinja would turn on HTML or JSON escaping for a template
+//! whose *name* ends in `.html` or `.json`, and a recipe's `versions.json.j2` must come out as
+//! written. A template that wants escaping says so (`| tojson`, `| escape`).
+//!
+//! Templates that render `files:` entries and the recipe's own strings can read files through
+//! three functions (`file_text`, `file_base64`, `file_json`, see [`template_env_in`]), with
+//! relative paths against the recipe's folder. What they read is part of what the build
+//! fingerprints: a `files:` template's key includes its rendered text, and a recipe string is
+//! rendered before the plan is made.
+//!
 //! Templates are bounded, so a mistake cannot hang or swamp the build: a template file must
 //! be a regular file of at most [`TEMPLATE_LIMIT`] bytes ([`read_template`]), and one
 //! rendering gets [`TEMPLATE_FUEL`], which pays for minijinja's instructions and the data
@@ -12,9 +22,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::value::{Kwargs, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 /// What a template can see.
@@ -25,6 +36,8 @@ pub struct TemplateContext {
     pub vars: BTreeMap<String, String>,
     pub epoch: Option<i64>,
     pub images: Vec<ImageContext>,
+    /// The recipe's `data:` (null without one).
+    pub data: serde_json::Value,
 }
 
 /// One image as templates see it.
@@ -60,6 +73,8 @@ pub const TEMPLATE_FUEL: u64 = 1_000_000;
 ///   fixed format is all recipes need.
 pub fn template_env() -> Environment<'static> {
     let mut env = Environment::new();
+    // Never from the template's name (see the module docs).
+    env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL));
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
@@ -73,9 +88,84 @@ pub fn template_env() -> Environment<'static> {
     env
 }
 
+/// [`template_env`] plus three functions that read a file, a relative path resolving against
+/// `base_dir` (the recipe's folder):
+/// - `file_text(path)`: the file's text (UTF-8);
+/// - `file_base64(path, wrap=0)`: its bytes in standard base64; with `wrap=N`, lines of `N`
+///   characters each ending in a newline (`wrap=76` is Python's `base64.encodebytes`);
+/// - `file_json(path)`: its JSON, as a value (`file_json("package.json").version`).
+///
+/// Each file must be a regular file of at most [`TEMPLATE_LIMIT`] bytes.
+pub fn template_env_in(base_dir: &Path) -> Environment<'static> {
+    let mut env = template_env();
+    let base = base_dir.to_owned();
+    env.add_function("file_text", move |path: String| {
+        let bytes = read_bounded(&base, &path)?;
+        String::from_utf8(bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("`file_text`: `{path}` is not UTF-8 text; `file_base64` reads bytes"),
+            )
+        })
+    });
+    let base = base_dir.to_owned();
+    env.add_function("file_base64", move |path: String, kwargs: Kwargs| {
+        use base64::Engine as _;
+        let wrap: usize = kwargs.get::<Option<usize>>("wrap")?.unwrap_or(0);
+        kwargs.assert_all_used()?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(read_bounded(&base, &path)?);
+        if wrap == 0 {
+            return Ok(encoded);
+        }
+        let mut out = String::with_capacity(encoded.len() + encoded.len() / wrap + 1);
+        for line in encoded.as_bytes().chunks(wrap) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        Ok(out)
+    });
+    let base = base_dir.to_owned();
+    env.add_function("file_json", move |path: String| {
+        let bytes = read_bounded(&base, &path)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("`file_json`: `{path}` is not JSON: {error}"),
+            )
+        })?;
+        Ok(Value::from(minijinja::value::Serde(value)))
+    });
+    env
+}
+
+/// The bytes of `path` (relative to `base`) for a file function, bounded like a template.
+fn read_bounded(base: &Path, path: &str) -> Result<Vec<u8>, Error> {
+    let full: PathBuf = base.join(path);
+    let failed = |message: String| Error::new(ErrorKind::InvalidOperation, message);
+    let cannot = |error: &io::Error| failed(format!("cannot read `{}`: {error}", full.display()));
+    let metadata = std::fs::metadata(&full).map_err(|error| cannot(&error))?;
+    if !metadata.is_file() {
+        return Err(failed(format!(
+            "`{}` is not a regular file",
+            full.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(&full)
+        .and_then(|file| file.take(TEMPLATE_LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(|error| cannot(&error))?;
+    if bytes.len() as u64 > TEMPLATE_LIMIT {
+        return Err(failed(format!(
+            "`{}` is larger than {} MiB, too large for a template to read",
+            full.display(),
+            TEMPLATE_LIMIT / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
 /// The `timestamp` filter: `{{ epoch | timestamp }}`.
 fn timestamp(value: &minijinja::Value) -> Result<String, minijinja::Error> {
-    use minijinja::{Error, ErrorKind};
     if value.is_none() || value.is_undefined() {
         // `epoch` is optional in a recipe; say what to add rather than a type error.
         return Err(Error::new(
@@ -193,6 +283,70 @@ mod tests {
         assert!(problem("{{ 'now' | timestamp }}").contains("not `now`"));
         assert!(problem("{{ 1.5 | timestamp }}").contains("whole number"));
         assert!(problem("{{ 99999999999999 | timestamp }}").contains("not a date"));
+    }
+
+    #[test]
+    fn a_template_named_json_is_not_escaped() {
+        let env = template_env();
+        let mut env = env;
+        env.add_template("versions.json.j2", "{{ text }}").unwrap();
+        env.add_template("page.html", "{{ text }}").unwrap();
+        for name in ["versions.json.j2", "page.html"] {
+            let out = env
+                .get_template(name)
+                .unwrap()
+                .render(minijinja::context! { text => "\"a\" <b> & 'c'" })
+                .unwrap();
+            assert_eq!(out, "\"a\" <b> & 'c'", "{name}");
+        }
+    }
+
+    #[test]
+    fn file_functions_read_text_base64_and_json_relative_to_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("a.txt"), "héllo\n").unwrap();
+        fs_err::write(dir.path().join("b.bin"), [0u8; 100]).unwrap();
+        fs_err::write(dir.path().join("d.bin"), [0xffu8; 4]).unwrap();
+        fs_err::write(dir.path().join("c.json"), r#"{"version": "1.2", "n": [1]}"#).unwrap();
+        let env = template_env_in(dir.path());
+        let render = |text: &str| env.render_str(text, ()).map_err(|e| e.to_string());
+        assert_eq!(render("{{ file_text('a.txt') }}").unwrap(), "héllo\n");
+        assert_eq!(render("{{ file_json('c.json').version }}").unwrap(), "1.2");
+        let wrapped = render("{{ file_base64('b.bin', wrap=76) }}").unwrap();
+        // Python: base64.encodebytes(bytes(100)).decode()
+        let expected = format!("{}\n{}==\n", "A".repeat(76), "A".repeat(58));
+        assert_eq!(wrapped, expected);
+        assert_eq!(
+            render("{{ file_base64('b.bin') }}").unwrap(),
+            wrapped.replace('\n', "")
+        );
+        assert!(
+            render("{{ file_text('d.bin') }}")
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
+        assert!(
+            render("{{ file_text('nope') }}")
+                .unwrap_err()
+                .contains("nope")
+        );
+        assert!(
+            render("{{ file_text('.') }}")
+                .unwrap_err()
+                .contains("regular file")
+        );
+        assert!(
+            render("{{ file_json('a.txt') }}")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert!(render("{{ file_base64('b.bin', width=2) }}").is_err());
+        // Without a folder, templates read nothing.
+        assert!(
+            template_env()
+                .render_str("{{ file_text('a.txt') }}", ())
+                .is_err()
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ recipe_error! {
     line: 4,
     column: 1,
     field: "imgs",
-    message: "unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`",
+    message: "unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`",
 }
 
 recipe_error! {
@@ -905,6 +905,71 @@ recipe_error! {
     column: 16,
     field: "files[0].src",
     message: "`/dev/zero` is not a regular file; a template must be one",
+}
+
+recipe_error! {
+    name: file_exclude_not_a_glob,
+    yaml: format!("{HEAD}files:\n  - {{ src: recipe.yaml, dest: a/, exclude: [ok, \"b[\"] }}\n"),
+    line: 5,
+    column: 49,
+    field: "files[0].exclude[1]",
+    message: "`b[` is not a glob: error parsing glob 'b[': unclosed character class; missing ']'",
+}
+
+recipe_error! {
+    name: file_exclude_absolute,
+    yaml: format!("{HEAD}files:\n  - {{ src: recipe.yaml, dest: a/, exclude: [/etc] }}\n"),
+    line: 5,
+    column: 45,
+    field: "files[0].exclude[0]",
+    message: "`/etc` starts with `/`; exclude patterns are relative to the copied folder",
+}
+
+recipe_error! {
+    name: file_format_unknown,
+    yaml: format!("{HEAD}files:\n  - {{ src: recipe.yaml, dest: a.toml, format: toml }}\n"),
+    line: 5,
+    column: 47,
+    field: "files[0].format",
+    message: "`toml` is not a data format; the formats are `json` and `yaml`",
+}
+
+/// A replacement read from a file that is not there: the problem names the field and the
+/// file (whose absolute path varies).
+#[test]
+fn replace_value_reads_a_missing_file() {
+    let yaml = format!(
+        "{HEAD}files:\n  - src: recipe.yaml\n    dest: a\n    replace: {{ \"@@X\": \"{{{{ file_text('nope.txt') }}}}\" }}\n"
+    );
+    let problems = Project::new().problems(&yaml);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let problem = &problems[0];
+    assert!(
+        problem.starts_with("recipe.yaml:7:23: files[0].replace.@@X: cannot render `{{ file_text('nope.txt') }}`: invalid operation: cannot read `"),
+        "{problem}"
+    );
+    assert!(
+        problem.ends_with("/nope.txt`: No such file or directory (os error 2)"),
+        "{problem}"
+    );
+}
+
+/// `data:` is any YAML, anchors included, so another section can reuse a node of it
+/// (`*rpm_packages` in recipes/metalk8s.yaml), and string fields see it.
+#[test]
+fn data_is_structured_and_anchors_reuse_it() {
+    let recipe = Project::new().load(&format!(
+        "{HEAD}data:\n  pkgs: &pkgs {{ a: null, b: \"1.0\", c: [1, 2] }}\n  again: *pkgs\niso:\n  volume_id: \"v{{{{ data.again.b }}}}\"\n"
+    ));
+    assert_eq!(recipe.data["again"], recipe.data["pkgs"]);
+    assert_eq!(recipe.data["pkgs"]["a"], serde_json::Value::Null);
+    assert_eq!(recipe.data["pkgs"]["c"][1], 2);
+    assert_eq!(recipe.iso.volume_id, "v1.0");
+    assert_eq!(
+        Project::new().load(HEAD).data,
+        serde_json::Value::Null,
+        "no data: null"
+    );
 }
 
 // ---- container tasks and image builds ------------------------------------------------------

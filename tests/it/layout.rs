@@ -29,6 +29,8 @@ images:
     common_path: salt/registry-common.inc
     name_prefix: "test-{{{{ version }}}}/"
     server_root: "$test_{{{{ version | underscore }}}}_images"
+    # The opt-in JSON 404 for unknown tags, which the test below asks for.
+    unknown_tag_error: true
   list:
     - {{ name: alpha, ref: "{host}/test/alpha:1.0", archive: images/alpha-1.0.tar }}
     - {{ name: alpha, tag: "1.0-again", ref: "{host}/test/alpha:1.0" }}

@@ -1,7 +1,8 @@
 //! `recipes/metalk8s.yaml`, loaded against the stand-in checkout in
 //! `tests/fixtures/metalk8s-src`: its 37 images with their pins, the registry and ISO
-//! settings, the local-image tasks, and its `product.txt` and `versions.json` templates
-//! rendered whole. Through the library, since `build` cannot pull images yet.
+//! settings, the local-image tasks, its `files:` entries, and its `product.txt` template
+//! rendered whole, through the library. The tree it builds is compared with doit's in
+//! `metalk8s_doit.rs`, through the binary.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -353,93 +354,141 @@ fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
     let recipe = load(&[]);
     let checkout = fixture_checkout();
     let recipes = project_dir().join("recipes");
-    let files: Vec<(String, &str, bool, Option<u32>)> = recipe
+    let shown = |file: &recipe::FileEntry| {
+        file.src
+            .strip_prefix(&checkout)
+            .map(|path| format!("<checkout>/{}", path.display()))
+            .or_else(|_| {
+                file.src
+                    .strip_prefix(&recipes)
+                    .map(|path| format!("<recipes>/{}", path.display()))
+            })
+            .unwrap()
+    };
+    let files: Vec<(String, &str)> = recipe
         .files
         .iter()
-        .map(|file| {
-            let src = file
-                .src
-                .strip_prefix(&checkout)
-                .map(|path| format!("<checkout>/{}", path.display()))
-                .or_else(|_| {
-                    file.src
-                        .strip_prefix(&recipes)
-                        .map(|path| format!("<recipes>/{}", path.display()))
-                })
-                .unwrap();
-            (src, file.dest.as_str(), file.template, file.mode)
-        })
+        .map(|file| (shown(file), file.dest.as_str()))
         .collect();
-    let script = |name: &str, dest: &'static str, template: bool| {
-        (
-            format!("<checkout>/scripts/{name}"),
-            dest,
-            template,
-            Some(0o755),
-        )
-    };
-    let example = |name: &'static str| (format!("<checkout>/{name}"), name, false, None::<u32>);
+    let pair = |src: &str, dest: &'static str| (src.to_owned(), dest);
     assert_eq!(
         files,
         [
-            (
-                "<recipes>/metalk8s/product.txt.j2".to_owned(),
-                "product.txt",
-                true,
-                None
+            pair("<recipes>/metalk8s/product.txt.j2", "product.txt"),
+            pair(
+                "<recipes>/metalk8s/versions.yaml.j2",
+                "salt/metalk8s/versions.json"
             ),
-            (
-                "<recipes>/metalk8s/versions.json.j2".to_owned(),
-                "salt/metalk8s/versions.json",
-                true,
-                None
+            pair("<checkout>/scripts/bootstrap.sh.in", "bootstrap.sh"),
+            pair("<checkout>/scripts/backup.sh.in", "backup.sh"),
+            pair("<checkout>/scripts/restore.sh.in", "restore.sh"),
+            pair("<checkout>/scripts/upgrade.sh.in", "upgrade.sh"),
+            pair("<checkout>/scripts/downgrade.sh.in", "downgrade.sh"),
+            pair("<checkout>/scripts/common.sh.in", "common.sh"),
+            pair("<checkout>/scripts/iso-manager.sh", "iso-manager.sh"),
+            pair("<checkout>/scripts/solutions.sh", "solutions.sh"),
+            pair(
+                "<checkout>/examples/new-node.yaml",
+                "examples/new-node.yaml"
             ),
-            script("bootstrap.sh.in", "bootstrap.sh", false),
-            script("backup.sh.in", "backup.sh", false),
-            script("restore.sh.in", "restore.sh", false),
-            script("upgrade.sh.in", "upgrade.sh", false),
-            script("downgrade.sh.in", "downgrade.sh", false),
-            script("common.sh.in", "common.sh", false),
-            script("iso-manager.sh", "iso-manager.sh", false),
-            script("solutions.sh", "solutions.sh", false),
-            example("examples/new-node.yaml"),
-            example("examples/new-node_vagrant.yaml"),
-            example("examples/prometheus-sparse.yaml"),
-            example("examples/loki-sparse.yaml"),
-            ("<checkout>/salt".to_owned(), "salt", false, None),
-            (
-                "<recipes>/_build/alert-tree/prometheus_rule.yaml".to_owned(),
-                "salt/metalk8s/addons/alert-tree/files/prometheus_rule.yaml",
-                false,
-                None
+            pair(
+                "<checkout>/examples/new-node_vagrant.yaml",
+                "examples/new-node_vagrant.yaml"
             ),
-            (
-                "<checkout>/docs/_build/html".to_owned(),
-                "documentation",
-                false,
-                None
+            pair(
+                "<checkout>/examples/prometheus-sparse.yaml",
+                "examples/prometheus-sparse.yaml"
             ),
-            ("<checkout>/pillar".to_owned(), "pillar", false, None),
+            pair(
+                "<checkout>/examples/loki-sparse.yaml",
+                "examples/loki-sparse.yaml"
+            ),
+            pair("<checkout>/salt", "salt"),
+            pair("<checkout>/pillar", "pillar"),
+            pair("<checkout>/pillar/top.sls.in", "pillar/top.sls"),
+            pair("<checkout>/salt/top.sls.in", "salt/top.sls"),
+            pair(
+                "<checkout>/salt/metalk8s/reactor/certs/renew.sls.in",
+                "salt/metalk8s/reactor/certs/renew.sls"
+            ),
+            pair(
+                "<checkout>/salt/metalk8s/addons/ui/config/deployed-ui-apps.yaml.j2.in",
+                "salt/metalk8s/addons/ui/config/deployed-ui-apps.yaml.j2"
+            ),
+            pair(
+                "<checkout>/salt/metalk8s/kubernetes/mark-control-plane/files/bootstrap_node_update.yaml.j2.in",
+                "salt/metalk8s/kubernetes/mark-control-plane/files/bootstrap_node_update.yaml.j2"
+            ),
+            pair(
+                "<checkout>/salt/metalk8s/addons/ui/deployed/ui.sls.in",
+                "salt/metalk8s/addons/ui/deployed/ui.sls"
+            ),
+            pair(
+                "<checkout>/salt/metalk8s/addons/metalk8s-operator/deployed/manifests.sls.in",
+                "salt/metalk8s/addons/metalk8s-operator/deployed/manifests.sls"
+            ),
+            pair(
+                "<checkout>/salt/metalk8s/addons/volumes/deployed/manifests.sls.in",
+                "salt/metalk8s/addons/volumes/deployed/manifests.sls"
+            ),
+            pair(
+                "<recipes>/metalk8s/theme-configmap.yaml.j2",
+                "salt/metalk8s/addons/dex/deployed/theme-configmap.sls"
+            ),
+            pair(
+                "<recipes>/_build/alert-tree/prometheus_rule.yaml",
+                "salt/metalk8s/addons/alert-tree/files/prometheus_rule.yaml"
+            ),
+            pair("<checkout>/docs/_build/html", "documentation"),
         ]
     );
-    // The scripts get doit's plain-text replacements.
-    for file in recipe
-        .files
-        .iter()
-        .filter(|file| file.src.extension().is_some_and(|e| e == "in"))
-    {
-        assert_eq!(
-            file.replace,
-            [
-                ("@@SALT_VERSION".to_owned(), "3002.9".to_owned()),
-                ("@@VERSION".to_owned(), "129.0.0-dev".to_owned()),
-            ]
-            .into_iter()
-            .collect(),
-            "{}",
-            file.dest
-        );
-    }
+    // doit's TemplateFile keeps each source's mode: no entry forces one.
+    assert!(recipe.files.iter().all(|file| file.mode.is_none()));
+    let by_dest = |dest: &str| {
+        recipe
+            .files
+            .iter()
+            .find(|f| f.dest.as_str() == dest)
+            .unwrap()
+    };
+    assert_eq!(
+        by_dest("salt").exclude,
+        ["tests", ".pylintrc", "metalk8s/roles/README.md", "**/*.in"]
+    );
+    assert_eq!(by_dest("pillar").exclude, ["**/*.in"]);
+    assert_eq!(
+        by_dest("salt/metalk8s/versions.json").format,
+        Some(recipe::DataFormat::Json)
+    );
+    // The scripts get doit's plain-text replacements; the values that come from other files
+    // are read when the recipe is.
+    let replace = |dest: &str| {
+        by_dest(dest)
+            .replace
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        replace("bootstrap.sh"),
+        [("@@SALT_VERSION", "3002.9"), ("@@VERSION", "129.0.0-dev")]
+    );
+    assert_eq!(replace("salt/top.sls"), [("@@VERSION", "129.0.0-dev")]);
+    assert_eq!(
+        replace("salt/metalk8s/addons/ui/deployed/ui.sls"),
+        [("@@ShellUIVersion", "2.17.1")]
+    );
+    let manifests =
+        fs_err::read_to_string(checkout.join("operator/deploy/manifests.yaml")).unwrap();
+    assert_eq!(
+        replace("salt/metalk8s/addons/metalk8s-operator/deployed/manifests.sls"),
+        [("@@Manifests", manifests.as_str())]
+    );
+    // versions.json's packages: the 28 of versions.py, as recipe data.
+    let packages = recipe.data["rpm_packages"].as_object().unwrap();
+    assert_eq!(packages.len(), 28);
+    assert_eq!(packages["containerd"], "1.6.35-2.el8");
+    assert_eq!(packages["coreutils"], serde_json::Value::Null);
 }
 
 #[test]
@@ -475,6 +524,7 @@ fn metalk8s_product_txt_for_a_release() {
         ]),
         epoch: Some(1_700_000_000),
         images: Vec::new(),
+        data: serde_json::Value::Null,
     };
     assert_eq!(
         render("product.txt.j2", &context),
@@ -485,84 +535,5 @@ fn metalk8s_product_txt_for_a_release() {
          DEVELOPMENT_RELEASE=0\n\
          BUILD_TIMESTAMP=2023-11-14T22:13:20Z\n\
          BUILD_HOST=isobuild\n"
-    );
-}
-
-/// Two images, written out: the exact bytes of Python's
-/// `json.dump(obj, fp, sort_keys=True, indent=2)`, without a final newline.
-#[test]
-fn metalk8s_versions_json_is_pythons_json_dump() {
-    let image = |name: &str, tag: &str| recipe::ImageContext {
-        name: name.into(),
-        tag: tag.into(),
-        reference: format!("example.org/{name}:{tag}"),
-        digest: None,
-    };
-    let context = TemplateContext {
-        name: "MetalK8s".into(),
-        version: "129.0.0-dev".into(),
-        vars: BTreeMap::from([("kubernetes_version".into(), "1.29.8".into())]),
-        epoch: Some(0),
-        images: vec![image("pause", "3.9"), image("alpine", "3.20.1")],
-    };
-    assert_eq!(
-        render("versions.json.j2", &context),
-        r#"{
-  "images": {
-    "alpine": {
-      "version": "3.20.1"
-    },
-    "pause": {
-      "version": "3.9"
-    }
-  },
-  "kubernetes": {
-    "version": "1.29.8"
-  },
-  "metalk8s": {
-    "version": "129.0.0-dev"
-  },
-  "packages": {}
-}"#
-    );
-    let empty = TemplateContext {
-        images: Vec::new(),
-        ..context
-    };
-    assert!(
-        render("versions.json.j2", &empty).starts_with("{\n  \"images\": {},\n  \"kubernetes\""),
-        "no images: an empty object, as json.dump writes it"
-    );
-}
-
-/// All 37 images, against serde_json's pretty printer over sorted maps, which writes what
-/// `json.dump(sort_keys=True, indent=2)` writes for these values.
-#[test]
-fn metalk8s_versions_json_lists_every_image() {
-    let recipe = load(&[]);
-    let context = isobuild::plan::template_context(&recipe, &[]);
-    let images: serde_json::Map<String, serde_json::Value> = recipe
-        .images
-        .list
-        .iter()
-        .filter(|image| image.ship)
-        .map(|image| {
-            (
-                image.name.clone(),
-                serde_json::json!({ "version": image.tag }),
-            )
-        })
-        .collect();
-    assert_eq!(images.len(), 37);
-    let expected = serde_json::json!({
-        "images": images,
-        "kubernetes": { "version": "1.29.8" },
-        "metalk8s": { "version": "129.0.0-dev" },
-        "packages": {},
-    });
-    let rendered = render("versions.json.j2", &context);
-    assert_eq!(rendered, serde_json::to_string_pretty(&expected).unwrap());
-    assert!(
-        rendered.contains("\n    \"salt-master\": {\n      \"version\": \"3002.9-1\"\n    },\n")
     );
 }

@@ -14,7 +14,7 @@ use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
 use crate::harness::{Test, extract_iso};
 
-const UPSTREAMS: [&str; 6] = [
+pub(crate) const UPSTREAMS: [&str; 6] = [
     "docker.io",
     "gcr.io",
     "registry.k8s.io",
@@ -27,12 +27,12 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fixture() -> PathBuf {
+pub(crate) fn fixture() -> PathBuf {
     repo_root().join("tests/fixtures/metalk8s-src")
 }
 
 /// Copy a folder (the recipe's own templates) into the test project.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();
         let target = to.join(entry.path().strip_prefix(from).unwrap());

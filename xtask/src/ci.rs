@@ -10,7 +10,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// A Debian package and a binary it provides (to check presence).
+/// A Debian package and a binary it provides (to check presence), or an absolute path it
+/// installs (for packages without a binary, such as Python modules).
 pub(crate) type Peer = (&'static str, &'static str);
 
 /// Debian packages the tests need.
@@ -30,8 +31,18 @@ const PEERS: &[Peer] = &[
     // Debian's static busybox.
     ("buildah", "buildah"),
     ("busybox-static", "busybox"),
-    // The SBOM test validates with cyclonedx-python-lib in a venv (see below).
-    ("python3", "python3"),
+    // MetalK8s' own buildchain code, run as the reference of the recipe's tree (tests/it/
+    // metalk8s_doit.rs): Debian's python3 with PyYAML, and jinja2 for salt's map.jinja. The
+    // SBOM test also validates with cyclonedx-python-lib in a venv (see below).
+    ("python3", "/usr/bin/python3"),
+    (
+        "python3-yaml",
+        "/usr/lib/python3/dist-packages/yaml/__init__.py",
+    ),
+    (
+        "python3-jinja2",
+        "/usr/lib/python3/dist-packages/jinja2/__init__.py",
+    ),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -111,7 +122,10 @@ fn on_path(binary: &str) -> bool {
 pub(crate) fn install_peers(peers: &[Peer]) -> Result<()> {
     let missing: Vec<&str> = peers
         .iter()
-        .filter(|(_, binary)| !on_path(binary) && !Path::new("/usr/sbin").join(binary).is_file())
+        .filter(|(_, binary)| {
+            // `join` of an absolute path is that path: the check of a file a package installs.
+            !on_path(binary) && !Path::new("/usr/sbin").join(binary).is_file()
+        })
         .map(|(package, _)| *package)
         .collect();
     if missing.is_empty() {
