@@ -608,7 +608,7 @@ fn problems_name_the_recipe_relative_to_the_current_directory() {
     let run = test.run(["graph", "recipes/demo.yaml"]).failure(2);
     assert_eq!(
         run.stderr,
-        "error: recipes/demo.yaml:4:1: imgs: unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`\n"
+        "error: recipes/demo.yaml:4:1: imgs: unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`\n"
     );
 }
 
