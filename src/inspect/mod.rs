@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::lock::{LockError, LockFile};
 use crate::reference::Digest;
+use crate::store::DigestMemo;
 
 use tree::Tree;
 
@@ -199,48 +200,82 @@ pub struct File {
     pub mode: String,
 }
 
+/// Where the sha256 of an inspected ISO came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestOrigin {
+    /// The cache's digest memo had it for this very file (same path, inode, size and times).
+    Memo,
+    /// All of the ISO was read; `remembered` when the memo now has it.
+    Hashed { remembered: bool },
+}
+
+/// An inventory, and where its ISO's sha256 came from (`None` when it is not an ISO).
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub inventory: Inventory,
+    pub iso_digest: Option<DigestOrigin>,
+}
+
 /// Inspect `path`: an ISO file, an ISO tree (a folder) or a lock file. With `lock`, the images
-/// also get their upstream reference and digests from that lock file.
-pub fn inspect(path: &Path, lock: Option<&Path>) -> Result<Inventory, InspectError> {
-    inspect_with(path, lock, true)
+/// also get their upstream reference and digests from that lock file. With `memo`, an ISO's
+/// sha256 is taken from it when it has this very file, and remembered in it otherwise.
+pub fn inspect(
+    path: &Path,
+    lock: Option<&Path>,
+    memo: Option<&DigestMemo>,
+) -> Result<Inspected, InspectError> {
+    inspect_with(path, lock, IsoPart::Summary(memo))
 }
 
 /// [`inspect`] without the ISO's own summary (`iso` is `null`): what [`diff`] compares, which
 /// spares reading all of each ISO to hash it.
 pub fn inspect_contents(path: &Path) -> Result<Inventory, InspectError> {
-    inspect_with(path, None, false)
+    Ok(inspect_with(path, None, IsoPart::ContentsOnly)?.inventory)
+}
+
+/// Whether an ISO's summary (volume id, size, sha256) is wanted, and with which memo.
+#[derive(Clone, Copy)]
+enum IsoPart<'a> {
+    ContentsOnly,
+    Summary(Option<&'a DigestMemo>),
 }
 
 fn inspect_with(
     path: &Path,
     lock: Option<&Path>,
-    summarize_iso: bool,
-) -> Result<Inventory, InspectError> {
+    part: IsoPart<'_>,
+) -> Result<Inspected, InspectError> {
+    let mut iso_digest = None;
     let mut inventory = if path.is_dir() {
         of_tree(&Tree::from_dir(path)?, Kind::Tree)?
-    } else if iso9660::is_iso(path)? && !summarize_iso {
-        of_tree(&iso9660::read(path)?, Kind::Iso)?
-    } else if iso9660::is_iso(path)? {
-        // Hashing the whole ISO is most of the work: on a thread of its own, while the tree
-        // is read and its files hashed.
+    } else if !iso9660::is_iso(path)? {
+        of_lock(&read_lock(path)?)
+    } else if let IsoPart::Summary(memo) = part {
+        // Hashing the whole ISO is most of the work (unless the memo has it): on a thread of
+        // its own, while the tree is read and its files hashed.
         let (tree, summary) = std::thread::scope(|scope| {
-            let summary = scope.spawn(|| iso9660::summary(path));
+            let summary = scope.spawn(|| iso9660::summary(path, memo));
             let tree = iso9660::read(path).and_then(|tree| of_tree(&tree, Kind::Iso));
             (tree, summary.join())
         });
         let mut inventory = tree?;
-        inventory.iso = Some(summary.map_err(|_| InspectError::Iso {
+        let (summary, origin) = summary.map_err(|_| InspectError::Iso {
             path: path.to_owned(),
             message: "hashing it panicked".into(),
-        })??);
+        })??;
+        inventory.iso = Some(summary);
+        iso_digest = Some(origin);
         inventory
     } else {
-        of_lock(&read_lock(path)?)
+        of_tree(&iso9660::read(path)?, Kind::Iso)?
     };
     if let Some(lock) = lock {
         add_upstream(&mut inventory, &LockFile::read(lock)?);
     }
-    Ok(inventory)
+    Ok(Inspected {
+        inventory,
+        iso_digest,
+    })
 }
 
 /// Read `path` as a lock file, or say it is none of the three things `inspect` reads.

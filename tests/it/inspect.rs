@@ -677,3 +677,74 @@ fn rpm_packages_are_listed_and_their_version_changes_diffed() {
         "pkg:rpm/jq@1.6-3.el8?arch=x86_64"
     );
 }
+
+/// The sha256 `inspect -v` says it took from the digest memo, and the one it reports.
+fn inspect_iso(test: &Test, iso: &str) -> (String, String) {
+    let run = test
+        .run(["inspect", iso, "--format", "json", "-v"])
+        .success();
+    let inventory: Value = serde_json::from_str(&run.stdout).unwrap();
+    let origin = run
+        .stderr
+        .lines()
+        .find_map(|line| line.split_once(&format!("sha256 of {iso}: ")))
+        .map_or_else(
+            || panic!("no word on the sha256: {}", run.stderr),
+            |(_, how)| how.to_owned(),
+        );
+    (
+        origin,
+        inventory["iso"]["sha256"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn inspect_takes_the_sha256_from_the_digest_memo_until_the_iso_changes() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Demo\nversion: 1.0.0\niso:\n  output: _build/demo.iso\n  \
+             root: _build/root\nfiles:\n  - { src: product.txt, dest: product.txt }\n",
+        )
+        .file("product.txt", "NAME=Demo\nVERSION=1.0.0\n");
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    let iso = "_build/demo.iso";
+    let bytes = fs_err::read(test.path().join(iso)).unwrap();
+    // `build` remembered the sha256 it computed anyway.
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "from the digest memo (not re-hashed)");
+    assert_eq!(digest, sha256(&bytes));
+
+    // Same size, one byte of the unused system area changed: hashed again, and right.
+    let mut changed = bytes.clone();
+    changed[100] ^= 0xff;
+    fs_err::write(test.path().join(iso), &changed).unwrap();
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "hashed, now in the digest memo");
+    assert_eq!(digest, sha256(&changed));
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "from the digest memo (not re-hashed)");
+    assert_eq!(digest, sha256(&changed));
+
+    // Only touched (same bytes, new times): hashed again.
+    let file = fs_err::File::options()
+        .write(true)
+        .open(test.path().join(iso))
+        .unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    file.file().set_modified(later).unwrap();
+    drop(file);
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "hashed, now in the digest memo");
+    assert_eq!(digest, sha256(&changed));
+
+    // Another cache knows nothing of it; `--cache-dir` picks the cache.
+    let run = test
+        .run(["inspect", iso, "-v", "--cache-dir", "other-cache"])
+        .success();
+    assert!(
+        run.stderr.contains("hashed, now in the digest memo"),
+        "{}",
+        run.stderr
+    );
+    assert!(test.path().join("other-cache/digests-v1").is_dir());
+}
