@@ -663,12 +663,18 @@ fn inspect(
 fn diff(old: &Path, new: &Path, format: DiffFormat, exit_code: bool) -> Result<(), Error> {
     let old_inventory = crate::inspect::inspect_contents(old)?;
     let new_inventory = crate::inspect::inspect_contents(new)?;
-    let diff = crate::inspect::diff::diff(
-        &old_inventory,
-        &new_inventory,
-        &side_name(old, &old_inventory),
-        &side_name(new, &new_inventory),
+    let mut names = (
+        side_name(old, &old_inventory, false),
+        side_name(new, &new_inventory, false),
     );
+    // Two builds of one release, both `demo.iso`: the paths as typed tell them apart.
+    if names.0 == names.1 {
+        names = (
+            side_name(old, &old_inventory, true),
+            side_name(new, &new_inventory, true),
+        );
+    }
+    let diff = crate::inspect::diff::diff(&old_inventory, &new_inventory, &names.0, &names.1);
     let text = match format {
         DiffFormat::Text => crate::inspect::render::diff_text(&diff),
         DiffFormat::Markdown => crate::inspect::render::diff_markdown(&diff),
@@ -682,14 +688,15 @@ fn diff(old: &Path, new: &Path, format: DiffFormat, exit_code: bool) -> Result<(
 }
 
 /// What a side of a diff is called: its product name and version when it has a
-/// `product.txt`, else its file name.
-fn side_name(path: &Path, inventory: &crate::inspect::Inventory) -> String {
+/// `product.txt`, else its file name; with `whole_path`, the path as given instead of the
+/// file name.
+fn side_name(path: &Path, inventory: &crate::inspect::Inventory, whole_path: bool) -> String {
     let product = inventory.product.as_ref();
     let field = |key: &str| product.and_then(|product| product.get(key));
-    let file = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    );
+    let file = match path.file_name() {
+        Some(name) if !whole_path => name.to_string_lossy().into_owned(),
+        _ => path.display().to_string(),
+    };
     match (field("NAME"), field("VERSION")) {
         (Some(name), Some(version)) => format!("{name} {version} (`{file}`)"),
         _ => format!("`{file}`"),

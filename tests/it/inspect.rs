@@ -141,15 +141,21 @@ fn diff_reports_exactly_the_changes_in_every_format() {
         "the base layer is shared"
     );
     let delta = i64::try_from(alpha_new_size).unwrap() - i64::try_from(alpha_old_size).unwrap();
-    let (old_iso, new_iso) = (iso(&old), iso(&new));
-    let (old_iso, new_iso) = (old_iso.to_str().unwrap(), new_iso.to_str().unwrap());
+    // The old ISO by a relative path (the diffs run in its project), the new by an absolute
+    // one: same product and file name, so the labels are the paths as typed.
+    let new_iso = iso(&new);
+    let (old_iso, new_iso) = ("_build/demo.iso", new_iso.to_str().unwrap());
+    let (old_label, new_label) = (
+        "Demo 1.0.0 (`_build/demo.iso`)".to_owned(),
+        format!("Demo 1.0.0 (`{new_iso}`)"),
+    );
 
     let diff = json_of(&old, &["diff", old_iso, new_iso, "--format", "json"]);
     let summary = "images: 1 removed, 1 changed; packages: no change; files: 1 added, 1 changed";
     let expected = json!({
         "version": 1,
-        "old": "Demo 1.0.0 (`demo.iso`)",
-        "new": "Demo 1.0.0 (`demo.iso`)",
+        "old": old_label,
+        "new": new_label,
         "summary": summary,
         "images": {
             "added": [],
@@ -180,7 +186,7 @@ fn diff_reports_exactly_the_changes_in_every_format() {
     let short = |digest: &str| digest.strip_prefix("sha256:").unwrap()[..12].to_owned();
     let markdown = stdout_of(&old, &["diff", old_iso, new_iso, "--format", "markdown"]);
     let expected_markdown = format!(
-        "## Changes from Demo 1.0.0 (`demo.iso`) to Demo 1.0.0 (`demo.iso`)\n\
+        "## Changes from {old_label} to {new_label}\n\
          \n\
          {summary}\n\
          \n\
@@ -211,8 +217,8 @@ fn diff_reports_exactly_the_changes_in_every_format() {
 
     let text = stdout_of(&old, &["diff", old_iso, new_iso]);
     let expected_text = format!(
-        "--- Demo 1.0.0 (`demo.iso`)\n\
-         +++ Demo 1.0.0 (`demo.iso`)\n\
+        "--- {old_label}\n\
+         +++ {new_label}\n\
          - image beta:2.0  {beta_human}\n\
          ~ image alpha: 1.0 ({old_short}) -> 1.1 ({new_short})  {delta}, 1 of 2 layers shared\n\
          + file static/new.txt  4 B\n\
@@ -246,6 +252,11 @@ fn diff_reports_exactly_the_changes_in_every_format() {
         .failure(1);
     assert_eq!(differ.stdout, expected_text);
     assert_eq!(differ.stderr, "");
+    // File names that differ are enough to tell the sides apart.
+    fs_err::copy(new_iso, old.path().join("next.iso")).unwrap();
+    let named = json_of(&old, &["diff", old_iso, "next.iso", "--format", "json"]);
+    assert_eq!(named["old"], "Demo 1.0.0 (`demo.iso`)");
+    assert_eq!(named["new"], "Demo 1.0.0 (`next.iso`)");
     let same = stdout_of(&old, &["diff", old_iso, old_iso, "--exit-code"]);
     assert!(
         same.ends_with("images: no change; packages: no change; files: no change\n"),
