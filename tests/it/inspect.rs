@@ -624,34 +624,139 @@ fn broken_isos_trees_and_lock_files_are_named_and_print_nothing() {
     test.run(["diff", "whole.iso", "cut.iso"]).failure(1);
 }
 
+/// Run `program` in `dir` with `GNUPGHOME` set; panic with its output when it fails.
+fn run_in(dir: &Path, gnupg: &Path, program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GNUPGHOME", gnupg)
+        .output()
+        .unwrap_or_else(|error| panic!("{program}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Build `name-version-release.noarch.rpm` (with `epoch` when given) into `dest` with
+/// `rpmbuild`, an empty package whose header is all that matters here.
+fn rpmbuild(dir: &Path, gnupg: &Path, dest: &Path, nevr: (&str, Option<u32>, &str, &str)) {
+    let (name, epoch, version, release) = nevr;
+    let epoch = epoch.map_or_else(String::new, |epoch| format!("Epoch: {epoch}\n"));
+    let spec = dir.join(format!("{name}.spec"));
+    fs_err::write(
+        &spec,
+        format!(
+            "Name: {name}\n{epoch}Version: {version}\nRelease: {release}\nSummary: test\n\
+             License: MIT\nBuildArch: noarch\nAutoReq: no\n%description\ntest\n%files\n"
+        ),
+    )
+    .unwrap();
+    fs_err::create_dir_all(dest).unwrap();
+    let topdir = format!("_topdir {}", dir.join("rpmbuild").display());
+    let rpmdir = format!("_rpmdir {}", dest.display());
+    run_in(
+        dir,
+        gnupg,
+        "rpmbuild",
+        &[
+            "-bb",
+            "--quiet",
+            "--define",
+            &topdir,
+            "--define",
+            &rpmdir,
+            "--define",
+            "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
+            spec.to_str().unwrap(),
+        ],
+    );
+}
+
 #[test]
-fn rpm_packages_are_listed_and_their_version_changes_diffed() {
-    let repo = "tree/packages/redhat/8/metalk8s-epel-el8";
-    let test = Test::new()
-        .file(&format!("old/{repo}/repodata/repomd.xml"), "<repomd/>\n")
-        .file(
-            &format!("old/{repo}/x86_64/jq-1.5-12.el8.x86_64.rpm"),
-            "old jq\n",
-        )
-        .file(
-            &format!("old/{repo}/x86_64/gone-1-1.el8.x86_64.rpm"),
-            "gone\n",
-        )
-        .file(&format!("new/{repo}/repodata/repomd.xml"), "<repomd/>\n")
-        .file(
-            &format!("new/{repo}/x86_64/jq-1.6-3.el8.x86_64.rpm"),
-            "new jq\n",
-        );
+fn rpm_fields_come_from_the_headers_and_version_changes_are_diffed() {
+    let test = Test::new().file("old/tree/product.txt", "NAME=Demo\n");
+    let (dir, gnupg) = (test.path(), test.path().join("gnupg"));
+    fs_err::create_dir_all(&gnupg).unwrap();
+    fs_err::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    run_in(
+        dir,
+        &gnupg,
+        "gpg",
+        &[
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "isobuild test <test@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let key_id = run_in(dir, &gnupg, "gpg", &["--list-keys", "--with-colons"])
+        .lines()
+        .find_map(|line| line.strip_prefix("pub:"))
+        .and_then(|rest| rest.split(':').nth(3))
+        .unwrap()
+        .to_lowercase();
+
+    let repo = "packages/redhat/8/metalk8s-epel-el8";
+    let old_rpms = dir.join("old/tree").join(repo).join("noarch");
+    let new_rpms = dir.join("new/tree").join(repo).join("noarch");
+    // A file name that lies: only the header can say what the package is.
+    rpmbuild(dir, &gnupg, &old_rpms, ("jq", None, "1.5", "12.el8"));
+    rpmbuild(dir, &gnupg, &old_rpms, ("gone", None, "1", "1.el8"));
+    rpmbuild(dir, &gnupg, &new_rpms, ("jq", Some(1), "1.6", "3.el8"));
+    fs_err::rename(
+        old_rpms.join("gone-1-1.el8.noarch.rpm"),
+        old_rpms.join("misnamed.rpm"),
+    )
+    .unwrap();
+    let signed = new_rpms.join("jq-1.6-3.el8.noarch.rpm");
+    let gpg_name = format!("_gpg_name {key_id}");
+    run_in(
+        dir,
+        &gnupg,
+        "rpmsign",
+        &[
+            "--addsign",
+            "--define",
+            &gpg_name,
+            "--define",
+            "__gpg /usr/bin/gpg",
+            signed.to_str().unwrap(),
+        ],
+    );
+    for tree in ["old/tree", "new/tree"] {
+        test.write(&format!("{tree}/{repo}/repodata/repomd.xml"), "<repomd/>\n");
+    }
+    let old_jq = fs_err::read(old_rpms.join("jq-1.5-12.el8.noarch.rpm")).unwrap();
+    let new_jq = fs_err::read(&signed).unwrap();
+
     let inventory = json_of(&test, &["inspect", "old/tree", "--format", "json"]);
-    assert_eq!(
-        inventory["packages"][1],
-        json!({
-            "path": "packages/redhat/8/metalk8s-epel-el8/x86_64/jq-1.5-12.el8.x86_64.rpm",
-            "repo": "packages/redhat/8/metalk8s-epel-el8",
-            "name": "jq", "epoch": null, "version": "1.5", "release": "12.el8",
-            "arch": "x86_64", "nevra": "jq-1.5-12.el8.x86_64",
-            "size": 7, "sha256": sha256(b"old jq\n"), "signing_key": null,
-        })
+    pretty_assertions::assert_eq!(
+        inventory["packages"],
+        json!([
+            {
+                "path": format!("{repo}/noarch/jq-1.5-12.el8.noarch.rpm"), "repo": repo,
+                "name": "jq", "epoch": null, "version": "1.5", "release": "12.el8",
+                "arch": "noarch", "nevra": "jq-1.5-12.el8.noarch",
+                "size": old_jq.len(), "sha256": sha256(&old_jq), "signing_key": null,
+            },
+            {
+                "path": format!("{repo}/noarch/misnamed.rpm"), "repo": repo,
+                "name": "gone", "epoch": null, "version": "1", "release": "1.el8",
+                "arch": "noarch", "nevra": "gone-1-1.el8.noarch",
+                "size": fs_err::metadata(old_rpms.join("misnamed.rpm")).unwrap().len(),
+                "sha256": sha256(&fs_err::read(old_rpms.join("misnamed.rpm")).unwrap()),
+                "signing_key": null,
+            },
+        ])
     );
     let files: Vec<&str> = inventory["files"]
         .as_array()
@@ -661,17 +766,39 @@ fn rpm_packages_are_listed_and_their_version_changes_diffed() {
         .collect();
     assert_eq!(
         files,
-        ["packages/redhat/8/metalk8s-epel-el8/repodata/repomd.xml"]
+        [&format!("{repo}/repodata/repomd.xml"), "product.txt"]
     );
+
+    let new_inventory = json_of(&test, &["inspect", "new/tree", "--format", "json"]);
+    pretty_assertions::assert_eq!(
+        new_inventory["packages"][0],
+        json!({
+            "path": format!("{repo}/noarch/jq-1.6-3.el8.noarch.rpm"), "repo": repo,
+            "name": "jq", "epoch": "1", "version": "1.6", "release": "3.el8",
+            "arch": "noarch", "nevra": "jq-1:1.6-3.el8.noarch",
+            "size": new_jq.len(), "sha256": sha256(&new_jq), "signing_key": key_id,
+        })
+    );
+    // Read from an ISO (the header from its extents), the same packages.
+    run_in(
+        dir,
+        &gnupg,
+        "xorriso",
+        &[
+            "-as", "mkisofs", "-quiet", "-rock", "-output", "new.iso", "new/tree",
+        ],
+    );
+    let from_iso = json_of(&test, &["inspect", "new.iso", "--format", "json"]);
+    assert_eq!(from_iso["packages"], new_inventory["packages"]);
 
     let diff = json_of(&test, &["diff", "old/tree", "new/tree", "--format", "json"]);
     assert_eq!(
         diff["packages"],
         json!({
             "added": [],
-            "removed": [ { "name": "gone", "arch": "x86_64", "version": "1-1.el8" } ],
-            "changed": [ { "name": "jq", "arch": "x86_64",
-                           "old_version": "1.5-12.el8", "new_version": "1.6-3.el8" } ],
+            "removed": [ { "name": "gone", "arch": "noarch", "version": "1-1.el8" } ],
+            "changed": [ { "name": "jq", "arch": "noarch",
+                           "old_version": "1.5-12.el8", "new_version": "1:1.6-3.el8" } ],
         })
     );
     let markdown = stdout_of(
@@ -679,14 +806,27 @@ fn rpm_packages_are_listed_and_their_version_changes_diffed() {
         &["diff", "old/tree", "new/tree", "--format", "markdown"],
     );
     assert!(
-        markdown.contains("| `jq.x86_64` | changed | `1.5-12.el8` | `1.6-3.el8` |"),
+        markdown.contains("| `jq.noarch` | changed | `1.5-12.el8` | `1:1.6-3.el8` |"),
         "{markdown}"
     );
     let sbom = json_of(&test, &["inspect", "new/tree", "--format", "cyclonedx"]);
     assert_eq!(
         sbom["components"][0]["purl"],
-        "pkg:rpm/jq@1.6-3.el8?arch=x86_64"
+        "pkg:rpm/jq@1.6-3.el8?arch=noarch&epoch=1"
     );
+
+    // Not an RPM at all: named, and nothing printed.
+    test.write(
+        &format!("new/tree/{repo}/noarch/bad-1-1.noarch.rpm"),
+        "not an rpm\n",
+    );
+    let run = test
+        .run(["inspect", "new/tree"])
+        .failure(1)
+        .stderr_contains(&format!(
+            "RPM package `{repo}/noarch/bad-1-1.noarch.rpm`: not an RPM package"
+        ));
+    assert_eq!(run.stdout, "");
 }
 
 /// The sha256 `inspect -v` says it took from the digest memo, and the one it reports.

@@ -24,6 +24,9 @@ const PEERS: &[Peer] = &[
     ("libarchive-tools", "bsdtar"),
     // The SBOM test validates with cyclonedx-python-lib in a venv (see below).
     ("python3", "python3"),
+    // The inspect test builds and signs RPMs (rpmbuild, rpmsign) with a key it makes.
+    ("rpm", "rpmbuild"),
+    ("gpg", "gpg"),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
