@@ -58,6 +58,12 @@ pub enum Command {
         /// Add each image's upstream reference and digests from this lock file.
         #[arg(long, value_name = "FILE.lock")]
         lock: Option<PathBuf>,
+        /// The cache folder, whose digest memo spares hashing an ISO seen before
+        /// [default: $XDG_CACHE_HOME/isobuild].
+        #[arg(long, value_name = "DIR", env = "ISOBUILD_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Compare two ISOs, trees or lock files: images, packages and files added, removed,
     /// changed.

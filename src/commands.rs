@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{CacheCommand, Cli, Command, DiffFormat, GraphFormat, InspectFormat};
 use crate::engine::{Engine, EngineOptions, FreshnessStore, RunOutcome};
 use crate::error::Error;
+use crate::inspect::DigestOrigin;
 use crate::iso::IsoRequest;
 use crate::layout::{BlobPlacer, TreeSize};
 use crate::plan::images::ImageServices;
@@ -23,7 +24,7 @@ use crate::settings::{self, BuildSettings, OutputSettings};
 use crate::source::RegistryClient;
 use crate::source::local::resolve_endpoint;
 use crate::source::retry::RetryPolicy;
-use crate::store::Store;
+use crate::store::{DigestMemo, Store};
 
 /// Run the command the user typed.
 pub fn dispatch(cli: Cli) -> Result<(), Error> {
@@ -34,7 +35,8 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             let output = output
                 .map(|path| settings::current_dir().map(|cwd| cwd.join(path)))
                 .transpose()?;
-            let request = iso_request(&session.recipe, output);
+            let memo = DigestMemo::in_cache(&settings.cache_dir);
+            let request = iso_request(&session.recipe, output, Some(memo));
             check_outputs(&session.recipe, &request, &settings)?;
             let tree_root = session.recipe.iso.root.clone();
             session.run(&tree_root, Some(request), Scope::Tree)
@@ -57,10 +59,18 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         }
         Command::Verify { target, output } => verify(&target, OutputSettings::resolve(&output)),
         Command::Inspect {
+            cache_dir,
+            output,
             target,
             format,
             lock,
-        } => inspect(&target, format, lock.as_deref()),
+        } => inspect(
+            &target,
+            format,
+            lock.as_deref(),
+            cache_dir.as_deref(),
+            OutputSettings::resolve(&output),
+        ),
         Command::Diff {
             old,
             new,
@@ -349,7 +359,7 @@ impl<'a> Session<'a> {
             ));
         }
         if let (RunOutcome::Success, Some((iso, path, upstream))) = (&outcome, &sbom)
-            && write_sbom(iso, path, upstream)?
+            && write_sbom(iso, path, upstream, &self.settings.cache_dir)?
         {
             self.reporter
                 .on_message(&format!("SBOM written to {}", path.display()));
@@ -536,7 +546,11 @@ fn is_socket(path: &Path) -> bool {
 }
 
 /// The ISO `build` makes for `recipe`, at `output` instead of `iso.output` when given.
-fn iso_request(recipe: &Recipe, output: Option<PathBuf>) -> IsoRequest {
+fn iso_request(
+    recipe: &Recipe,
+    output: Option<PathBuf>,
+    digest_memo: Option<DigestMemo>,
+) -> IsoRequest {
     IsoRequest {
         root: recipe.iso.root.clone(),
         output: output.unwrap_or_else(|| recipe.iso.output.clone()),
@@ -544,6 +558,7 @@ fn iso_request(recipe: &Recipe, output: Option<PathBuf>) -> IsoRequest {
         epoch: recipe.epoch.unwrap_or(0),
         implant_md5: recipe.iso.implant_md5,
         sha256sum: recipe.iso.sha256sum.clone(),
+        digest_memo,
     }
 }
 
@@ -611,14 +626,21 @@ pub fn sbom_path(iso: &Path) -> PathBuf {
 /// Write the SBOM of `iso` to `path`, unless the one there is newer than the ISO (then the
 /// ISO was not remade, and neither is its SBOM: reading a large ISO again takes seconds).
 /// Whether it wrote one.
-fn write_sbom(iso: &Path, path: &Path, upstream: &LockFile) -> Result<bool, Error> {
+fn write_sbom(
+    iso: &Path,
+    path: &Path,
+    upstream: &LockFile,
+    cache_dir: &Path,
+) -> Result<bool, Error> {
     let modified = |path: &Path| fs_err::metadata(path).and_then(|m| m.modified()).ok();
     if let (Some(sbom), Some(iso)) = (modified(path), modified(iso))
         && sbom >= iso
     {
         return Ok(false);
     }
-    let mut inventory = crate::inspect::inspect(iso, None)?;
+    // The ISO task remembered its sha256: the SBOM does not read the whole ISO again.
+    let memo = DigestMemo::in_cache(cache_dir);
+    let mut inventory = crate::inspect::inspect(iso, None, Some(&memo))?.inventory;
     crate::inspect::add_upstream(&mut inventory, upstream);
     crate::fs::write_atomic(path, &crate::inspect::sbom::cyclonedx(&inventory), 0o644).map_err(
         |source| Error::Io {
@@ -671,7 +693,7 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
         &recipe,
         &PlanOptions {
             tree_root: recipe.iso.root.clone(),
-            iso: Some(iso_request(&recipe, None)),
+            iso: Some(iso_request(&recipe, None, None)),
             images,
             packages: None,
             scope: Scope::Tree,
@@ -854,9 +876,35 @@ fn verify(target: &Path, output: OutputSettings) -> Result<(), Error> {
     }
 }
 
-/// `isobuild inspect ISO|DIR|LOCKFILE`.
-fn inspect(target: &Path, format: InspectFormat, lock: Option<&Path>) -> Result<(), Error> {
-    let inventory = crate::inspect::inspect(target, lock)?;
+/// `isobuild inspect ISO|DIR|LOCKFILE`. An ISO's sha256 comes from the cache's digest memo
+/// when it has this very file; without a cache folder, the ISO is simply hashed.
+fn inspect(
+    target: &Path,
+    format: InspectFormat,
+    lock: Option<&Path>,
+    cache_dir: Option<&Path>,
+    output: OutputSettings,
+) -> Result<(), Error> {
+    let memo = match settings::resolve_cache_dir(&settings::current_dir()?, cache_dir) {
+        Ok(dir) => Some(DigestMemo::in_cache(&dir)),
+        Err(error) => {
+            tracing::debug!("no digest memo: {error}");
+            None
+        }
+    };
+    let inspected = crate::inspect::inspect(target, lock, memo.as_ref())?;
+    if output.verbosity >= 1
+        && let Some(origin) = inspected.iso_digest
+    {
+        let reporter = report::reporter_for(output.progress, output.verbosity);
+        let how = match origin {
+            DigestOrigin::Memo => "from the digest memo (not re-hashed)",
+            DigestOrigin::Hashed { remembered: true } => "hashed, now in the digest memo",
+            DigestOrigin::Hashed { remembered: false } => "hashed (not remembered)",
+        };
+        reporter.on_message(&format!("sha256 of {}: {how}", target.display()));
+    }
+    let inventory = inspected.inventory;
     let text = match format {
         InspectFormat::Text => crate::inspect::render::inventory_text(&inventory),
         InspectFormat::Json => pretty_json(&inventory),
@@ -872,12 +920,18 @@ fn inspect(target: &Path, format: InspectFormat, lock: Option<&Path>) -> Result<
 fn diff(old: &Path, new: &Path, format: DiffFormat, exit_code: bool) -> Result<(), Error> {
     let old_inventory = crate::inspect::inspect_contents(old)?;
     let new_inventory = crate::inspect::inspect_contents(new)?;
-    let diff = crate::inspect::diff::diff(
-        &old_inventory,
-        &new_inventory,
-        &side_name(old, &old_inventory),
-        &side_name(new, &new_inventory),
+    let mut names = (
+        side_name(old, &old_inventory, false),
+        side_name(new, &new_inventory, false),
     );
+    // Two builds of one release, both `demo.iso`: the paths as typed tell them apart.
+    if names.0 == names.1 {
+        names = (
+            side_name(old, &old_inventory, true),
+            side_name(new, &new_inventory, true),
+        );
+    }
+    let diff = crate::inspect::diff::diff(&old_inventory, &new_inventory, &names.0, &names.1);
     let text = match format {
         DiffFormat::Text => crate::inspect::render::diff_text(&diff),
         DiffFormat::Markdown => crate::inspect::render::diff_markdown(&diff),
@@ -891,14 +945,15 @@ fn diff(old: &Path, new: &Path, format: DiffFormat, exit_code: bool) -> Result<(
 }
 
 /// What a side of a diff is called: its product name and version when it has a
-/// `product.txt`, else its file name.
-fn side_name(path: &Path, inventory: &crate::inspect::Inventory) -> String {
+/// `product.txt`, else its file name; with `whole_path`, the path as given instead of the
+/// file name.
+fn side_name(path: &Path, inventory: &crate::inspect::Inventory, whole_path: bool) -> String {
     let product = inventory.product.as_ref();
     let field = |key: &str| product.and_then(|product| product.get(key));
-    let file = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    );
+    let file = match path.file_name() {
+        Some(name) if !whole_path => name.to_string_lossy().into_owned(),
+        _ => path.display().to_string(),
+    };
     match (field("NAME"), field("VERSION")) {
         (Some(name), Some(version)) => format!("{name} {version} (`{file}`)"),
         _ => format!("`{file}`"),

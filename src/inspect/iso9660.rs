@@ -13,8 +13,9 @@ use std::path::Path;
 use hadris_iso::read::IsoImage;
 
 use super::tree::{Data, Entry, Tree};
-use super::{InspectError, IsoSummary};
+use super::{DigestOrigin, InspectError, IsoSummary};
 use crate::reference::Digest;
+use crate::store::{DigestMemo, FileIdentity};
 
 /// Bytes per ISO 9660 logical sector.
 const SECTOR: u64 = 2048;
@@ -44,8 +45,15 @@ pub fn is_iso(path: &Path) -> Result<bool, InspectError> {
     }
 }
 
-/// The ISO's volume id, size and sha256 (which reads all of it).
-pub fn summary(path: &Path) -> Result<IsoSummary, InspectError> {
+/// The ISO's volume id, size and sha256, and where the sha256 came from: `memo`'s entry for
+/// this very file when it has one, else a read of all of it (then remembered in `memo`).
+pub fn summary(
+    path: &Path,
+    memo: Option<&DigestMemo>,
+) -> Result<(IsoSummary, DigestOrigin), InspectError> {
+    // Identity first: a file replaced after this is hashed again next time, never mistaken.
+    // A file whose identity cannot be read is simply hashed.
+    let identity = memo.and_then(|_| FileIdentity::of(path).ok());
     let mut file = fs_err::File::open(path).map_err(io_error(path))?;
     let mut pvd = vec![0; 2048];
     file.file()
@@ -54,6 +62,16 @@ pub fn summary(path: &Path) -> Result<IsoSummary, InspectError> {
     let volume_id = String::from_utf8_lossy(&pvd[VOLUME_ID])
         .trim_end()
         .to_owned();
+    if let (Some(memo), Some(identity)) = (memo, &identity)
+        && let Some(sha256) = memo.lookup(identity)
+    {
+        let summary = IsoSummary {
+            volume_id,
+            size: identity.size,
+            sha256,
+        };
+        return Ok((summary, DigestOrigin::Memo));
+    }
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut buffer = vec![0; 1 << 20];
     let mut size = 0;
@@ -65,11 +83,25 @@ pub fn summary(path: &Path) -> Result<IsoSummary, InspectError> {
         sha2::Digest::update(&mut hasher, &buffer[..read]);
         size += read as u64;
     }
-    Ok(IsoSummary {
+    let sha256 = Digest::from_hasher(hasher);
+    let remembered = match (memo, &identity) {
+        (Some(memo), Some(identity)) if identity.size == size => memo
+            .record_hashed(path, identity, &sha256)
+            .unwrap_or_else(|error| {
+                tracing::warn!(
+                    "cannot remember the sha256 of `{}`: {error}",
+                    path.display()
+                );
+                false
+            }),
+        _ => false,
+    };
+    let summary = IsoSummary {
         volume_id,
         size,
-        sha256: Digest::from_hasher(hasher),
-    })
+        sha256,
+    };
+    Ok((summary, DigestOrigin::Hashed { remembered }))
 }
 
 /// The regular files of the ISO at `path`.

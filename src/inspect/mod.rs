@@ -1,7 +1,8 @@
 //! What is in an ISO: `isobuild inspect` and `isobuild diff`, and the SBOM `build` writes.
 //!
 //! An [`Inventory`] lists what an ISO, an ISO tree or a lock file holds: its images (from the
-//! image folders, `version` + `manifest.json`), its RPM packages (`packages/…/*.rpm`), every
+//! image folders, `version` + `manifest.json`), its RPM packages (`packages/…/*.rpm`, from
+//! their headers: [`rpm_header`]), every
 //! other file with its size, sha256 and mode, `product.txt`'s fields, and for an ISO its volume
 //! id, size and sha256. [`diff`] compares two inventories, [`render`] prints either as text or
 //! Markdown, and [`sbom`] turns one into CycloneDX JSON.
@@ -41,8 +42,9 @@
 //!   "packages": [                        // empty when there is no packages/ tree
 //!     { "path": "packages/…/x86_64/a-1.0-1.el8.x86_64.rpm", "repo": "packages/…",
 //!       "name": "a", "epoch": null, "version": "1.0", "release": "1.el8", "arch": "x86_64",
-//!       "nevra": "a-1.0-1.el8.x86_64", "size": 1234, "sha256": "sha256:…",
-//!       "signing_key": null }
+//!       "nevra": "a-1.0-1.el8.x86_64",   // `name-[epoch:]version-release.arch`
+//!       "size": 1234, "sha256": "sha256:…",
+//!       "signing_key": "4c073ae0c8445c0c" }  // the signature's key id; null when unsigned
 //!   ],
 //!   "files": [ { "path": "product.txt", "size": 42, "sha256": "sha256:…", "mode": "0644" } ]
 //! }
@@ -55,6 +57,7 @@
 pub mod diff;
 pub mod iso9660;
 pub mod render;
+pub mod rpm_header;
 pub mod sbom;
 pub mod tree;
 
@@ -65,6 +68,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::lock::{LockError, LockFile};
 use crate::reference::Digest;
+use crate::store::DigestMemo;
 
 use tree::Tree;
 
@@ -89,6 +93,8 @@ pub enum InspectError {
     Iso { path: PathBuf, message: String },
     #[error("image folder `{dir}`: {message}")]
     Image { dir: String, message: String },
+    #[error("RPM package `{path}`: {message}")]
+    Package { path: String, message: String },
     #[error(transparent)]
     Lock(#[from] LockError),
 }
@@ -167,11 +173,8 @@ pub struct Layer {
     pub media_type: Option<String>,
 }
 
-/// One RPM file under `packages/`.
-///
-/// Name, version, release and arch come from the file name (`name-version-release.arch.rpm`,
-/// as createrepo and dnf name them); `epoch` and `signing_key` need the RPM header, which
-/// this module does not read, and stay `null`.
+/// One RPM file under `packages/`, described by its header (read in-process, without its
+/// payload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     pub path: String,
@@ -199,48 +202,82 @@ pub struct File {
     pub mode: String,
 }
 
+/// Where the sha256 of an inspected ISO came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestOrigin {
+    /// The cache's digest memo had it for this very file (same path, inode, size and times).
+    Memo,
+    /// All of the ISO was read; `remembered` when the memo now has it.
+    Hashed { remembered: bool },
+}
+
+/// An inventory, and where its ISO's sha256 came from (`None` when it is not an ISO).
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub inventory: Inventory,
+    pub iso_digest: Option<DigestOrigin>,
+}
+
 /// Inspect `path`: an ISO file, an ISO tree (a folder) or a lock file. With `lock`, the images
-/// also get their upstream reference and digests from that lock file.
-pub fn inspect(path: &Path, lock: Option<&Path>) -> Result<Inventory, InspectError> {
-    inspect_with(path, lock, true)
+/// also get their upstream reference and digests from that lock file. With `memo`, an ISO's
+/// sha256 is taken from it when it has this very file, and remembered in it otherwise.
+pub fn inspect(
+    path: &Path,
+    lock: Option<&Path>,
+    memo: Option<&DigestMemo>,
+) -> Result<Inspected, InspectError> {
+    inspect_with(path, lock, IsoPart::Summary(memo))
 }
 
 /// [`inspect`] without the ISO's own summary (`iso` is `null`): what [`diff`] compares, which
 /// spares reading all of each ISO to hash it.
 pub fn inspect_contents(path: &Path) -> Result<Inventory, InspectError> {
-    inspect_with(path, None, false)
+    Ok(inspect_with(path, None, IsoPart::ContentsOnly)?.inventory)
+}
+
+/// Whether an ISO's summary (volume id, size, sha256) is wanted, and with which memo.
+#[derive(Clone, Copy)]
+enum IsoPart<'a> {
+    ContentsOnly,
+    Summary(Option<&'a DigestMemo>),
 }
 
 fn inspect_with(
     path: &Path,
     lock: Option<&Path>,
-    summarize_iso: bool,
-) -> Result<Inventory, InspectError> {
+    part: IsoPart<'_>,
+) -> Result<Inspected, InspectError> {
+    let mut iso_digest = None;
     let mut inventory = if path.is_dir() {
         of_tree(&Tree::from_dir(path)?, Kind::Tree)?
-    } else if iso9660::is_iso(path)? && !summarize_iso {
-        of_tree(&iso9660::read(path)?, Kind::Iso)?
-    } else if iso9660::is_iso(path)? {
-        // Hashing the whole ISO is most of the work: on a thread of its own, while the tree
-        // is read and its files hashed.
+    } else if !iso9660::is_iso(path)? {
+        of_lock(&read_lock(path)?)
+    } else if let IsoPart::Summary(memo) = part {
+        // Hashing the whole ISO is most of the work (unless the memo has it): on a thread of
+        // its own, while the tree is read and its files hashed.
         let (tree, summary) = std::thread::scope(|scope| {
-            let summary = scope.spawn(|| iso9660::summary(path));
+            let summary = scope.spawn(|| iso9660::summary(path, memo));
             let tree = iso9660::read(path).and_then(|tree| of_tree(&tree, Kind::Iso));
             (tree, summary.join())
         });
         let mut inventory = tree?;
-        inventory.iso = Some(summary.map_err(|_| InspectError::Iso {
+        let (summary, origin) = summary.map_err(|_| InspectError::Iso {
             path: path.to_owned(),
             message: "hashing it panicked".into(),
-        })??);
+        })??;
+        inventory.iso = Some(summary);
+        iso_digest = Some(origin);
         inventory
     } else {
-        of_lock(&read_lock(path)?)
+        of_tree(&iso9660::read(path)?, Kind::Iso)?
     };
     if let Some(lock) = lock {
         add_upstream(&mut inventory, &LockFile::read(lock)?);
     }
-    Ok(inventory)
+    Ok(Inspected {
+        inventory,
+        iso_digest,
+    })
 }
 
 /// Read `path` as a lock file, or say it is none of the three things `inspect` reads.
@@ -371,8 +408,13 @@ pub fn of_tree(tree: &Tree, kind: Kind) -> Result<Inventory, InspectError> {
             continue;
         }
         let sha256 = tree.sha256(entry)?;
-        if let Some(package) = package_of(&entry.path, entry.size, &sha256, &repo_dirs) {
-            packages.push(package);
+        if is_package(&entry.path) {
+            let header =
+                rpm_header::read(tree.reader(entry)?).map_err(|message| InspectError::Package {
+                    path: entry.path.clone(),
+                    message,
+                })?;
+            packages.push(package_of(entry, sha256, &repo_dirs, header));
             continue;
         }
         files.push(File {
@@ -509,39 +551,51 @@ impl Config {
     }
 }
 
-/// An RPM file under `packages/`, or `None` for any other file.
+/// Whether the file at `path` is an RPM package of the tree's repositories.
+fn is_package(path: &str) -> bool {
+    path.starts_with("packages/")
+        && std::path::Path::new(path)
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("rpm"))
+}
+
+/// The package at `entry`, whose header says `header`.
 fn package_of(
-    path: &str,
-    size: u64,
-    sha256: &Digest,
+    entry: &tree::Entry,
+    sha256: Digest,
     repo_dirs: &BTreeSet<&str>,
-) -> Option<Package> {
-    if !path.starts_with("packages/") {
-        return None;
-    }
-    let (dir, file) = path.rsplit_once('/')?;
-    let stem = file.strip_suffix(".rpm")?;
-    let (rest, arch) = stem.rsplit_once('.')?;
-    let (rest, release) = rest.rsplit_once('-')?;
-    let (name, version) = rest.rsplit_once('-')?;
+    header: rpm_header::Header,
+) -> Package {
+    let dir = entry.path.rsplit_once('/').map_or("", |(dir, _)| dir);
     let repo = repo_dirs
         .iter()
         .filter(|repo| dir == **repo || dir.starts_with(&format!("{repo}/")))
         .max_by_key(|repo| repo.len())
         .map_or(dir, |repo| *repo);
-    Some(Package {
-        path: path.to_owned(),
+    let epoch = header.epoch.map(|epoch| epoch.to_string());
+    let nevra = format!(
+        "{}-{}{}-{}.{}",
+        header.name,
+        epoch
+            .as_ref()
+            .map_or_else(String::new, |epoch| format!("{epoch}:")),
+        header.version,
+        header.release,
+        header.arch
+    );
+    Package {
+        path: entry.path.clone(),
         repo: repo.to_owned(),
-        name: name.to_owned(),
-        epoch: None,
-        version: version.to_owned(),
-        release: release.to_owned(),
-        arch: arch.to_owned(),
-        nevra: stem.to_owned(),
-        size,
-        sha256: sha256.clone(),
-        signing_key: None,
-    })
+        name: header.name,
+        epoch,
+        version: header.version,
+        release: header.release,
+        arch: header.arch,
+        nevra,
+        size: entry.size,
+        sha256,
+        signing_key: header.signing_key,
+    }
 }
 
 #[cfg(test)]
@@ -549,21 +603,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rpm_names_split_into_nevra() {
-        let repos = BTreeSet::from(["packages/redhat/8/base"]);
-        let package = package_of(
-            "packages/redhat/8/base/x86_64/containerd-1.6.21-1.el8.x86_64.rpm",
-            10,
-            &Digest::of(b""),
-            &repos,
-        )
-        .unwrap();
-        assert_eq!(package.name, "containerd");
-        assert_eq!(package.version, "1.6.21");
-        assert_eq!(package.release, "1.el8");
-        assert_eq!(package.arch, "x86_64");
+    fn packages_take_the_nearest_repository_and_an_epoch_in_their_nevra() {
+        let repos = BTreeSet::from(["packages/redhat/8", "packages/redhat/8/base"]);
+        let entry = tree::Entry {
+            path: "packages/redhat/8/base/x86_64/containerd-1.6.21-1.el8.x86_64.rpm".into(),
+            size: 10,
+            mode: 0o644,
+            data: tree::Data::Host(PathBuf::new()),
+        };
+        let header = rpm_header::Header {
+            name: "containerd".into(),
+            epoch: Some(2),
+            version: "1.6.21".into(),
+            release: "1.el8".into(),
+            arch: "x86_64".into(),
+            signing_key: None,
+        };
+        let package = package_of(&entry, Digest::of(b""), &repos, header);
+        assert_eq!(package.nevra, "containerd-2:1.6.21-1.el8.x86_64");
+        assert_eq!(package.epoch.as_deref(), Some("2"));
         assert_eq!(package.repo, "packages/redhat/8/base");
-        assert!(package_of("salt/a-1-1.x86_64.rpm", 1, &Digest::of(b""), &repos).is_none());
+        assert!(is_package(&entry.path));
+        assert!(!is_package("salt/a-1-1.x86_64.rpm"));
     }
 
     #[test]

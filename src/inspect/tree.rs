@@ -92,6 +92,31 @@ impl Tree {
         Ok(Digest::from_hasher(hasher))
     }
 
+    /// A reader of `entry`'s content from its start, for a caller that stops early (an RPM's
+    /// header, not its payload).
+    pub fn reader(&self, entry: &Entry) -> Result<Box<dyn std::io::Read + '_>, InspectError> {
+        match &entry.data {
+            Data::Host(path) => {
+                let file = fs_err::File::open(path).map_err(|source| InspectError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(Box::new(file))
+            }
+            Data::Extents(extents) => {
+                let Some((_, file)) = &self.iso else {
+                    unreachable!("extents only come with the ISO they point into")
+                };
+                Ok(Box::new(ExtentReader {
+                    file,
+                    extents: extents.clone(),
+                    next: 0,
+                    done: 0,
+                }))
+            }
+        }
+    }
+
     fn each_chunk(&self, entry: &Entry, mut sink: impl FnMut(&[u8])) -> Result<(), InspectError> {
         const CHUNK: usize = 1 << 20;
         // Most files are small: a 1 MiB buffer zeroed for each of thousands of them would be
@@ -148,5 +173,35 @@ impl Tree {
                 Ok(())
             }
         }
+    }
+}
+
+/// Reads a file's extents of the ISO one after the other.
+struct ExtentReader<'a> {
+    file: &'a std::fs::File,
+    extents: Vec<(u64, u64)>,
+    /// The extent being read, and how much of it is read.
+    next: usize,
+    done: u64,
+}
+
+impl std::io::Read for ExtentReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(&(offset, length)) = self.extents.get(self.next) {
+            if self.done == length {
+                self.next += 1;
+                self.done = 0;
+                continue;
+            }
+            let want = usize::try_from(length - self.done)
+                .map_or(buffer.len(), |left| left.min(buffer.len()));
+            let read = self.file.read_at(&mut buffer[..want], offset + self.done)?;
+            if read == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.done += read as u64;
+            return Ok(read);
+        }
+        Ok(0)
     }
 }

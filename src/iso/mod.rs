@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::reference::Digest;
+use crate::store::DigestMemo;
 
 /// What to make.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct IsoRequest {
     pub epoch: i64,
     pub implant_md5: bool,
     pub sha256sum: Option<PathBuf>,
+    /// Where to remember the ISO's sha256 (computed anyway), so `inspect` need not read the
+    /// ISO again.
+    pub digest_memo: Option<DigestMemo>,
 }
 
 /// What was made.
@@ -212,6 +216,17 @@ pub async fn make_iso(request: &IsoRequest) -> Result<IsoResult, IsoError> {
     blocking(move || file.sync_data()).await?;
     let size = temp.as_file().metadata()?.len();
     crate::fs::persist(temp, &request.output, 0o644)?;
+    // After the rename and chmod, which change its ctime: the identity `inspect` will see.
+    if let Some(memo) = &request.digest_memo {
+        let remembered = crate::store::FileIdentity::of(&request.output)
+            .and_then(|identity| memo.record(&identity, &sha256));
+        if let Err(error) = remembered {
+            tracing::warn!(
+                "cannot remember the sha256 of `{}`: {error}",
+                request.output.display()
+            );
+        }
+    }
     if let Some(path) = &request.sha256sum {
         let name = request
             .output
@@ -380,6 +395,7 @@ mod tests {
             epoch: 1_700_000_000,
             implant_md5: false,
             sha256sum: None,
+            digest_memo: None,
         };
         let args = xorriso_args(&request, Path::new("/out/.demo.iso.tmp")).unwrap();
         assert!(args.contains(&"--modification-date=2023111422132000".to_owned()));

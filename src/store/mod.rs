@@ -14,6 +14,9 @@
 //!                                               configs and layers, all by digest
 //! <cache>/tags-v1/<registry>/<repository>/<tag>.json
 //!                                               last resolution of a tag ([`TagRecord`])
+//! <cache>/digests-v1/<sha256 of canonical path>.json
+//!                                               the sha256 of a local file (an ISO) and the
+//!                                               identity it had then ([`DigestMemo`])
 //! <cache>/tmp/<hex>.partial                     a download in progress, resumable
 //! <cache>/tmp/<hex>.<random>.partial            a second concurrent download of the same blob
 //! <cache>/tmp/put-<random>                      a small blob being written
@@ -53,10 +56,15 @@
 //! - Every run holds a shared lock on `<cache>/lock` for as long as its [`Store`] lives;
 //!   [`Store::gc`] needs [`Store::open_exclusive`], so it never deletes a blob a running
 //!   build is about to hard-link.
+//! - A digest memo entry is trusted only for the exact file identity it records (path, device,
+//!   inode, size, mtime and ctime in ns); it needs no lock, as entries are replaced atomically
+//!   and never read by a build. (A temporary file of a run killed while writing one stays:
+//!   its size is a few hundred bytes, and an `inspect` may be writing it without the lock.)
 //! - Tag records are a cache of registry answers, never a source of truth for a pinned
 //!   digest: they only let `--offline` runs find what a tag last pointed to.
 
 mod blob;
+mod digests;
 mod lock;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -66,6 +74,7 @@ use std::sync::{Arc, Mutex, Weak};
 use serde::{Deserialize, Serialize};
 
 pub use blob::BlobWriter;
+pub use digests::{DigestMemo, FileIdentity};
 use lock::LockFile;
 
 use crate::reference::{Digest, ImageRef};

@@ -141,15 +141,21 @@ fn diff_reports_exactly_the_changes_in_every_format() {
         "the base layer is shared"
     );
     let delta = i64::try_from(alpha_new_size).unwrap() - i64::try_from(alpha_old_size).unwrap();
-    let (old_iso, new_iso) = (iso(&old), iso(&new));
-    let (old_iso, new_iso) = (old_iso.to_str().unwrap(), new_iso.to_str().unwrap());
+    // The old ISO by a relative path (the diffs run in its project), the new by an absolute
+    // one: same product and file name, so the labels are the paths as typed.
+    let new_iso = iso(&new);
+    let (old_iso, new_iso) = ("_build/demo.iso", new_iso.to_str().unwrap());
+    let (old_label, new_label) = (
+        "Demo 1.0.0 (`_build/demo.iso`)".to_owned(),
+        format!("Demo 1.0.0 (`{new_iso}`)"),
+    );
 
     let diff = json_of(&old, &["diff", old_iso, new_iso, "--format", "json"]);
     let summary = "images: 1 removed, 1 changed; packages: no change; files: 1 added, 1 changed";
     let expected = json!({
         "version": 1,
-        "old": "Demo 1.0.0 (`demo.iso`)",
-        "new": "Demo 1.0.0 (`demo.iso`)",
+        "old": old_label,
+        "new": new_label,
         "summary": summary,
         "images": {
             "added": [],
@@ -180,7 +186,7 @@ fn diff_reports_exactly_the_changes_in_every_format() {
     let short = |digest: &str| digest.strip_prefix("sha256:").unwrap()[..12].to_owned();
     let markdown = stdout_of(&old, &["diff", old_iso, new_iso, "--format", "markdown"]);
     let expected_markdown = format!(
-        "## Changes from Demo 1.0.0 (`demo.iso`) to Demo 1.0.0 (`demo.iso`)\n\
+        "## Changes from {old_label} to {new_label}\n\
          \n\
          {summary}\n\
          \n\
@@ -211,8 +217,8 @@ fn diff_reports_exactly_the_changes_in_every_format() {
 
     let text = stdout_of(&old, &["diff", old_iso, new_iso]);
     let expected_text = format!(
-        "--- Demo 1.0.0 (`demo.iso`)\n\
-         +++ Demo 1.0.0 (`demo.iso`)\n\
+        "--- {old_label}\n\
+         +++ {new_label}\n\
          - image beta:2.0  {beta_human}\n\
          ~ image alpha: 1.0 ({old_short}) -> 1.1 ({new_short})  {delta}, 1 of 2 layers shared\n\
          + file static/new.txt  4 B\n\
@@ -246,6 +252,11 @@ fn diff_reports_exactly_the_changes_in_every_format() {
         .failure(1);
     assert_eq!(differ.stdout, expected_text);
     assert_eq!(differ.stderr, "");
+    // File names that differ are enough to tell the sides apart.
+    fs_err::copy(new_iso, old.path().join("next.iso")).unwrap();
+    let named = json_of(&old, &["diff", old_iso, "next.iso", "--format", "json"]);
+    assert_eq!(named["old"], "Demo 1.0.0 (`demo.iso`)");
+    assert_eq!(named["new"], "Demo 1.0.0 (`next.iso`)");
     let same = stdout_of(&old, &["diff", old_iso, old_iso, "--exit-code"]);
     assert!(
         same.ends_with("images: no change; packages: no change; files: no change\n"),
@@ -613,34 +624,139 @@ fn broken_isos_trees_and_lock_files_are_named_and_print_nothing() {
     test.run(["diff", "whole.iso", "cut.iso"]).failure(1);
 }
 
+/// Run `program` in `dir` with `GNUPGHOME` set; panic with its output when it fails.
+fn run_in(dir: &Path, gnupg: &Path, program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GNUPGHOME", gnupg)
+        .output()
+        .unwrap_or_else(|error| panic!("{program}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Build `name-version-release.noarch.rpm` (with `epoch` when given) into `dest` with
+/// `rpmbuild`, an empty package whose header is all that matters here.
+fn rpmbuild(dir: &Path, gnupg: &Path, dest: &Path, nevr: (&str, Option<u32>, &str, &str)) {
+    let (name, epoch, version, release) = nevr;
+    let epoch = epoch.map_or_else(String::new, |epoch| format!("Epoch: {epoch}\n"));
+    let spec = dir.join(format!("{name}.spec"));
+    fs_err::write(
+        &spec,
+        format!(
+            "Name: {name}\n{epoch}Version: {version}\nRelease: {release}\nSummary: test\n\
+             License: MIT\nBuildArch: noarch\nAutoReq: no\n%description\ntest\n%files\n"
+        ),
+    )
+    .unwrap();
+    fs_err::create_dir_all(dest).unwrap();
+    let topdir = format!("_topdir {}", dir.join("rpmbuild").display());
+    let rpmdir = format!("_rpmdir {}", dest.display());
+    run_in(
+        dir,
+        gnupg,
+        "rpmbuild",
+        &[
+            "-bb",
+            "--quiet",
+            "--define",
+            &topdir,
+            "--define",
+            &rpmdir,
+            "--define",
+            "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
+            spec.to_str().unwrap(),
+        ],
+    );
+}
+
 #[test]
-fn rpm_packages_are_listed_and_their_version_changes_diffed() {
-    let repo = "tree/packages/redhat/8/metalk8s-epel-el8";
-    let test = Test::new()
-        .file(&format!("old/{repo}/repodata/repomd.xml"), "<repomd/>\n")
-        .file(
-            &format!("old/{repo}/x86_64/jq-1.5-12.el8.x86_64.rpm"),
-            "old jq\n",
-        )
-        .file(
-            &format!("old/{repo}/x86_64/gone-1-1.el8.x86_64.rpm"),
-            "gone\n",
-        )
-        .file(&format!("new/{repo}/repodata/repomd.xml"), "<repomd/>\n")
-        .file(
-            &format!("new/{repo}/x86_64/jq-1.6-3.el8.x86_64.rpm"),
-            "new jq\n",
-        );
+fn rpm_fields_come_from_the_headers_and_version_changes_are_diffed() {
+    let test = Test::new().file("old/tree/product.txt", "NAME=Demo\n");
+    let (dir, gnupg) = (test.path(), test.path().join("gnupg"));
+    fs_err::create_dir_all(&gnupg).unwrap();
+    fs_err::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    run_in(
+        dir,
+        &gnupg,
+        "gpg",
+        &[
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "isobuild test <test@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let key_id = run_in(dir, &gnupg, "gpg", &["--list-keys", "--with-colons"])
+        .lines()
+        .find_map(|line| line.strip_prefix("pub:"))
+        .and_then(|rest| rest.split(':').nth(3))
+        .unwrap()
+        .to_lowercase();
+
+    let repo = "packages/redhat/8/metalk8s-epel-el8";
+    let old_rpms = dir.join("old/tree").join(repo).join("noarch");
+    let new_rpms = dir.join("new/tree").join(repo).join("noarch");
+    // A file name that lies: only the header can say what the package is.
+    rpmbuild(dir, &gnupg, &old_rpms, ("jq", None, "1.5", "12.el8"));
+    rpmbuild(dir, &gnupg, &old_rpms, ("gone", None, "1", "1.el8"));
+    rpmbuild(dir, &gnupg, &new_rpms, ("jq", Some(1), "1.6", "3.el8"));
+    fs_err::rename(
+        old_rpms.join("gone-1-1.el8.noarch.rpm"),
+        old_rpms.join("misnamed.rpm"),
+    )
+    .unwrap();
+    let signed = new_rpms.join("jq-1.6-3.el8.noarch.rpm");
+    let gpg_name = format!("_gpg_name {key_id}");
+    run_in(
+        dir,
+        &gnupg,
+        "rpmsign",
+        &[
+            "--addsign",
+            "--define",
+            &gpg_name,
+            "--define",
+            "__gpg /usr/bin/gpg",
+            signed.to_str().unwrap(),
+        ],
+    );
+    for tree in ["old/tree", "new/tree"] {
+        test.write(&format!("{tree}/{repo}/repodata/repomd.xml"), "<repomd/>\n");
+    }
+    let old_jq = fs_err::read(old_rpms.join("jq-1.5-12.el8.noarch.rpm")).unwrap();
+    let new_jq = fs_err::read(&signed).unwrap();
+
     let inventory = json_of(&test, &["inspect", "old/tree", "--format", "json"]);
-    assert_eq!(
-        inventory["packages"][1],
-        json!({
-            "path": "packages/redhat/8/metalk8s-epel-el8/x86_64/jq-1.5-12.el8.x86_64.rpm",
-            "repo": "packages/redhat/8/metalk8s-epel-el8",
-            "name": "jq", "epoch": null, "version": "1.5", "release": "12.el8",
-            "arch": "x86_64", "nevra": "jq-1.5-12.el8.x86_64",
-            "size": 7, "sha256": sha256(b"old jq\n"), "signing_key": null,
-        })
+    pretty_assertions::assert_eq!(
+        inventory["packages"],
+        json!([
+            {
+                "path": format!("{repo}/noarch/jq-1.5-12.el8.noarch.rpm"), "repo": repo,
+                "name": "jq", "epoch": null, "version": "1.5", "release": "12.el8",
+                "arch": "noarch", "nevra": "jq-1.5-12.el8.noarch",
+                "size": old_jq.len(), "sha256": sha256(&old_jq), "signing_key": null,
+            },
+            {
+                "path": format!("{repo}/noarch/misnamed.rpm"), "repo": repo,
+                "name": "gone", "epoch": null, "version": "1", "release": "1.el8",
+                "arch": "noarch", "nevra": "gone-1-1.el8.noarch",
+                "size": fs_err::metadata(old_rpms.join("misnamed.rpm")).unwrap().len(),
+                "sha256": sha256(&fs_err::read(old_rpms.join("misnamed.rpm")).unwrap()),
+                "signing_key": null,
+            },
+        ])
     );
     let files: Vec<&str> = inventory["files"]
         .as_array()
@@ -650,17 +766,39 @@ fn rpm_packages_are_listed_and_their_version_changes_diffed() {
         .collect();
     assert_eq!(
         files,
-        ["packages/redhat/8/metalk8s-epel-el8/repodata/repomd.xml"]
+        [&format!("{repo}/repodata/repomd.xml"), "product.txt"]
     );
+
+    let new_inventory = json_of(&test, &["inspect", "new/tree", "--format", "json"]);
+    pretty_assertions::assert_eq!(
+        new_inventory["packages"][0],
+        json!({
+            "path": format!("{repo}/noarch/jq-1.6-3.el8.noarch.rpm"), "repo": repo,
+            "name": "jq", "epoch": "1", "version": "1.6", "release": "3.el8",
+            "arch": "noarch", "nevra": "jq-1:1.6-3.el8.noarch",
+            "size": new_jq.len(), "sha256": sha256(&new_jq), "signing_key": key_id,
+        })
+    );
+    // Read from an ISO (the header from its extents), the same packages.
+    run_in(
+        dir,
+        &gnupg,
+        "xorriso",
+        &[
+            "-as", "mkisofs", "-quiet", "-rock", "-output", "new.iso", "new/tree",
+        ],
+    );
+    let from_iso = json_of(&test, &["inspect", "new.iso", "--format", "json"]);
+    assert_eq!(from_iso["packages"], new_inventory["packages"]);
 
     let diff = json_of(&test, &["diff", "old/tree", "new/tree", "--format", "json"]);
     assert_eq!(
         diff["packages"],
         json!({
             "added": [],
-            "removed": [ { "name": "gone", "arch": "x86_64", "version": "1-1.el8" } ],
-            "changed": [ { "name": "jq", "arch": "x86_64",
-                           "old_version": "1.5-12.el8", "new_version": "1.6-3.el8" } ],
+            "removed": [ { "name": "gone", "arch": "noarch", "version": "1-1.el8" } ],
+            "changed": [ { "name": "jq", "arch": "noarch",
+                           "old_version": "1.5-12.el8", "new_version": "1:1.6-3.el8" } ],
         })
     );
     let markdown = stdout_of(
@@ -668,12 +806,96 @@ fn rpm_packages_are_listed_and_their_version_changes_diffed() {
         &["diff", "old/tree", "new/tree", "--format", "markdown"],
     );
     assert!(
-        markdown.contains("| `jq.x86_64` | changed | `1.5-12.el8` | `1.6-3.el8` |"),
+        markdown.contains("| `jq.noarch` | changed | `1.5-12.el8` | `1:1.6-3.el8` |"),
         "{markdown}"
     );
     let sbom = json_of(&test, &["inspect", "new/tree", "--format", "cyclonedx"]);
     assert_eq!(
         sbom["components"][0]["purl"],
-        "pkg:rpm/jq@1.6-3.el8?arch=x86_64"
+        "pkg:rpm/jq@1.6-3.el8?arch=noarch&epoch=1"
     );
+
+    // Not an RPM at all: named, and nothing printed.
+    test.write(
+        &format!("new/tree/{repo}/noarch/bad-1-1.noarch.rpm"),
+        "not an rpm\n",
+    );
+    let run = test
+        .run(["inspect", "new/tree"])
+        .failure(1)
+        .stderr_contains(&format!(
+            "RPM package `{repo}/noarch/bad-1-1.noarch.rpm`: not an RPM package"
+        ));
+    assert_eq!(run.stdout, "");
+}
+
+/// The sha256 `inspect -v` says it took from the digest memo, and the one it reports.
+fn inspect_iso(test: &Test, iso: &str) -> (String, String) {
+    let run = test
+        .run(["inspect", iso, "--format", "json", "-v"])
+        .success();
+    let inventory: Value = serde_json::from_str(&run.stdout).unwrap();
+    let origin = run
+        .stderr
+        .lines()
+        .find_map(|line| line.split_once(&format!("sha256 of {iso}: ")))
+        .map_or_else(
+            || panic!("no word on the sha256: {}", run.stderr),
+            |(_, how)| how.to_owned(),
+        );
+    (
+        origin,
+        inventory["iso"]["sha256"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn inspect_takes_the_sha256_from_the_digest_memo_until_the_iso_changes() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Demo\nversion: 1.0.0\niso:\n  output: _build/demo.iso\n  \
+             root: _build/root\nfiles:\n  - { src: product.txt, dest: product.txt }\n",
+        )
+        .file("product.txt", "NAME=Demo\nVERSION=1.0.0\n");
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    let iso = "_build/demo.iso";
+    let bytes = fs_err::read(test.path().join(iso)).unwrap();
+    // `build` remembered the sha256 it computed anyway.
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "from the digest memo (not re-hashed)");
+    assert_eq!(digest, sha256(&bytes));
+
+    // Same size, one byte of the unused system area changed: hashed again, and right.
+    let mut changed = bytes.clone();
+    changed[100] ^= 0xff;
+    fs_err::write(test.path().join(iso), &changed).unwrap();
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "hashed, now in the digest memo");
+    assert_eq!(digest, sha256(&changed));
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "from the digest memo (not re-hashed)");
+    assert_eq!(digest, sha256(&changed));
+
+    // Only touched (same bytes, new times): hashed again.
+    let file = fs_err::File::options()
+        .write(true)
+        .open(test.path().join(iso))
+        .unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    file.file().set_modified(later).unwrap();
+    drop(file);
+    let (origin, digest) = inspect_iso(&test, iso);
+    assert_eq!(origin, "hashed, now in the digest memo");
+    assert_eq!(digest, sha256(&changed));
+
+    // Another cache knows nothing of it; `--cache-dir` picks the cache.
+    let run = test
+        .run(["inspect", iso, "-v", "--cache-dir", "other-cache"])
+        .success();
+    assert!(
+        run.stderr.contains("hashed, now in the digest memo"),
+        "{}",
+        run.stderr
+    );
+    assert!(test.path().join("other-cache/digests-v1").is_dir());
 }
