@@ -5,7 +5,7 @@
 //! # How requests are made
 //!
 //! - The auth handshake (the `/v2/` challenge, then a bearer token, or basic auth) is done
-//!   here ([`RegistryClient::exchange_token`]), with a bound on the token server's answer, a
+//!   here (`RegistryClient::exchange_token`), with a bound on the token server's answer, a
 //!   deadline, and the plain-HTTP rule applied to the token server too. (`oci-client`'s
 //!   reads the answer whole, however large, and follows an `http://` realm anywhere.)
 //! - Manifests and blobs are plain `GET`s on one `reqwest` stack with the handshake's
