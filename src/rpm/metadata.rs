@@ -1,6 +1,6 @@
 //! Repository metadata: `repomd.xml`, `primary.xml`, `filelists.xml`, read as streams.
 //!
-//! A metadata file is read once, front to back, through [`VerifiedReader`]: the compressed
+//! A metadata file is read once, front to back, through a hashing reader: the compressed
 //! bytes are hashed as they go by and the decompressed ones are parsed event by event with
 //! quick-xml, so a 100 MB primary is never held whole. What the parse produced is returned
 //! only when the file's checksum, read to its last byte, matches the one repomd.xml gave:
