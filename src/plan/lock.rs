@@ -143,9 +143,11 @@ impl LockFile {
         let Some(packages) = &recipe.packages else {
             return Err(stale("it has `packages`, the recipe has none".into()));
         };
+        // Built repositories are made from task outputs at build time: nothing to lock.
         let wanted: Vec<(&str, &str, usize)> = packages
             .repos
             .iter()
+            .filter(|repo| !repo.is_built())
             .map(|repo| (repo.id.as_str(), repo.baseurl.as_str(), repo.gpgkeys.len()))
             .collect();
         let locked: Vec<(&str, &str, usize)> = set

@@ -5,6 +5,7 @@
 //! outputs waits for that task. The plan is sealed (checked acyclic, frozen) before it is
 //! returned, so [`crate::engine`] only ever sees a graph that can run.
 
+mod built_repo;
 mod command;
 pub mod containers;
 mod files;
@@ -169,6 +170,9 @@ impl Plan {
         }
         if let (Some(plan), Some(spec)) = (&options.packages, &recipe.packages) {
             add_packages(&mut graph, spec, plan, options, recipe.epoch.unwrap_or(0));
+            if options.scope != Scope::Fetch {
+                add_built_repos(&mut graph, recipe, spec, options, &by_task_name);
+            }
         }
         if options.scope == Scope::Fetch {
             return Ok(Self {
@@ -345,6 +349,38 @@ fn add_packages(
         let node = graph.add_node(Task::RpmRepo(job));
         for download in downloads {
             graph.add_edge(download, node, ());
+        }
+    }
+}
+
+/// One task per built repository (`from:`), after every task whose outputs it reads.
+fn add_built_repos(
+    graph: &mut DiGraph<Task, ()>,
+    recipe: &Recipe,
+    spec: &crate::recipe::Packages,
+    options: &PlanOptions,
+    by_task_name: &BTreeMap<&str, NodeIndex>,
+) {
+    for repo in spec.repos.iter().filter(|repo| repo.is_built()) {
+        let Some(job) = built_repo::BuiltRepoJob::new(
+            repo.clone(),
+            &options.tree_root,
+            recipe.base_dir.clone(),
+            recipe.epoch.unwrap_or(0),
+        ) else {
+            continue;
+        };
+        let reads = job.reads();
+        let node = graph.add_node(Task::BuiltRepo(job));
+        for task in &recipe.tasks {
+            let produces = task.outputs.iter().any(|output| {
+                reads
+                    .iter()
+                    .any(|read| read.starts_with(output) || output.starts_with(read))
+            });
+            if produces {
+                graph.add_edge(by_task_name[task.name.as_str()], node, ());
+            }
         }
     }
 }

@@ -91,9 +91,9 @@ pub enum PackageError {
     #[error("seed `{seed}` matches no package of any repository")]
     UnknownSeed { seed: String },
     #[error(
-        "`--offline` cannot resolve packages without network: run `isobuild lock` and build with `--locked`"
+        "repository `{repo}`: `--offline` resolves from cached metadata, and the cache has none for `{url}`; run `isobuild fetch` (or `isobuild lock`) with the same --cache-dir first, or build with `--locked`"
     )]
-    OfflineUnlocked,
+    OfflineNoMetadata { repo: String, url: String },
     #[error("`{nevra}` ({url}) is not in the cache, and `--offline` forbids fetching it")]
     OfflineMissing { nevra: String, url: String },
     #[error(transparent)]
@@ -332,7 +332,25 @@ async fn fetch_repo(
     spec: &PackageRepo,
 ) -> Result<FetchedRepo, PackageError> {
     let url = format!("{}repodata/repomd.xml", spec.baseurl);
-    let bytes = get_small(services, &spec.id, &url).await?;
+    // Offline, the repomd.xml (and keys) the last online run read from this URL.
+    let recorded = if services.offline {
+        let offline = || PackageError::OfflineNoMetadata {
+            repo: spec.id.clone(),
+            url: url.clone(),
+        };
+        let record = services.store.lookup_repo(&url)?.ok_or_else(offline)?;
+        let bytes = services
+            .store
+            .read_blob(&record.repomd)
+            .map_err(|_| offline())?;
+        Some((bytes, record))
+    } else {
+        None
+    };
+    let bytes = match &recorded {
+        Some((bytes, _)) => bytes.clone(),
+        None => get_small(services, &spec.id, &url).await?,
+    };
     let repomd =
         RepoMd::parse(&bytes, Path::new(&url)).map_err(|source| PackageError::Metadata {
             repo: spec.id.clone(),
@@ -356,11 +374,35 @@ async fn fetch_repo(
     .await?;
     let primary = (primary, record.location.clone());
     let mut keys = Vec::new();
-    for url in &spec.gpgkeys {
-        let bytes = get_small(services, &spec.id, url).await?;
+    for key_url in &spec.gpgkeys {
+        if let Some((_, record)) = &recorded {
+            let digest = record
+                .keys
+                .get(key_url)
+                .filter(|digest| services.store.has_blob(digest))
+                .ok_or_else(|| PackageError::OfflineMissing {
+                    nevra: format!("key {key_url}"),
+                    url: key_url.clone(),
+                })?;
+            keys.push(digest.clone());
+            continue;
+        }
+        let bytes = get_small(services, &spec.id, key_url).await?;
         let digest = Digest::of(&bytes);
         services.store.put_blob_bytes(&digest, &bytes)?;
         keys.push(digest);
+    }
+    if recorded.is_none() {
+        // Only once its primary and keys are in the cache, so that a record always names
+        // metadata an offline run can resolve from.
+        services.store.record_repo(&crate::store::RepoRecord {
+            url: url.clone(),
+            repomd: repomd_digest.clone(),
+            keys: spec.gpgkeys.iter().cloned().zip(keys.iter().cloned()).collect(),
+            fetched_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(0)),
+        })?;
     }
     Ok(FetchedRepo {
         spec: spec.clone(),
@@ -378,11 +420,9 @@ pub async fn resolve_packages(
     packages: &Packages,
     services: &Arc<PackageServices>,
 ) -> Result<(PackageSet, ResolutionNotes), PackageError> {
-    if services.offline {
-        return Err(PackageError::OfflineUnlocked);
-    }
     let mut fetched = Vec::new();
-    for spec in &packages.repos {
+    // Built repositories have no metadata before their tasks run: they take no part.
+    for spec in packages.repos.iter().filter(|repo| !repo.is_built()) {
         fetched.push(fetch_repo(services, spec).await?);
     }
     let mut indexes = Vec::new();
@@ -461,7 +501,7 @@ fn resolve_blocking(
     }
     let mut seeds = Vec::new();
     let mut seed_ids = Vec::new();
-    for seed in &packages.seeds {
+    for seed in packages.seeds.iter().filter(|seed| !is_built_seed(packages, seed)) {
         let found = pool.select(seed);
         if found.is_empty() {
             return Err(PackageError::UnknownSeed { seed: seed.clone() });
@@ -568,6 +608,22 @@ fn resolve_blocking(
         })
         .collect();
     Ok((PackageSet { repos, rpms }, notes))
+}
+
+/// Whether `seed` names a package a built repository makes (`containerd`,
+/// `containerd-1.6.35-2.el8`): those are not resolved.
+fn is_built_seed(packages: &Packages, seed: &str) -> bool {
+    packages
+        .repos
+        .iter()
+        .flat_map(|repo| &repo.builds)
+        .any(|name| {
+            seed == name
+                || seed
+                    .strip_prefix(name.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
 }
 
 /// Download one RPM into the cache, verified by sha256 and size.

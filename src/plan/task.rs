@@ -9,6 +9,7 @@ use super::containers::{BuildJob, ContainerJob};
 use super::files::{CopyJob, TemplateJob};
 use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
+use super::built_repo::BuiltRepoJob;
 use super::packages::{RepoJob, RpmJob};
 
 /// One node of the plan.
@@ -42,6 +43,8 @@ pub enum Task {
     Rpm(RpmJob),
     /// Write one shipped RPM repository's folder.
     RpmRepo(RepoJob),
+    /// Write a repository of RPMs recipe tasks made.
+    BuiltRepo(BuiltRepoJob),
     /// An image that could not be resolved without the network (`graph` only).
     Unresolved(String),
 }
@@ -104,6 +107,8 @@ pub enum TaskError {
     Layout(#[from] crate::layout::LayoutError),
     #[error(transparent)]
     Package(#[from] super::packages::PackageError),
+    #[error(transparent)]
+    BuiltRepo(#[from] super::built_repo::BuiltRepoError),
     #[error("the recipe has `daemon:` images but no container daemon was found")]
     NoDaemon,
     #[error("image `{0}` was not resolved (this graph is for display only)")]
@@ -150,6 +155,7 @@ impl Task {
             Self::LocalImage(job) => job.claim(claim),
             Self::RegistryConfig(job) => job.claim(claim),
             Self::RpmRepo(job) => job.claim(claim),
+            Self::BuiltRepo(job) => job.claim(claim),
             Self::Command(_)
             | Self::Container(_)
             | Self::Build(_)
@@ -184,6 +190,7 @@ impl Job for Task {
             Self::RegistryConfig(job) => job.name(),
             Self::Rpm(job) => job.name(),
             Self::RpmRepo(job) => job.name(),
+            Self::BuiltRepo(job) => job.name(),
             Self::Unresolved(image) => format!("image {image}"),
         }
     }
@@ -203,6 +210,7 @@ impl Job for Task {
             Self::RegistryConfig(_) => "registry-config",
             Self::Rpm(_) => "rpm",
             Self::RpmRepo(_) => "rpm-repository",
+            Self::BuiltRepo(_) => "rpm-repository",
             Self::Unresolved(_) => "unresolved-image",
         }
     }
@@ -229,6 +237,7 @@ impl Job for Task {
             Self::RegistryConfig(job) => ready(Ok(job.fingerprint())),
             Self::Rpm(job) => ready(Ok(job.fingerprint())),
             Self::RpmRepo(job) => ready(Ok(job.fingerprint())),
+            Self::BuiltRepo(job) => Box::pin(job.fingerprint()),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
     }
@@ -255,6 +264,7 @@ impl Job for Task {
             Self::RegistryConfig(job) => job.missing_output(),
             Self::Rpm(job) => job.missing_output(),
             Self::RpmRepo(job) => job.missing_output(),
+            Self::BuiltRepo(job) => job.missing_output(),
             Self::Unresolved(_) => None,
         }
     }
@@ -274,6 +284,7 @@ impl Job for Task {
             Self::RegistryConfig(job) => ready(job.run()),
             Self::Rpm(job) => Box::pin(job.run()),
             Self::RpmRepo(job) => Box::pin(job.run()),
+            Self::BuiltRepo(job) => Box::pin(job.run()),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
     }

@@ -95,6 +95,20 @@ pub struct PackageRepo {
     pub key_prefix: String,
     /// Location prefixes (`base/`) whose packages never ship from this repository.
     pub exclude: Vec<String>,
+    /// A built repository (`from:`): globs (absolute) of the RPMs recipe tasks write, turned
+    /// into a repository in the tree; such a repository has no `baseurl` (it is empty) and
+    /// takes no part in resolution. Empty for a downloaded repository.
+    pub from: Vec<String>,
+    /// A built repository: the package names its RPMs are; seeds with these names are not
+    /// resolved, and the repository's task checks that each is there.
+    pub builds: Vec<String>,
+}
+
+impl PackageRepo {
+    /// Whether the RPMs are made by recipe tasks rather than downloaded.
+    pub fn is_built(&self) -> bool {
+        !self.from.is_empty()
+    }
 }
 
 /// The `iso:` section.

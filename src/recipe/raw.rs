@@ -215,7 +215,7 @@ pub(super) struct RawPackages {
     #[serde(default)]
     pub(super) modules: Option<Located<Entries<ScalarText>>>,
     #[serde(default)]
-    pub(super) seeds: Option<Located<Vec<Located<String>>>>,
+    pub(super) seeds: Option<Located<RawSeeds>>,
     #[serde(default)]
     pub(super) repos: Option<Located<Vec<Located<RawPackageRepo>>>>,
 }
@@ -228,6 +228,12 @@ pub(super) struct RawPackageRepo {
     pub(super) id: Option<Located<String>>,
     #[serde(default)]
     pub(super) baseurl: Option<Located<String>>,
+    /// A built repository: globs of RPMs that recipe tasks write (instead of `baseurl`).
+    #[serde(default)]
+    pub(super) from: Option<Located<Vec<Located<String>>>>,
+    /// A built repository: the package names its RPMs are, which resolution skips.
+    #[serde(default)]
+    pub(super) builds: Option<Located<Vec<Located<String>>>>,
     #[serde(default)]
     pub(super) gpgkey: Option<Located<Vec<Located<String>>>>,
     #[serde(default)]
@@ -238,4 +244,50 @@ pub(super) struct RawPackageRepo {
     pub(super) key_prefix: Option<Located<String>>,
     #[serde(default)]
     pub(super) exclude: Option<Located<Vec<Located<String>>>>,
+}
+
+/// `packages.seeds`: a list of names, NEVRAs or paths, or a mapping name → version (or
+/// `null` for any version), the form versions.json's `packages` take, so that one anchored
+/// node can feed both.
+#[derive(Debug)]
+pub(super) enum RawSeeds {
+    List(Vec<Located<String>>),
+    Map(Entries<ScalarText>),
+}
+
+impl<'de> Deserialize<'de> for RawSeeds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeedsVisitor;
+        impl<'de> serde::de::Visitor<'de> for SeedsVisitor {
+            type Value = RawSeeds;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of packages, or a mapping of package names to versions")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawSeeds, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Located<String>>()? {
+                    items.push(item);
+                }
+                Ok(RawSeeds::List(items))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawSeeds, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Located<String>>()? {
+                    let value = map.next_value::<Located<ScalarText>>()?;
+                    entries.push((key, value));
+                }
+                Ok(RawSeeds::Map(Entries(entries)))
+            }
+        }
+        deserializer.deserialize_any(SeedsVisitor)
+    }
 }

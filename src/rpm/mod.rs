@@ -2,12 +2,14 @@
 //! ([`metadata`]), EVR order ([`evr`]), dependencies and rich dependencies ([`dep`]),
 //! EL8 modular filtering ([`modules`]), the resolver ([`resolve`]) that reproduces
 //! `dnf repoquery --requires --resolve --recursive --latest-limit=1`, header signature
-//! checks ([`signature`]) and the repodata writer ([`repodata`]).
+//! checks ([`signature`]), the repodata writer ([`repodata`]) and the entries of RPMs that
+//! have no repository yet ([`built`]).
 //!
 //! Fetching metadata and packages into the cache, and choosing what ships in the ISO, belong
 //! to [`crate::plan`]; this layer works on files it is handed, and [`LocalRepo`] reads a
 //! repository folder (`repodata/repomd.xml` and what it lists) from disk.
 
+pub mod built;
 pub mod dep;
 pub mod evr;
 pub mod metadata;

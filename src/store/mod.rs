@@ -14,6 +14,9 @@
 //!                                               configs and layers, all by digest
 //! <cache>/tags-v1/<registry>/<repository>/<tag>.json
 //!                                               last resolution of a tag ([`TagRecord`])
+//! <cache>/repos-v1/<sha256 of repomd.xml URL>.json
+//!                                               the repomd.xml an RPM repository URL last
+//!                                               served ([`RepoRecord`])
 //! <cache>/digests-v1/<sha256 of canonical path>.json
 //!                                               the sha256 of a local file (an ISO) and the
 //!                                               identity it had then ([`DigestMemo`])
@@ -66,6 +69,7 @@
 mod blob;
 mod digests;
 mod lock;
+mod repos;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -76,6 +80,7 @@ use serde::{Deserialize, Serialize};
 pub use blob::BlobWriter;
 pub use digests::{DigestMemo, FileIdentity};
 use lock::LockFile;
+pub use repos::RepoRecord;
 
 use crate::reference::{Digest, ImageRef};
 
@@ -102,6 +107,12 @@ pub enum StoreError {
     CorruptBlob { path: PathBuf },
     #[error("tag record `{}` is unreadable", path.display())]
     CorruptTagRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("repository record `{}` is unreadable", path.display())]
+    CorruptRepoRecord {
         path: PathBuf,
         #[source]
         source: serde_json::Error,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::de::{At, Located};
-use super::super::raw::{RawPackageRepo, RawPackages};
+use super::super::raw::{RawPackageRepo, RawPackages, RawSeeds};
 use super::super::{PackageRepo, Packages};
 use super::Checker;
 
@@ -75,12 +75,41 @@ impl Checker<'_> {
         })
     }
 
-    fn seeds(
-        &mut self,
-        raw: Option<&Located<Vec<Located<String>>>>,
-        parent: &At,
-    ) -> Option<Vec<String>> {
-        let (items, at) = self.required(raw, parent, "seeds")?;
+    fn seeds(&mut self, raw: Option<&Located<RawSeeds>>, parent: &At) -> Option<Vec<String>> {
+        let (raw, at) = self.required(raw, parent, "seeds")?;
+        // (seed text, where): a list item as it is, a mapping entry as `name-version`.
+        let items: Vec<(Option<String>, &At)> = match raw {
+            RawSeeds::List(items) => items
+                .iter()
+                .map(|item| {
+                    let seed = item
+                        .value
+                        .as_ref()
+                        .and_then(|seed| self.render(seed, &item.at));
+                    (seed, &item.at)
+                })
+                .collect(),
+            RawSeeds::Map(entries) => entries
+                .0
+                .iter()
+                .map(|(name, version)| {
+                    let seed = name.value.as_ref().and_then(|text| {
+                        let name = self.render(text, &name.at)?;
+                        match &version.value {
+                            Some(v) if !v.is_string && matches!(v.text.as_str(), "" | "~" | "null") => {
+                                Some(name)
+                            }
+                            Some(v) => {
+                                let v = self.render(&v.text, &version.at)?;
+                                Some(format!("{name}-{v}"))
+                            }
+                            None => None,
+                        }
+                    });
+                    (seed, &version.at)
+                })
+                .collect(),
+        };
         if items.is_empty() {
             self.problems
                 .add(at, "`seeds` must name at least one package");
@@ -88,18 +117,14 @@ impl Checker<'_> {
         }
         let mut seeds = Vec::new();
         let mut valid = true;
-        for item in items {
-            let Some(seed) = item
-                .value
-                .as_ref()
-                .and_then(|seed| self.render(seed, &item.at))
-            else {
+        for (seed, at) in items {
+            let Some(seed) = seed else {
                 valid = false;
                 continue;
             };
             if seed.is_empty() || seed.chars().any(char::is_whitespace) {
                 self.problems.add(
-                    &item.at,
+                    at,
                     format!("`{seed}` is not a package name, NEVRA or path"),
                 );
                 valid = false;
@@ -148,8 +173,17 @@ impl Checker<'_> {
                         .add(id_at, format!("repository `{id}` is listed twice"));
                 }
             }
-            let baseurl = self
-                .required_text(raw.baseurl.as_ref(), at, "baseurl")
+            let (from, builds) = self.built_repo(raw);
+            let baseurl = if raw.from.is_some() {
+                if let Some(baseurl) = &raw.baseurl {
+                    self.problems.add(
+                        &baseurl.at,
+                        "a repository has `baseurl` (downloaded) or `from` (built), not both",
+                    );
+                }
+                Some(String::new())
+            } else {
+                self.required_text(raw.baseurl.as_ref(), at, "baseurl")
                 .and_then(|(url, url_at)| Some((self.render(url, url_at)?, url_at)))
                 .and_then(|(url, url_at)| {
                     let url = url
@@ -165,7 +199,8 @@ impl Checker<'_> {
                     } else {
                         format!("{url}/")
                     })
-                });
+                })
+            };
             let mut gpgkeys = Vec::new();
             for key in raw
                 .gpgkey
@@ -226,8 +261,13 @@ impl Checker<'_> {
                 .flat_map(|list| list.value.iter().flatten())
                 .filter_map(|item| item.value.clone())
                 .collect();
-            match (id, baseurl, dest, key_prefix) {
-                (Some((id, _)), Some(baseurl), Some(dest), Some(key_prefix)) => {
+            if raw.from.is_some() && matches!(dest, Some(None)) {
+                self.problems
+                    .add(at, "a built repository (`from`) needs a `dest`");
+                valid = false;
+            }
+            match (id, baseurl, dest, key_prefix, from) {
+                (Some((id, _)), Some(baseurl), Some(dest), Some(key_prefix), Some(from)) => {
                     repos.push(PackageRepo {
                         id,
                         baseurl,
@@ -236,6 +276,8 @@ impl Checker<'_> {
                         dest,
                         key_prefix,
                         exclude,
+                        from,
+                        builds,
                     });
                 }
                 _ => valid = false,
@@ -247,6 +289,65 @@ impl Checker<'_> {
             valid = false;
         }
         valid.then_some(repos)
+    }
+}
+
+impl Checker<'_> {
+    /// A built repository's `from` globs (absolute, under the recipe's folder) and `builds`
+    /// names; `from` is `None` when a glob is invalid.
+    fn built_repo(&mut self, raw: &RawPackageRepo) -> (Option<Vec<String>>, Vec<String>) {
+        let builds: Vec<String> = raw
+            .builds
+            .iter()
+            .flat_map(|list| list.value.iter().flatten())
+            .filter_map(|item| item.value.clone())
+            .collect();
+        let Some(from) = &raw.from else {
+            if let Some(builds) = &raw.builds {
+                self.problems
+                    .add(&builds.at, "`builds` is for a built repository (`from`)");
+            }
+            return (Some(Vec::new()), builds);
+        };
+        let Some(items) = &from.value else {
+            return (None, builds);
+        };
+        if items.is_empty() {
+            self.problems
+                .add(&from.at, "`from` must list at least one glob of RPMs");
+            return (None, builds);
+        }
+        let mut globs = Vec::new();
+        let mut valid = true;
+        for item in items {
+            let Some(text) = item.value.as_ref().and_then(|text| self.render(text, &item.at))
+            else {
+                valid = false;
+                continue;
+            };
+            if text.trim().is_empty() || text.starts_with('/') || text.split('/').any(|c| c == "..") {
+                self.problems.add(
+                    &item.at,
+                    format!("`{text}` is not a glob relative to the recipe's folder"),
+                );
+                valid = false;
+                continue;
+            }
+            let pattern = format!("{}/{text}", self.origin.base_dir.display());
+            if let Err(error) = globset::GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .build()
+            {
+                self.problems.add(
+                    &item.at,
+                    format!("`{text}` is not a valid glob: {}", error.kind()),
+                );
+                valid = false;
+                continue;
+            }
+            globs.push(pattern);
+        }
+        (valid.then_some(globs), builds)
     }
 }
 
