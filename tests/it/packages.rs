@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use isobuild::rpm::LocalRepo;
-
 use crate::harness::Test;
 use crate::harness::peers::Nginx;
-use crate::harness::rpms::{Rpm, Signer, make_repos, rpm, run};
+use crate::harness::rpms::{
+    self, ConsumerRepo, Rpm, Signer, assert_checksig, assert_same_as_createrepo, dnf_install,
+    make_repos, rpm, run,
+};
 
 fn universe() -> Vec<Rpm> {
     vec![
@@ -48,20 +49,6 @@ fn universe() -> Vec<Rpm> {
             }
         },
     ]
-}
-
-/// Serve `repos` (a folder of repositories) at `http://HOST/repos/`.
-fn serve(dir: &Path) -> Nginx {
-    let rule = dir.join("repos.inc");
-    fs_err::write(
-        &rule,
-        format!(
-            "location /repos/ {{ alias {}/; }}\n",
-            dir.join("repos").display()
-        ),
-    )
-    .unwrap();
-    Nginx::start(&dir.join("repos"), "", &[rule.as_path()])
 }
 
 fn recipe(host: &str) -> String {
@@ -102,7 +89,7 @@ fn project() -> Project {
     fs_err::write(repos["epel"].join("RPM-GPG-KEY-test"), &signer.public_key).unwrap();
     // `$basearch` in the recipe's URL must be replaced for this one to answer.
     std::os::unix::fs::symlink(&repos["epel"], test.path().join("repos/x86_64-epel")).unwrap();
-    let nginx = serve(test.path());
+    let nginx = rpms::serve(test.path());
     let test = test.recipe(&recipe(&nginx.host()));
     Project {
         test,
@@ -133,31 +120,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Parsed content of a repository's metadata, for comparison: (NEVRA, checksum, size,
-/// location, provides, requires, primary files).
-fn content(dir: &Path) -> Vec<String> {
-    let repo = LocalRepo::open("x", dir).unwrap();
-    let mut packages: Vec<String> = repo
-        .packages()
-        .unwrap()
-        .iter()
-        .map(|package| {
-            let provides: Vec<String> = package.provides.iter().map(ToString::to_string).collect();
-            let requires: Vec<String> = package.requires.iter().map(ToString::to_string).collect();
-            format!(
-                "{} {} {} {} provides={provides:?} requires={requires:?} files={:?}",
-                package.nevra(),
-                package.checksum,
-                package.size,
-                package.location,
-                package.files
-            )
-        })
-        .collect();
-    packages.sort();
-    packages
 }
 
 #[test]
@@ -216,71 +178,27 @@ fn lock_layout_and_consume_a_shipped_repository() {
     );
 
     // createrepo_c on the same RPMs is the oracle for the metadata.
-    let oracle = test.path().join("oracle");
-    for file in files.iter().filter(|file| is_rpm(file)) {
-        let dest = oracle.join(file);
-        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs_err::copy(shipped.join(file), dest).unwrap();
-    }
-    run(Command::new("createrepo_c")
-        .args(["--quiet", "--no-database"])
-        .arg(&oracle));
-    assert_eq!(content(&shipped), content(&oracle));
-
+    assert_same_as_createrepo(&shipped, &test.path().join("oracle"));
     // Every shipped RPM passes rpmkeys --checksig with the shipped key.
-    let rpmdb = test.path().join("rpmdb");
-    fs_err::create_dir_all(&rpmdb).unwrap();
-    run(Command::new("rpmkeys")
-        .arg("--dbpath")
-        .arg(&rpmdb)
-        .arg("--import")
-        .arg(shipped.join("RPM-GPG-KEY-metalk8s-epel-8_1")));
-    for file in files.iter().filter(|file| is_rpm(file)) {
-        let out = run(Command::new("rpmkeys")
-            .arg("--dbpath")
-            .arg(&rpmdb)
-            .arg("--checksig")
-            .arg(shipped.join(file)));
-        assert!(out.contains("digests signatures OK"), "{file}: {out}");
-    }
-
+    let key = shipped.join("RPM-GPG-KEY-metalk8s-epel-8_1");
+    assert_checksig(&shipped, std::slice::from_ref(&key), test.path());
     // The consumer: dnf installs the seed from the shipped repo plus the OS repo, gpgcheck on.
-    let root = test.path().join("installroot");
-    let reposdir = test.path().join("consumer.repos.d");
-    fs_err::create_dir_all(&reposdir).unwrap();
-    fs_err::write(
-        reposdir.join("c.repo"),
-        format!(
-            "[metalk8s-epel]\nname=e\nbaseurl=file://{}\ngpgcheck=1\ngpgkey=file://{}\n\n[os]\nname=os\nbaseurl=file://{}\ngpgcheck=1\ngpgkey=file://{}\n",
-            shipped.display(),
-            shipped.join("RPM-GPG-KEY-metalk8s-epel-8_1").display(),
-            repos["os"].display(),
-            shipped.join("RPM-GPG-KEY-metalk8s-epel-8_1").display(),
-        ),
-    )
-    .unwrap();
-    let conf = test.path().join("consumer.conf");
-    fs_err::write(
-        &conf,
-        format!(
-            "[main]\ncachedir={}\n",
-            test.path().join("consumer-cache").display()
-        ),
-    )
-    .unwrap();
-    run(Command::new("dnf")
-        .args(["-y", "-q"])
-        .arg(format!("--installroot={}", root.display()))
-        .arg("-c")
-        .arg(&conf)
-        .arg(format!("--setopt=reposdir={}", reposdir.display()))
-        .args([
-            "--releasever=8",
-            "--forcearch=x86_64",
-            "--nodocs",
-            "install",
-            "app",
-        ]));
+    let root = dnf_install(
+        test.path(),
+        &[
+            ConsumerRepo {
+                id: "metalk8s-epel",
+                dir: &shipped,
+                key: Some(&key),
+            },
+            ConsumerRepo {
+                id: "os",
+                dir: &repos["os"],
+                key: Some(&key),
+            },
+        ],
+        &["app"],
+    );
     assert!(root.join("usr/bin/dep-tool").exists());
 
     // Reproducible, and offline from the cache: a second tree from the same lock is byte
@@ -470,4 +388,223 @@ fn a_package_signed_by_another_key_is_refused() {
     .stderr_contains("package `dep-1.0-1.noarch` from repository `epel` is refused")
     .stderr_contains("RPM-GPG-KEY-test");
     assert!(!cached(&test.cache_dir()).contains(&evil_sha.hex().to_owned()));
+}
+
+/// A spec that makes two RPMs: `tool` (x86_64, needs epel's `dep`) and `tool-data`
+/// (noarch), as MetalK8s' own packages are built and not downloaded.
+const TOOL_SPEC: &str = "Name: tool
+Version: 2.0
+Release: 1.el8
+Summary: a built tool
+License: MIT
+AutoReqProv: no
+Requires: dep >= 1.0
+Requires: tool-data = %{version}-%{release}
+%description
+built by a recipe task
+%package -n tool-data
+Summary: its data
+BuildArch: noarch
+AutoReqProv: no
+%description -n tool-data
+data
+%install
+mkdir -p %{buildroot}/usr/bin %{buildroot}/etc %{buildroot}/usr/share/tool
+echo tool > %{buildroot}/usr/bin/tool
+echo conf > %{buildroot}/etc/tool.conf
+echo data > %{buildroot}/usr/share/tool/data
+%files
+%attr(0755,root,root) /usr/bin/tool
+%config(noreplace) /etc/tool.conf
+%files -n tool-data
+/usr/share/tool
+";
+
+fn built_recipe(host: &str) -> String {
+    format!(
+        "isobuild: 1
+name: Test
+version: 1.0.0
+epoch: 1700000000
+iso:
+  root: _build/root
+  output: _build/test.iso
+packages:
+  releasever: 8
+  basearch: x86_64
+  seeds:
+    app: null
+    tool: 2.0-1.el8
+  repos:
+    - id: os
+      baseurl: https://mirror.invalid/repos/os/
+    - id: epel
+      baseurl: http://{host}/repos/epel/
+      gpgkey: [http://{host}/repos/epel/RPM-GPG-KEY-test]
+      dest: packages/redhat/8/metalk8s-epel-el8
+      key_prefix: RPM-GPG-KEY-metalk8s-epel-8
+    - id: scality
+      from: [\"_build/packages/*/RPMS/**/*.rpm\"]
+      builds: [tool, tool-data]
+      dest: packages/redhat/8/metalk8s-scality-el8
+tasks:
+  - name: rpm-tool
+    run: [sh, -c, 'rpmbuild --quiet --target x86_64 --define \"_topdir $PWD/_build/rpmbuild\" --define \"_rpmdir $PWD/_build/packages/tool/RPMS\" --define \"_build_id_links none\" -bb tool.spec']
+    inputs: [tool.spec]
+    outputs: [_build/packages/tool]
+"
+    )
+}
+
+#[test]
+fn a_built_repository_is_made_from_the_rpms_of_a_task_and_offline_resolves_from_the_cache() {
+    let Project {
+        test,
+        nginx,
+        repos,
+        signer: _signer,
+    } = project();
+    let test = test
+        .recipe(&built_recipe(&nginx.host()))
+        .file("tool.spec", TOOL_SPEC);
+    let mirror = mirror(&nginx);
+    test.run([
+        "build",
+        "recipe.yaml",
+        "--mirror",
+        &mirror,
+        "--progress",
+        "plain",
+    ])
+    .success()
+    .stderr_contains("rpm repository scality (built)");
+    let iso = test.path().join("_build/test.iso");
+    let first = isobuild::reference::Digest::of(&fs_err::read(&iso).unwrap());
+
+    // What ships, from the ISO: RPMs under their arch, repodata, no keys (nothing signs them).
+    let extracted = test.path().join("extracted");
+    crate::harness::extract_iso(&iso, &extracted);
+    let scality = extracted.join("packages/redhat/8/metalk8s-scality-el8");
+    let files: Vec<String> = names(&scality)
+        .into_iter()
+        .map(|file| match file.split_once("repodata/") {
+            Some((_, name)) if name != "repomd.xml" => {
+                format!("repodata/<sha256>-{}", name.rsplit_once('-').unwrap().1)
+            }
+            _ => file,
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "noarch/tool-data-2.0-1.el8.noarch.rpm",
+            "repodata/<sha256>-filelists.xml.gz",
+            "repodata/<sha256>-primary.xml.gz",
+            "repodata/repomd.xml",
+            "x86_64/tool-2.0-1.el8.x86_64.rpm",
+        ]
+    );
+    // createrepo_c on the same RPMs reads the same.
+    assert_same_as_createrepo(&scality, &test.path().join("oracle"));
+    // dnf installs the built tool and the seed from the ISO's repositories.
+    let epel = extracted.join("packages/redhat/8/metalk8s-epel-el8");
+    let key = epel.join("RPM-GPG-KEY-metalk8s-epel-8_1");
+    let root = dnf_install(
+        test.path(),
+        &[
+            ConsumerRepo {
+                id: "metalk8s-scality",
+                dir: &scality,
+                key: None,
+            },
+            ConsumerRepo {
+                id: "metalk8s-epel",
+                dir: &epel,
+                key: Some(&key),
+            },
+            ConsumerRepo {
+                id: "os",
+                dir: &repos["os"],
+                key: Some(&key),
+            },
+        ],
+        &["tool", "app"],
+    );
+    assert_eq!(
+        fs_err::read_to_string(root.join("usr/share/tool/data")).unwrap(),
+        "data\n"
+    );
+    assert!(root.join("usr/bin/dep-tool").exists());
+
+    // Offline and without a lock, the metadata the first build read resolves again; the
+    // tree is written anew and the ISO is the same, byte for byte.
+    drop(nginx);
+    fs_err::remove_dir_all(test.path().join("_build/root")).unwrap();
+    test.run(["build", "recipe.yaml", "--offline", "-q"])
+        .success();
+    assert_eq!(
+        isobuild::reference::Digest::of(&fs_err::read(&iso).unwrap()),
+        first
+    );
+    // A cache that never saw the repositories: the error names the repository and what to do.
+    let empty = test.path().join("empty-cache");
+    test.run([
+        "build",
+        "recipe.yaml",
+        "--offline",
+        "-q",
+        "--cache-dir",
+        empty.to_str().unwrap(),
+    ])
+    .failure(1)
+    .stderr_contains("repository `os`")
+    .stderr_contains("isobuild fetch");
+}
+
+#[test]
+fn a_built_repository_refuses_a_corrupt_rpm_and_a_missing_package() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1
+name: Test
+version: 1.0.0
+epoch: 1700000000
+iso:
+  root: _build/root
+packages:
+  releasever: 8
+  basearch: x86_64
+  seeds: [tool]
+  repos:
+    - id: scality
+      from: [\"_build/rpms/*.rpm\"]
+      builds: [tool, other]
+      dest: packages/scality
+",
+        )
+        .file("tool.spec", TOOL_SPEC);
+    let out = test.path().join("rpms");
+    run(Command::new("rpmbuild")
+        .args(["--quiet", "--target", "x86_64", "--define"])
+        .arg(format!("_topdir {}", test.path().join("rpmbuild").display()))
+        .arg("--define")
+        .arg(format!("_rpmdir {}", out.display()))
+        .args(["--define", "_build_id_links none", "-bb"])
+        .arg(test.path().join("tool.spec")));
+    let rpms = test.path().join("_build/rpms");
+    fs_err::create_dir_all(&rpms).unwrap();
+    let built = out.join("x86_64/tool-2.0-1.el8.x86_64.rpm");
+    fs_err::copy(&built, rpms.join("tool-2.0-1.el8.x86_64.rpm")).unwrap();
+    test.run(["layout", "recipe.yaml", "out", "-q"])
+        .failure(1)
+        .stderr_contains("repository `scality`: package `other` is listed in `builds`");
+    // A flipped byte in the payload: the header's digests say so.
+    let mut corrupt = fs_err::read(&built).unwrap();
+    let last = corrupt.len() - 10;
+    corrupt[last] ^= 0xff;
+    fs_err::write(rpms.join("tool-2.0-1.el8.x86_64.rpm"), corrupt).unwrap();
+    test.run(["layout", "recipe.yaml", "out", "-q"])
+        .failure(1)
+        .stderr_contains("does not match the digests in its own header");
+    assert!(!test.path().join("out/packages/scality/repodata").exists());
 }

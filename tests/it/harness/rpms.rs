@@ -207,3 +207,152 @@ impl Signer {
             .args(files));
     }
 }
+
+/// Serve the folder `dir/repos` at `http://HOST/repos/` with nginx.
+pub fn serve(dir: &Path) -> crate::harness::peers::Nginx {
+    let rule = dir.join("repos.inc");
+    fs_err::write(
+        &rule,
+        format!(
+            "location /repos/ {{ alias {}/; }}\n",
+            dir.join("repos").display()
+        ),
+    )
+    .unwrap();
+    crate::harness::peers::Nginx::start(&dir.join("repos"), "", &[rule.as_path()])
+}
+
+/// The RPM files under `dir`, relative to it, sorted.
+pub fn rpm_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().is_file())
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "rpm"))
+        .map(|entry| {
+            let relative = entry.path().strip_prefix(dir).unwrap();
+            relative.to_str().unwrap().to_owned()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Parsed content of a repository's metadata, for comparison: (NEVRA, checksum, size,
+/// location, provides, requires, primary files) per package.
+pub fn repo_content(dir: &Path) -> Vec<String> {
+    let repo = isobuild::rpm::LocalRepo::open("x", dir).unwrap();
+    let mut packages: Vec<String> = repo
+        .packages()
+        .unwrap()
+        .iter()
+        .map(|package| {
+            let provides: Vec<String> = package.provides.iter().map(ToString::to_string).collect();
+            let requires: Vec<String> = package.requires.iter().map(ToString::to_string).collect();
+            format!(
+                "{} {} {} {} provides={provides:?} requires={requires:?} files={:?}",
+                package.nevra(),
+                package.checksum,
+                package.size,
+                package.location,
+                package.files
+            )
+        })
+        .collect();
+    packages.sort();
+    packages
+}
+
+/// createrepo_c is the oracle: the same RPMs copied to `scratch`, made a repository by it,
+/// must read as `shipped` reads.
+pub fn assert_same_as_createrepo(shipped: &Path, scratch: &Path) {
+    let files = rpm_files(shipped);
+    assert!(!files.is_empty(), "no RPM in {}", shipped.display());
+    for file in &files {
+        let dest = scratch.join(file);
+        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs_err::copy(shipped.join(file), dest).unwrap();
+    }
+    run(Command::new("createrepo_c")
+        .args(["--quiet", "--no-database"])
+        .arg(scratch));
+    pretty_assertions::assert_eq!(repo_content(shipped), repo_content(scratch));
+}
+
+/// Every RPM under `dir` passes `rpmkeys --checksig` with `keys` imported (in a private
+/// database under `scratch`).
+pub fn assert_checksig(dir: &Path, keys: &[PathBuf], scratch: &Path) {
+    let rpmdb = scratch.join("rpmdb");
+    fs_err::create_dir_all(&rpmdb).unwrap();
+    for key in keys {
+        run(Command::new("rpmkeys")
+            .arg("--dbpath")
+            .arg(&rpmdb)
+            .arg("--import")
+            .arg(key));
+    }
+    for file in rpm_files(dir) {
+        let out = run(Command::new("rpmkeys")
+            .arg("--dbpath")
+            .arg(&rpmdb)
+            .arg("--checksig")
+            .arg(dir.join(&file)));
+        assert!(out.contains("digests signatures OK"), "{file}: {out}");
+    }
+}
+
+/// A repository as a consumer's yum sees it.
+pub struct ConsumerRepo<'a> {
+    pub id: &'a str,
+    pub dir: &'a Path,
+    /// `None`: gpgcheck off (an unsigned built repository, as MetalK8s ships its own).
+    pub key: Option<&'a Path>,
+}
+
+/// `dnf --installroot … install seeds` from `repos` (file:// URLs), in `scratch`; returns
+/// the install root.
+pub fn dnf_install(scratch: &Path, repos: &[ConsumerRepo<'_>], seeds: &[&str]) -> PathBuf {
+    let root = scratch.join("installroot");
+    let reposdir = scratch.join("consumer.repos.d");
+    fs_err::create_dir_all(&reposdir).unwrap();
+    let mut repo_file = String::new();
+    for repo in repos {
+        repo_file.push_str(&format!(
+            "[{}]\nname={}\nbaseurl=file://{}\n",
+            repo.id,
+            repo.id,
+            repo.dir.display()
+        ));
+        match repo.key {
+            Some(key) => repo_file.push_str(&format!(
+                "gpgcheck=1\ngpgkey=file://{}\n\n",
+                key.display()
+            )),
+            None => repo_file.push_str("gpgcheck=0\n\n"),
+        }
+    }
+    fs_err::write(reposdir.join("c.repo"), repo_file).unwrap();
+    let conf = scratch.join("consumer.conf");
+    fs_err::write(
+        &conf,
+        format!(
+            "[main]\ncachedir={}\n",
+            scratch.join("consumer-cache").display()
+        ),
+    )
+    .unwrap();
+    run(Command::new("dnf")
+        .args(["-y", "-q"])
+        .arg(format!("--installroot={}", root.display()))
+        .arg("-c")
+        .arg(&conf)
+        .arg(format!("--setopt=reposdir={}", reposdir.display()))
+        .args([
+            "--releasever=8",
+            "--forcearch=x86_64",
+            "--nodocs",
+            "install",
+        ])
+        .args(seeds));
+    root
+}
