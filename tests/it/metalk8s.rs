@@ -492,6 +492,64 @@ fn metalk8s_recipe_lays_out_the_iso_root_as_metalk8s_does() {
 }
 
 #[test]
+fn metalk8s_recipe_has_the_four_repositories_of_packages_redhat_8() {
+    let recipe = load(&[]);
+    let packages = recipe.packages.as_ref().expect("the recipe has packages:");
+    assert_eq!(packages.arches, ["x86_64", "noarch"]);
+    // The seeds are versions.json's list (one node), pinned ones as NEVRs.
+    let data = recipe.data["rpm_packages"].as_object().unwrap();
+    let mut from_data: Vec<String> = data
+        .iter()
+        .map(|(name, version)| match version.as_str() {
+            Some(version) => format!("{name}-{version}"),
+            None => name.clone(),
+        })
+        .collect();
+    from_data.sort();
+    let mut seeds = packages.seeds.clone();
+    seeds.sort();
+    assert_eq!(seeds, from_data);
+    assert!(seeds.contains(&"kubelet-1.29.8".to_owned()));
+    assert!(seeds.contains(&"salt-minion-3002.9".to_owned()));
+    let shipped: Vec<(&str, String, String)> = packages
+        .repos
+        .iter()
+        .filter_map(|repo| {
+            let dest = repo.dest.as_ref()?;
+            Some((repo.id.as_str(), dest.to_string(), repo.key_prefix.clone()))
+        })
+        .collect();
+    assert_eq!(
+        shipped
+            .iter()
+            .map(|(id, dest, _)| (*id, dest.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("epel", "packages/redhat/8/metalk8s-epel-el8"),
+            ("kubernetes", "packages/redhat/8/metalk8s-kubernetes-el8"),
+            ("saltstack", "packages/redhat/8/metalk8s-saltstack-el8"),
+            ("scality", "packages/redhat/8/metalk8s-scality-el8"),
+        ]
+    );
+    for (id, _, prefix) in &shipped {
+        assert_eq!(prefix, &format!("RPM-GPG-KEY-metalk8s-{id}-8"));
+    }
+    let repo = |id: &str| packages.repos.iter().find(|repo| repo.id == id).unwrap();
+    assert_eq!(repo("saltstack").exclude, ["base/"]);
+    for id in ["baseos", "appstream", "extras"] {
+        assert!(repo(id).dest.is_none(), "{id} only resolves");
+    }
+    let scality = repo("scality");
+    assert!(scality.is_built());
+    assert_eq!(scality.builds, ["containerd", "metalk8s-sosreport"]);
+    assert!(
+        scality.from[0].ends_with("_build/packages/redhat/8/scality/*/RPMS/*.rpm"),
+        "{:?}",
+        scality.from
+    );
+}
+
+#[test]
 fn metalk8s_product_txt_has_metalk8s_keys_in_order() {
     let recipe = load(&[
         ("git", "129.0.0-dev-41-gac251c2f"),

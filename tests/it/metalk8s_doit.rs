@@ -30,6 +30,7 @@ use isobuild::reference::ImageSource;
 
 use crate::harness::images::{Format, Image, Layer, Pusher};
 use crate::harness::peers::Registry;
+use crate::harness::standin_rpms::{StandInRepos, place_built_rpms};
 use crate::harness::{Test, extract_iso};
 use crate::metalk8s_e2e::{UPSTREAMS, copy_tree, fixture};
 
@@ -168,6 +169,7 @@ fn the_metalk8s_tree_is_the_one_doit_writes_from_the_real_checkout() {
     let test = Test::new();
     let checkout = extract_checkout(&test.path().join("src"));
     lay_stand_in_builders(&checkout);
+    place_built_rpms(&checkout, &test.path().join("built-rpms"));
     copy_tree(
         &repo_root().join("recipes/metalk8s"),
         &test.path().join("metalk8s"),
@@ -226,6 +228,8 @@ fn the_metalk8s_tree_is_the_one_doit_writes_from_the_real_checkout() {
         args.push("--mirror".into());
         args.push(format!("{upstream}={host}/{upstream}"));
     }
+    let rpm_mirror = StandInRepos::start(test.path());
+    args.extend(rpm_mirror.mirrors(&recipe));
     test.run(&args).success();
 
     // What ships: the ISO's own tree (Rock Ridge keeps the modes).
@@ -394,4 +398,68 @@ images:
         test.read("out/salt/registry-common.inc"),
         generate(&["--only-constants"])
     );
+}
+
+/// The recipe's `packages:` against the real buildchain: its seeds are versions.py's
+/// REDHAT_PACKAGES["8"] (`rpm_full_name`, as entrypoint.sh gets them), and the kubernetes and
+/// saltstack repositories are yum_repositories/*.repo as the builder's Dockerfile fills
+/// them in (`metalk8s_oracle/rpm_packages.py`).
+#[test]
+fn the_recipe_packages_are_versions_py_and_the_yum_repositories_of_the_checkout() {
+    let test = Test::new();
+    let checkout = test.path().join("metalk8s");
+    for (path, under) in [
+        ("VERSION", ""),
+        ("buildchain/buildchain/versions.py", "buildchain/buildchain"),
+        ("buildchain/buildchain/__init__.py", "buildchain/buildchain"),
+        (
+            "packages/redhat/common/yum_repositories/kubernetes.repo",
+            "packages/redhat/common/yum_repositories",
+        ),
+        (
+            "packages/redhat/common/yum_repositories/saltstack.repo",
+            "packages/redhat/common/yum_repositories",
+        ),
+    ] {
+        let dir = checkout.join(under);
+        fs_err::create_dir_all(&dir).unwrap();
+        extract_one(path, &dir);
+    }
+    let oracle: serde_json::Value =
+        serde_json::from_str(&run_python("rpm_packages.py", &[&checkout])).unwrap();
+
+    let overrides = BTreeMap::from([(
+        "metalk8s_src".to_owned(),
+        fixture().display().to_string(),
+    )]);
+    let recipe = isobuild::recipe::load(&repo_root().join("recipes/metalk8s.yaml"), &overrides)
+        .unwrap();
+    let packages = recipe.packages.unwrap();
+    let mut want: Vec<String> = oracle["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_owned())
+        .collect();
+    want.sort();
+    let mut seeds = packages.seeds.clone();
+    seeds.sort();
+    assert_eq!(seeds, want);
+    assert_eq!(want.len(), 28);
+    for id in ["kubernetes", "saltstack"] {
+        let repo = packages.repos.iter().find(|repo| repo.id == id).unwrap();
+        let expected = &oracle["repos"][id];
+        assert_eq!(
+            repo.baseurl.trim_end_matches('/'),
+            expected["baseurl"].as_str().unwrap().trim_end_matches('/'),
+            "{id}"
+        );
+        let keys: Vec<&str> = expected["gpgkey"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key.as_str().unwrap())
+            .collect();
+        assert_eq!(repo.gpgkeys, keys, "{id}");
+    }
 }

@@ -12,6 +12,8 @@ use isobuild::reference::{Digest, ImageSource};
 
 use crate::harness::images::{Format, Image, Index, Layer, Pusher};
 use crate::harness::peers::{Nginx, Registry, skopeo};
+use crate::harness::rpms::{ConsumerRepo, assert_checksig, dnf_install};
+use crate::harness::standin_rpms::{StandInRepos, place_built_rpms};
 use crate::harness::{Test, extract_iso};
 
 pub(crate) const UPSTREAMS: [&str; 6] = [
@@ -62,6 +64,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     // A copy: the docs step writes in the checkout (its docs/_build), as doit's does.
     let checkout = test.path().join("checkout");
     copy_tree(&fixture(), &checkout);
+    place_built_rpms(&checkout, &test.path().join("built-rpms"));
     let overrides: BTreeMap<String, String> =
         [("metalk8s_src".to_owned(), checkout.display().to_string())]
             .into_iter()
@@ -142,6 +145,8 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
         args.push("--mirror".into());
         args.push(format!("{upstream}={host}/{upstream}"));
     }
+    let mut rpm_mirror = StandInRepos::start(test.path());
+    args.extend(rpm_mirror.mirrors(&recipe));
     let run = test.run(&args).success();
     assert!(
         run.stderr.contains("(not checked: --ignore-pins)"),
@@ -153,7 +158,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     for rpm in [
         "containerd/RPMS/containerd-1.6.35-2.el8.x86_64.rpm",
         "containerd/SRPMS/containerd-1.6.35-2.el8.src.rpm",
-        "metalk8s-sosreport/RPMS/metalk8s-sosreport-129.0.0-2.el8.noarch.rpm",
+        "metalk8s-sosreport/RPMS/metalk8s-sosreport-129.0.0-2.el8.x86_64.rpm",
     ] {
         let path = test
             .path()
@@ -161,7 +166,10 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             .join(rpm);
         assert!(path.is_file(), "{rpm}");
     }
-    // Again, offline: every build and container step is up to date, none runs.
+    // Again, offline (the RPM stand-ins gone too: packages resolve from the metadata the
+    // first build cached): every build and container step is up to date, none runs.
+    let first_iso = fs_err::read(test.path().join("_build/metalk8s.iso")).unwrap();
+    rpm_mirror.stop();
     let mut offline = args.clone();
     offline.extend([
         "--offline".to_owned(),
@@ -178,6 +186,10 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
 
     let iso = test.path().join("_build/metalk8s.iso");
     assert!(iso.is_file());
+    assert!(
+        Digest::of(&fs_err::read(&iso).unwrap()) == Digest::of(&first_iso),
+        "the offline rebuild made the same ISO"
+    );
     assert_eq!(
         test.read("_build/SHA256SUM"),
         format!(
@@ -226,6 +238,7 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             "examples",
             "images",
             "iso-manager.sh",
+            "packages",
             "pillar",
             "product.txt",
             "restore.sh",
@@ -279,6 +292,8 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
             .contains("namespace: metalk8s-monitoring")
     );
 
+    check_packages(&extracted, &rpm_mirror, test.path());
+
     let product = fs_err::read_to_string(extracted.join("product.txt")).unwrap();
     let keys: Vec<&str> = product
         .lines()
@@ -300,6 +315,153 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     assert!(product.contains("GIT=129.0.0-dev-0-gstandin\n"));
     let bootstrap = fs_err::read_to_string(extracted.join("bootstrap.sh")).unwrap();
     assert!(bootstrap.contains("VERSION=129.0.0-dev"), "{bootstrap}");
+}
+
+/// The RPM repositories, as a node's yum sees them: the four folders of packages/redhat/8
+/// with their RPMs, repodata and keys as MetalK8s names them, every downloaded RPM signed
+/// by its repository's shipped key, and dnf installing every seed from them and the OS.
+fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
+    let packages = extracted.join("packages/redhat/8");
+    let mut layout: Vec<String> = walkdir::WalkDir::new(&packages)
+        .into_iter()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            let relative = entry.path().strip_prefix(&packages).unwrap();
+            let relative = relative.to_str().unwrap();
+            // Metadata file names carry their checksum: keep the kind only.
+            match relative.split_once("/repodata/") {
+                Some((repo, file)) if file != "repomd.xml" => {
+                    format!(
+                        "{repo}/repodata/<sha256>-{}",
+                        file.rsplit_once('-').unwrap().1
+                    )
+                }
+                _ => relative.to_owned(),
+            }
+        })
+        .map(|relative| {
+            // Stand-in RPM names start with the build group's index.
+            match relative.split_once("/Packages/") {
+                Some((repo, file)) => {
+                    format!("{repo}/Packages/{}", file.split_once('-').unwrap().1)
+                }
+                None => relative,
+            }
+        })
+        .collect();
+    layout.sort();
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("packages/redhat/8/:\n  {}", layout.join("\n  "));
+    }
+    let repodata = [
+        "repodata/<sha256>-filelists.xml.gz",
+        "repodata/<sha256>-primary.xml.gz",
+        "repodata/repomd.xml",
+    ];
+    let within = |repo: &str, files: &[&str]| -> Vec<String> {
+        files.iter().map(|file| format!("{repo}/{file}")).collect()
+    };
+    let mut expected = Vec::new();
+    expected.extend(within(
+        "metalk8s-epel-el8",
+        &[
+            "Packages/python3-boto3-1.6.1-1.noarch.rpm",
+            "Packages/python3-botocore-1.0-1.noarch.rpm",
+            "Packages/python3-m2crypto-1.0-1.noarch.rpm",
+            "RPM-GPG-KEY-metalk8s-epel-8_1",
+        ],
+    ));
+    expected.extend(within("metalk8s-epel-el8", &repodata));
+    expected.extend(within(
+        "metalk8s-kubernetes-el8",
+        &[
+            "Packages/cri-tools-1.0-1.noarch.rpm",
+            "Packages/kubectl-1.29.8-1.noarch.rpm",
+            "Packages/kubelet-1.29.8-1.noarch.rpm",
+            "Packages/kubernetes-cni-1.0-1.noarch.rpm",
+            "RPM-GPG-KEY-metalk8s-kubernetes-8_1",
+        ],
+    ));
+    expected.extend(within("metalk8s-kubernetes-el8", &repodata));
+    expected.extend(within(
+        "metalk8s-saltstack-el8",
+        &[
+            "Packages/salt-3002.9-1.noarch.rpm",
+            "Packages/salt-minion-3002.9-1.noarch.rpm",
+            "RPM-GPG-KEY-metalk8s-saltstack-8_1",
+        ],
+    ));
+    expected.extend(within("metalk8s-saltstack-el8", &repodata));
+    expected.extend(within("metalk8s-scality-el8", &repodata));
+    expected.extend(within(
+        "metalk8s-scality-el8",
+        &[
+            "x86_64/containerd-1.6.35-2.el8.x86_64.rpm",
+            "x86_64/metalk8s-sosreport-129.0.0-2.el8.x86_64.rpm",
+        ],
+    ));
+    expected.sort();
+    assert_eq!(layout, expected);
+
+    let mut consumer = Vec::new();
+    for repo in ["epel", "kubernetes", "saltstack"] {
+        let dir = packages.join(format!("metalk8s-{repo}-el8"));
+        let key = dir.join(format!("RPM-GPG-KEY-metalk8s-{repo}-8_1"));
+        assert_checksig(&dir, std::slice::from_ref(&key), &scratch.join(format!("sig-{repo}")));
+        consumer.push((format!("metalk8s-{repo}-el8"), dir, Some(key)));
+    }
+    consumer.push((
+        "metalk8s-scality-el8".to_owned(),
+        packages.join("metalk8s-scality-el8"),
+        None,
+    ));
+    for os in ["baseos", "appstream", "extras"] {
+        consumer.push((os.to_owned(), standins.repos[os].clone(), Some(standins.key.clone())));
+    }
+    let repos: Vec<ConsumerRepo<'_>> = consumer
+        .iter()
+        .map(|(id, dir, key)| ConsumerRepo {
+            id,
+            dir,
+            key: key.as_deref(),
+        })
+        .collect();
+    // Every seed of versions.py, as MetalK8s' salt states install them.
+    let seeds = [
+        "container-selinux",
+        "containerd-1.6.35-2.el8",
+        "coreutils",
+        "cri-tools",
+        "e2fsprogs",
+        "ethtool",
+        "gdisk",
+        "genisoimage",
+        "httpd-tools",
+        "iproute",
+        "iptables",
+        "iptables-ebtables",
+        "kubectl-1.29.8",
+        "kubelet-1.29.8",
+        "kubernetes-cni",
+        "lvm2",
+        "metalk8s-sosreport-129.0.0-2.el8",
+        "python3-boto3",
+        "python3-dnf-plugin-versionlock",
+        "python3-m2crypto",
+        "python3-psutil",
+        "python3-pyOpenSSL",
+        "salt-minion-3002.9",
+        "socat",
+        "tar",
+        "util-linux",
+        "xfsprogs",
+        "yum-utils",
+    ];
+    let root = dnf_install(&scratch.join("consumer"), &repos, &seeds);
+    assert!(root.join("usr/share/containerd/stand-in").is_file());
+    assert!(root.join("usr/share/metalk8s-sosreport/stand-in").is_file());
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub(crate) mod peers;
 pub(crate) mod podman;
 pub(crate) mod proxy;
 pub(crate) mod rpms;
+pub(crate) mod standin_rpms;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
