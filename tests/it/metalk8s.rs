@@ -531,7 +531,8 @@ fn metalk8s_recipe_has_the_four_repositories_of_packages_redhat_8() {
             ("scality", "packages/redhat/8/metalk8s-scality-el8"),
         ]
     );
-    for (id, _, prefix) in &shipped {
+    // Key files as entrypoint.sh names them; the scality repository has none.
+    for (id, _, prefix) in shipped.iter().filter(|(id, _, _)| *id != "scality") {
         assert_eq!(prefix, &format!("RPM-GPG-KEY-metalk8s-{id}-8"));
     }
     let repo = |id: &str| packages.repos.iter().find(|repo| repo.id == id).unwrap();

@@ -410,6 +410,7 @@ fn the_recipe_packages_are_versions_py_and_the_yum_repositories_of_the_checkout(
     let checkout = test.path().join("metalk8s");
     for (path, under) in [
         ("VERSION", ""),
+        ("shell-ui/package.json", "shell-ui"),
         ("buildchain/buildchain/versions.py", "buildchain/buildchain"),
         ("buildchain/buildchain/__init__.py", "buildchain/buildchain"),
         (
