@@ -1043,3 +1043,69 @@ fn a_build_and_a_container_task_load() {
         (Some("/w"), Some("1:1"), false)
     );
 }
+
+// ---- packages: seeds and built repositories ------------------------------------------------
+
+/// The packages section that the rows below change one thing of.
+const PACKAGES: &str = "packages:\n  releasever: 8\n  basearch: x86_64\n";
+
+/// `seeds` as a mapping (versions.json's shape) through an anchor of `data:`: one node.
+#[test]
+fn seeds_are_a_list_or_a_mapping_of_versions() {
+    let recipe = Project::new().load(&format!(
+        "{HEAD}data:\n  pkgs: &pkgs {{ kubelet: 1.29.8, jq: null, salt-minion: \"3002.9\" }}\n{PACKAGES}  seeds: *pkgs\n  repos:\n    - {{ id: os, baseurl: 'https://r.example/os/', dest: pkgs }}\n"
+    ));
+    let packages = recipe.packages.unwrap();
+    assert_eq!(packages.seeds, ["kubelet-1.29.8", "jq", "salt-minion-3002.9"]);
+}
+
+#[test]
+fn a_built_repository_is_read_with_its_globs_under_the_recipe_folder() {
+    let project = Project::new();
+    let recipe = project.load(&format!(
+        "{HEAD}{PACKAGES}  seeds: [tool]\n  repos:\n    - {{ id: own, from: ['_build/*/RPMS/*.rpm'], builds: [tool], dest: pkgs/own }}\n"
+    ));
+    let repo = &recipe.packages.unwrap().repos[0];
+    assert!(repo.is_built());
+    assert_eq!(repo.builds, ["tool"]);
+    assert_eq!(
+        repo.from,
+        [format!("{}/_build/*/RPMS/*.rpm", project.path().display())]
+    );
+}
+
+recipe_error! {
+    name: a_built_repository_has_no_baseurl,
+    yaml: format!("{HEAD}{PACKAGES}  seeds: [tool]\n  repos:\n    - {{ id: own, baseurl: 'https://r.example/', from: ['a/*.rpm'], dest: pkgs }}\n"),
+    line: 9,
+    column: 27,
+    field: "packages.repos[0].baseurl",
+    message: "a repository has `baseurl` (downloaded) or `from` (built), not both",
+}
+
+recipe_error! {
+    name: a_built_repository_needs_a_dest,
+    yaml: format!("{HEAD}{PACKAGES}  seeds: [tool]\n  repos:\n    - {{ id: own, from: ['a/*.rpm'] }}\n    - {{ id: os, baseurl: 'https://r.example/', dest: pkgs }}\n"),
+    line: 9,
+    column: 7,
+    field: "packages.repos[0]",
+    message: "a built repository (`from`) needs a `dest`",
+}
+
+recipe_error! {
+    name: from_globs_stay_in_the_recipe_folder,
+    yaml: format!("{HEAD}{PACKAGES}  seeds: [tool]\n  repos:\n    - {{ id: own, from: ['../x/*.rpm'], dest: pkgs }}\n"),
+    line: 9,
+    column: 25,
+    field: "packages.repos[0].from[0]",
+    message: "`../x/*.rpm` is not a glob relative to the recipe's folder",
+}
+
+recipe_error! {
+    name: builds_is_for_a_built_repository,
+    yaml: format!("{HEAD}{PACKAGES}  seeds: [tool]\n  repos:\n    - {{ id: os, baseurl: 'https://r.example/', builds: [tool], dest: pkgs }}\n"),
+    line: 9,
+    column: 56,
+    field: "packages.repos[0].builds",
+    message: "`builds` is for a built repository (`from`)",
+}

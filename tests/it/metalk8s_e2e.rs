@@ -168,7 +168,10 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
     }
     // Again, offline (the RPM stand-ins gone too: packages resolve from the metadata the
     // first build cached): every build and container step is up to date, none runs.
+    // The tree and the ISO are made anew (from the cache), and must be the same bytes.
     let first_iso = fs_err::read(test.path().join("_build/metalk8s.iso")).unwrap();
+    fs_err::remove_dir_all(test.path().join("_build/root")).unwrap();
+    fs_err::remove_file(test.path().join("_build/metalk8s.iso")).unwrap();
     rpm_mirror.stop();
     let mut offline = args.clone();
     offline.extend([
@@ -322,9 +325,18 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
 /// by its repository's shipped key, and dnf installing every seed from them and the OS.
 fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
     let packages = extracted.join("packages/redhat/8");
-    let mut layout: Vec<String> = walkdir::WalkDir::new(&packages)
+    let found: Vec<walkdir::DirEntry> = walkdir::WalkDir::new(&packages)
+        .sort_by_file_name()
         .into_iter()
         .map(|entry| entry.unwrap())
+        .collect();
+    #[allow(clippy::print_stderr)]
+    for entry in &found {
+        // As `find packages/redhat/8` lists it, for people reading the test's output.
+        eprintln!("find: {}", entry.path().strip_prefix(extracted).unwrap().display());
+    }
+    let mut layout: Vec<String> = found
+        .iter()
         .filter(|entry| entry.file_type().is_file())
         .map(|entry| {
             let relative = entry.path().strip_prefix(&packages).unwrap();
