@@ -25,7 +25,9 @@ pub enum BuiltRepoError {
         #[source]
         source: BuiltError,
     },
-    #[error("repository `{repo}`: `from` pattern `{pattern}` matches no RPM (did its task write it?)")]
+    #[error(
+        "repository `{repo}`: `from` pattern `{pattern}` matches no RPM (did its task write it?)"
+    )]
     NoRpms { repo: String, pattern: String },
     #[error(
         "repository `{repo}`: package `{name}` is listed in `builds`, and no RPM of `from` is it"
@@ -80,17 +82,7 @@ impl BuiltRepoJob {
         self.spec
             .from
             .iter()
-            .map(|pattern| {
-                Path::new(pattern)
-                    .components()
-                    .take_while(|part| {
-                        !part
-                            .as_os_str()
-                            .to_string_lossy()
-                            .contains(['*', '?', '[', '{'])
-                    })
-                    .collect()
-            })
+            .map(|pattern| super::command::literal_prefix(pattern))
             .collect()
     }
 
@@ -181,16 +173,12 @@ fn write_built(
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let entry = crate::rpm::built::entries(
-            &content,
-            file,
-            |arch| format!("{arch}/{file_name}"),
-            epoch,
-        )
-        .map_err(|source| BuiltRepoError::Rpm {
-            repo: repo.to_owned(),
-            source,
-        })?;
+        let entry =
+            crate::rpm::built::entries(&content, file, |arch| format!("{arch}/{file_name}"), epoch)
+                .map_err(|source| BuiltRepoError::Rpm {
+                    repo: repo.to_owned(),
+                    source,
+                })?;
         if let Some((first, _, _)) = entries.get(&entry.location) {
             return Err(BuiltRepoError::Clash {
                 repo: repo.to_owned(),

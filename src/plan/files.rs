@@ -85,8 +85,20 @@ impl CopyJob {
         Ok(fingerprint)
     }
 
+    /// A folder's copy is missing as soon as one of its files is: other tasks write into
+    /// the same folder (salt/ holds the recipe's templates too), so the folder existing
+    /// says nothing about this copy.
     pub(super) fn missing_output(&self) -> Option<String> {
-        missing(&self.entry.dest.under(&self.tree_root), &self.entry)
+        let dest = self.entry.dest.under(&self.tree_root);
+        if let Some(missing) = missing(&dest, &self.entry) {
+            return Some(missing);
+        }
+        let files = source_files(&self.entry.src, &self.base_dir, &self.entry.exclude).ok()?;
+        files
+            .iter()
+            .map(|file| join_relative(&dest, &file.relative))
+            .find(|target| !target.exists())
+            .map(|target| target.display().to_string())
     }
 
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {

@@ -398,7 +398,12 @@ async fn fetch_repo(
         services.store.record_repo(&crate::store::RepoRecord {
             url: url.clone(),
             repomd: repomd_digest.clone(),
-            keys: spec.gpgkeys.iter().cloned().zip(keys.iter().cloned()).collect(),
+            keys: spec
+                .gpgkeys
+                .iter()
+                .cloned()
+                .zip(keys.iter().cloned())
+                .collect(),
             fetched_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(0)),
@@ -501,7 +506,11 @@ fn resolve_blocking(
     }
     let mut seeds = Vec::new();
     let mut seed_ids = Vec::new();
-    for seed in packages.seeds.iter().filter(|seed| !is_built_seed(packages, seed)) {
+    for seed in packages
+        .seeds
+        .iter()
+        .filter(|seed| !is_built_seed(packages, seed))
+    {
         let found = pool.select(seed);
         if found.is_empty() {
             return Err(PackageError::UnknownSeed { seed: seed.clone() });

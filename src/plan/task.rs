@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use crate::engine::{BoxFuture, Fingerprint, Job, JobOutput, Resource};
 
+use super::built_repo::BuiltRepoJob;
 use super::command::CommandJob;
 use super::containers::{BuildJob, ContainerJob};
 use super::files::{CopyJob, TemplateJob};
 use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
-use super::built_repo::BuiltRepoJob;
 use super::packages::{RepoJob, RpmJob};
 
 /// One node of the plan.

@@ -1056,7 +1056,10 @@ fn seeds_are_a_list_or_a_mapping_of_versions() {
         "{HEAD}data:\n  pkgs: &pkgs {{ kubelet: 1.29.8, jq: null, salt-minion: \"3002.9\" }}\n{PACKAGES}  seeds: *pkgs\n  repos:\n    - {{ id: os, baseurl: 'https://r.example/os/', dest: pkgs }}\n"
     ));
     let packages = recipe.packages.unwrap();
-    assert_eq!(packages.seeds, ["kubelet-1.29.8", "jq", "salt-minion-3002.9"]);
+    assert_eq!(
+        packages.seeds,
+        ["kubelet-1.29.8", "jq", "salt-minion-3002.9"]
+    );
 }
 
 #[test]

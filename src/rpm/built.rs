@@ -19,9 +19,15 @@ use crate::reference::Digest;
 #[derive(Debug, thiserror::Error)]
 pub enum BuiltError {
     #[error("`{}` is not a readable RPM: {message}", path.display())]
-    Unreadable { path: std::path::PathBuf, message: String },
+    Unreadable {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("`{}` does not match the digests in its own header: {message}", path.display())]
-    Digests { path: std::path::PathBuf, message: String },
+    Digests {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("`{}` is a source RPM, not a binary package", path.display())]
     Source { path: std::path::PathBuf },
 }
@@ -127,7 +133,10 @@ pub fn entries(
         ("suggests", metadata.get_suggests().unwrap_or_default()),
         ("enhances", metadata.get_enhances().unwrap_or_default()),
         ("recommends", metadata.get_recommends().unwrap_or_default()),
-        ("supplements", metadata.get_supplements().unwrap_or_default()),
+        (
+            "supplements",
+            metadata.get_supplements().unwrap_or_default(),
+        ),
     ];
     for (section, deps) in sections {
         if deps.is_empty() {
@@ -192,7 +201,11 @@ fn requires(metadata: &rpm::PackageMetadata, files: &[String]) -> Vec<rpm::Depen
             !dep.name.starts_with("rpmlib(")
                 && !dep.flags.contains(DependencyFlags::RPMLIB)
                 && !files.contains(&dep.name)
-                && seen.insert((dep.name.clone(), dep.flags.bits() & 0xf, dep.version.clone()))
+                && seen.insert((
+                    dep.name.clone(),
+                    dep.flags.bits() & 0xf,
+                    dep.version.clone(),
+                ))
         })
         .collect()
 }
@@ -200,7 +213,8 @@ fn requires(metadata: &rpm::PackageMetadata, files: &[String]) -> Vec<rpm::Depen
 /// `<rpm:entry name=… flags=… epoch=… ver=… rel=…/>`, as createrepo_c writes it.
 fn dep_entry(dep: &rpm::Dependency, is_requires: bool) -> String {
     let mut entry = format!("<rpm:entry name=\"{}\"", escape(dep.name.as_str()));
-    let sense = dep.flags & (DependencyFlags::LESS | DependencyFlags::GREATER | DependencyFlags::EQUAL);
+    let sense =
+        dep.flags & (DependencyFlags::LESS | DependencyFlags::GREATER | DependencyFlags::EQUAL);
     let flags = match (
         sense.contains(DependencyFlags::LESS),
         sense.contains(DependencyFlags::GREATER),
@@ -246,4 +260,53 @@ fn dep_entry(dep: &rpm::Dependency, is_requires: bool) -> String {
 /// The files createrepo_c puts in primary.xml as well as filelists.xml.
 fn is_primary_file(path: &str) -> bool {
     path.starts_with("/etc/") || path.contains("bin/") || path == "/usr/lib/sendmail"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dep_entry, is_primary_file};
+    use rpm::{Dependency, DependencyFlags};
+
+    fn dep(name: &str, flags: DependencyFlags, version: &str) -> Dependency {
+        Dependency {
+            name: name.to_owned(),
+            flags,
+            version: version.to_owned(),
+        }
+    }
+
+    #[test]
+    fn entries_spell_flags_epochs_and_releases_as_createrepo_c() {
+        assert_eq!(
+            dep_entry(&dep("sos", DependencyFlags::GE, "4.0"), true),
+            r#"<rpm:entry name="sos" flags="GE" epoch="0" ver="4.0"/>"#
+        );
+        assert_eq!(
+            dep_entry(&dep("runc", DependencyFlags::LESS, "1:1.1.3-2.el8"), false),
+            r#"<rpm:entry name="runc" flags="LT" epoch="1" ver="1.1.3" rel="2.el8"/>"#
+        );
+        assert_eq!(
+            dep_entry(
+                &dep(
+                    "/bin/sh",
+                    DependencyFlags::ANY | DependencyFlags::SCRIPT_PRE,
+                    ""
+                ),
+                true
+            ),
+            r#"<rpm:entry name="/bin/sh" pre="1"/>"#
+        );
+        assert_eq!(
+            dep_entry(&dep("a&b", DependencyFlags::ANY, ""), true),
+            r#"<rpm:entry name="a&amp;b"/>"#
+        );
+    }
+
+    #[test]
+    fn primary_lists_etc_bin_and_sendmail_files() {
+        assert!(is_primary_file("/etc/tool.conf"));
+        assert!(is_primary_file("/usr/sbin/tool"));
+        assert!(is_primary_file("/usr/lib/sendmail"));
+        assert!(!is_primary_file("/usr/share/tool/data"));
+    }
 }

@@ -45,12 +45,11 @@ impl Store {
     /// Remember that `record.url` served the repomd.xml `record.repomd`.
     pub fn record_repo(&self, record: &RepoRecord) -> Result<(), StoreError> {
         let path = self.repo_record_path(&record.url);
-        let mut json = serde_json::to_vec_pretty(record).map_err(|source| {
-            StoreError::CorruptRepoRecord {
+        let mut json =
+            serde_json::to_vec_pretty(record).map_err(|source| StoreError::CorruptRepoRecord {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         json.push(b'\n');
         crate::fs::write_atomic(&path, &json, 0o644).map_err(|e| StoreError::io(&path, e))
     }

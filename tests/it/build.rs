@@ -472,3 +472,38 @@ tasks:
     test.run(["build", "recipe.yaml", "-q"]).success();
     assert_eq!(test.read("stamp.txt"), "42 42\n");
 }
+
+/// A folder copy whose destination another entry writes into (MetalK8s' salt/ and its
+/// templates): with the tree gone, the folder is made again by the other entry first, and
+/// the copy must not take that folder for its own output.
+#[test]
+fn a_folder_copy_is_rewritten_when_its_files_are_gone_though_the_folder_is_there() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1
+name: Demo
+version: 1.0.0
+epoch: 1700000000
+iso:
+  root: _build/root
+files:
+  - { src: salt/, dest: salt/ }
+  - { src: extra.txt, dest: salt/sub/extra.txt }
+",
+        )
+        .file("salt/a.sls", "a\n")
+        .file("salt/sub/b.sls", "b\n")
+        .file("extra.txt", "extra\n");
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    fs_err::remove_dir_all(test.path().join("_build/root")).unwrap();
+    // The other entry alone makes salt/ again, as a task scheduled first would.
+    fs_err::create_dir_all(test.path().join("_build/root/salt/sub")).unwrap();
+    fs_err::write(
+        test.path().join("_build/root/salt/sub/extra.txt"),
+        "extra\n",
+    )
+    .unwrap();
+    test.run(["build", "recipe.yaml", "-q"]).success();
+    assert_eq!(test.read("_build/root/salt/a.sls"), "a\n");
+    assert_eq!(test.read("_build/root/salt/sub/b.sls"), "b\n");
+}

@@ -429,12 +429,9 @@ fn the_recipe_packages_are_versions_py_and_the_yum_repositories_of_the_checkout(
     let oracle: serde_json::Value =
         serde_json::from_str(&run_python("rpm_packages.py", &[&checkout])).unwrap();
 
-    let overrides = BTreeMap::from([(
-        "metalk8s_src".to_owned(),
-        fixture().display().to_string(),
-    )]);
-    let recipe = isobuild::recipe::load(&repo_root().join("recipes/metalk8s.yaml"), &overrides)
-        .unwrap();
+    let overrides = BTreeMap::from([("metalk8s_src".to_owned(), fixture().display().to_string())]);
+    let recipe =
+        isobuild::recipe::load(&repo_root().join("recipes/metalk8s.yaml"), &overrides).unwrap();
     let packages = recipe.packages.unwrap();
     let mut want: Vec<String> = oracle["packages"]
         .as_array()

@@ -189,10 +189,40 @@ fn the_metalk8s_iso_builds_offline_through_mirrors_and_serves_all_37_images() {
 
     let iso = test.path().join("_build/metalk8s.iso");
     assert!(iso.is_file());
-    assert!(
-        Digest::of(&fs_err::read(&iso).unwrap()) == Digest::of(&first_iso),
-        "the offline rebuild made the same ISO"
-    );
+    if Digest::of(&fs_err::read(&iso).unwrap()) != Digest::of(&first_iso) {
+        // Say which files differ, before failing.
+        let first = test.path().join("first.iso");
+        fs_err::write(&first, &first_iso).unwrap();
+        extract_iso(&first, &test.path().join("first-extracted"));
+        extract_iso(&iso, &test.path().join("again-extracted"));
+        let (a, b) = (
+            crate::harness::tree_contents(&test.path().join("first-extracted")),
+            crate::harness::tree_contents(&test.path().join("again-extracted")),
+        );
+        let differing: Vec<&String> = a
+            .keys()
+            .chain(b.keys())
+            .filter(|path| a.get(*path) != b.get(*path))
+            .collect();
+        let shown: Vec<String> = differing
+            .iter()
+            .map(|path| {
+                let text = |tree: &BTreeMap<String, Vec<u8>>| {
+                    tree.get(*path).map(|bytes| {
+                        String::from_utf8_lossy(bytes)
+                            .chars()
+                            .take(400)
+                            .collect::<String>()
+                    })
+                };
+                format!("{path}:\nfirst {:?}\nagain {:?}", text(&a), text(&b))
+            })
+            .collect();
+        panic!(
+            "the offline rebuild made another ISO; files that differ:\n{}",
+            shown.join("\n")
+        );
+    }
     assert_eq!(
         test.read("_build/SHA256SUM"),
         format!(
@@ -333,7 +363,10 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
     #[allow(clippy::print_stderr)]
     for entry in &found {
         // As `find packages/redhat/8` lists it, for people reading the test's output.
-        eprintln!("find: {}", entry.path().strip_prefix(extracted).unwrap().display());
+        eprintln!(
+            "find: {}",
+            entry.path().strip_prefix(extracted).unwrap().display()
+        );
     }
     let mut layout: Vec<String> = found
         .iter()
@@ -421,7 +454,11 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
     for repo in ["epel", "kubernetes", "saltstack"] {
         let dir = packages.join(format!("metalk8s-{repo}-el8"));
         let key = dir.join(format!("RPM-GPG-KEY-metalk8s-{repo}-8_1"));
-        assert_checksig(&dir, std::slice::from_ref(&key), &scratch.join(format!("sig-{repo}")));
+        assert_checksig(
+            &dir,
+            std::slice::from_ref(&key),
+            &scratch.join(format!("sig-{repo}")),
+        );
         consumer.push((format!("metalk8s-{repo}-el8"), dir, Some(key)));
     }
     consumer.push((
@@ -430,7 +467,11 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
         None,
     ));
     for os in ["baseos", "appstream", "extras"] {
-        consumer.push((os.to_owned(), standins.repos[os].clone(), Some(standins.key.clone())));
+        consumer.push((
+            os.to_owned(),
+            standins.repos[os].clone(),
+            Some(standins.key.clone()),
+        ));
     }
     let repos: Vec<ConsumerRepo<'_>> = consumer
         .iter()

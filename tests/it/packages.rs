@@ -586,7 +586,10 @@ packages:
     let out = test.path().join("rpms");
     run(Command::new("rpmbuild")
         .args(["--quiet", "--target", "x86_64", "--define"])
-        .arg(format!("_topdir {}", test.path().join("rpmbuild").display()))
+        .arg(format!(
+            "_topdir {}",
+            test.path().join("rpmbuild").display()
+        ))
         .arg("--define")
         .arg(format!("_rpmdir {}", out.display()))
         .args(["--define", "_build_id_links none", "-bb"])

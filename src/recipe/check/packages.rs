@@ -96,7 +96,9 @@ impl Checker<'_> {
                     let seed = name.value.as_ref().and_then(|text| {
                         let name = self.render(text, &name.at)?;
                         match &version.value {
-                            Some(v) if !v.is_string && matches!(v.text.as_str(), "" | "~" | "null") => {
+                            Some(v)
+                                if !v.is_string && matches!(v.text.as_str(), "" | "~" | "null") =>
+                            {
                                 Some(name)
                             }
                             Some(v) => {
@@ -123,10 +125,8 @@ impl Checker<'_> {
                 continue;
             };
             if seed.is_empty() || seed.chars().any(char::is_whitespace) {
-                self.problems.add(
-                    at,
-                    format!("`{seed}` is not a package name, NEVRA or path"),
-                );
+                self.problems
+                    .add(at, format!("`{seed}` is not a package name, NEVRA or path"));
                 valid = false;
                 continue;
             }
@@ -184,22 +184,22 @@ impl Checker<'_> {
                 Some(String::new())
             } else {
                 self.required_text(raw.baseurl.as_ref(), at, "baseurl")
-                .and_then(|(url, url_at)| Some((self.render(url, url_at)?, url_at)))
-                .and_then(|(url, url_at)| {
-                    let url = url
-                        .replace("$releasever", releasever)
-                        .replace("$basearch", basearch);
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        self.problems
-                            .add(url_at, format!("`{url}` is not an http:// or https:// URL"));
-                        return None;
-                    }
-                    Some(if url.ends_with('/') {
-                        url
-                    } else {
-                        format!("{url}/")
+                    .and_then(|(url, url_at)| Some((self.render(url, url_at)?, url_at)))
+                    .and_then(|(url, url_at)| {
+                        let url = url
+                            .replace("$releasever", releasever)
+                            .replace("$basearch", basearch);
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            self.problems
+                                .add(url_at, format!("`{url}` is not an http:// or https:// URL"));
+                            return None;
+                        }
+                        Some(if url.ends_with('/') {
+                            url
+                        } else {
+                            format!("{url}/")
+                        })
                     })
-                })
             };
             let mut gpgkeys = Vec::new();
             for key in raw
@@ -320,12 +320,16 @@ impl Checker<'_> {
         let mut globs = Vec::new();
         let mut valid = true;
         for item in items {
-            let Some(text) = item.value.as_ref().and_then(|text| self.render(text, &item.at))
+            let Some(text) = item
+                .value
+                .as_ref()
+                .and_then(|text| self.render(text, &item.at))
             else {
                 valid = false;
                 continue;
             };
-            if text.trim().is_empty() || text.starts_with('/') || text.split('/').any(|c| c == "..") {
+            if text.trim().is_empty() || text.starts_with('/') || text.split('/').any(|c| c == "..")
+            {
                 self.problems.add(
                     &item.at,
                     format!("`{text}` is not a glob relative to the recipe's folder"),

@@ -45,7 +45,10 @@ impl StandInRepos {
         .into_iter()
         .map(|name| os("baseos", name))
         .collect();
-        rpms.extend([rpm("baseos", "python3", "3.6.8"), rpm("baseos", "sos", "4.5.6")]);
+        rpms.extend([
+            rpm("baseos", "python3", "3.6.8"),
+            rpm("baseos", "sos", "4.5.6"),
+        ]);
         rpms.extend(
             [
                 "genisoimage",
@@ -104,7 +107,11 @@ impl StandInRepos {
     /// stand-ins.
     pub fn mirrors(&self, recipe: &isobuild::recipe::Recipe) -> Vec<String> {
         let packages = recipe.packages.as_ref().expect("the recipe has packages:");
-        let host = self.nginx.as_ref().expect("the stand-ins are served").host();
+        let host = self
+            .nginx
+            .as_ref()
+            .expect("the stand-ins are served")
+            .host();
         let mut args = Vec::new();
         for repo in packages.repos.iter().filter(|repo| !repo.is_built()) {
             assert!(
