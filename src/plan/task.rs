@@ -209,8 +209,7 @@ impl Job for Task {
             Self::LocalImage(_) => "local-image",
             Self::RegistryConfig(_) => "registry-config",
             Self::Rpm(_) => "rpm",
-            Self::RpmRepo(_) => "rpm-repository",
-            Self::BuiltRepo(_) => "rpm-repository",
+            Self::RpmRepo(_) | Self::BuiltRepo(_) => "rpm-repository",
             Self::Unresolved(_) => "unresolved-image",
         }
     }

@@ -401,7 +401,7 @@ images:
 }
 
 /// The recipe's `packages:` against the real buildchain: its seeds are versions.py's
-/// REDHAT_PACKAGES["8"] (`rpm_full_name`, as entrypoint.sh gets them), and the kubernetes and
+/// `REDHAT_PACKAGES["8"]` (`rpm_full_name`, as entrypoint.sh gets them), and the kubernetes and
 /// saltstack repositories are yum_repositories/*.repo as the builder's Dockerfile fills
 /// them in (`metalk8s_oracle/rpm_packages.py`).
 #[test]

@@ -325,7 +325,7 @@ pub fn dnf_install(scratch: &Path, repos: &[ConsumerRepo<'_>], seeds: &[&str]) -
         ));
         match repo.key {
             Some(key) => {
-                repo_file.push_str(&format!("gpgcheck=1\ngpgkey=file://{}\n\n", key.display()))
+                repo_file.push_str(&format!("gpgcheck=1\ngpgkey=file://{}\n\n", key.display()));
             }
             None => repo_file.push_str("gpgcheck=0\n\n"),
         }
