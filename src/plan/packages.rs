@@ -464,6 +464,22 @@ pub async fn resolve_packages(
             );
         }
     }
+    // A shipped repository's folder is written from its filelists.xml too: fetch it now, so
+    // that `isobuild fetch` leaves in the cache all that an `--offline` build reads.
+    for repo in fetched.iter_mut().filter(|repo| repo.spec.dest.is_some()) {
+        if let Some(record) = repo.repomd.record("filelists").cloned() {
+            let path = fetch_verified(
+                services,
+                &repo.spec.id,
+                &format!("{}{}", repo.spec.baseurl, record.location),
+                &record.checksum,
+                record.size,
+                &format!("{} filelists", repo.spec.id),
+            )
+            .await?;
+            repo.filelists = Some((path, record.location.clone()));
+        }
+    }
     let filter = ModularFilter::new(&indexes, &packages.modules);
     let packages = packages.clone();
     let services = Arc::clone(services);

@@ -493,6 +493,8 @@ fn a_built_repository_is_made_from_the_rpms_of_a_task_and_offline_resolves_from_
             }
             _ => file,
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     assert_eq!(
         files,
@@ -610,4 +612,27 @@ packages:
         .failure(1)
         .stderr_contains("does not match the digests in its own header");
     assert!(!test.path().join("out/packages/scality/repodata").exists());
+}
+
+/// `isobuild fetch` caches all that an `--offline` build without a lock reads: the metadata
+/// resolution reads, the shipped repositories' filelists, the RPMs and keys.
+#[test]
+fn fetch_then_an_offline_build_without_a_lock() {
+    let Project {
+        test,
+        nginx,
+        repos: _repos,
+        signer: _signer,
+    } = project();
+    let mirror = mirror(&nginx);
+    test.run(["fetch", "recipe.yaml", "--mirror", &mirror, "-q"])
+        .success();
+    drop(nginx);
+    test.run(["layout", "recipe.yaml", "out", "--offline", "-q"])
+        .success();
+    let shipped = test.path().join("out/packages/redhat/8/metalk8s-epel-el8");
+    assert_eq!(
+        names(&shipped).iter().filter(|file| is_rpm(file)).count(),
+        4
+    );
 }
