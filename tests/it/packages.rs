@@ -538,6 +538,16 @@ fn a_built_repository_is_made_from_the_rpms_of_a_task_and_offline_resolves_from_
     );
     assert!(root.join("usr/bin/dep-tool").exists());
 
+    // The lock pins the downloaded repositories only: the built one is made at build time.
+    test.run(["lock", "recipe.yaml", "--mirror", &mirror, "-q"])
+        .success();
+    let lock = test.read("recipe.yaml.lock");
+    assert!(lock.contains("id: epel"), "{lock}");
+    assert!(
+        !lock.contains("scality") && !lock.contains("tool-2.0"),
+        "{lock}"
+    );
+
     // Offline and without a lock, the metadata the first build read resolves again; the
     // tree is written anew and the ISO is the same, byte for byte.
     drop(nginx);
@@ -548,19 +558,32 @@ fn a_built_repository_is_made_from_the_rpms_of_a_task_and_offline_resolves_from_
         isobuild::reference::Digest::of(&fs_err::read(&iso).unwrap()),
         first
     );
+    // And from the lock, offline: the same.
+    fs_err::remove_dir_all(test.path().join("_build/root")).unwrap();
+    test.run(["build", "recipe.yaml", "--offline", "--locked", "-q"])
+        .success();
+    assert_eq!(
+        isobuild::reference::Digest::of(&fs_err::read(&iso).unwrap()),
+        first
+    );
     // A cache that never saw the repositories: the error names the repository and what to do.
     let empty = test.path().join("empty-cache");
-    test.run([
-        "build",
-        "recipe.yaml",
-        "--offline",
-        "-q",
-        "--cache-dir",
-        empty.to_str().unwrap(),
-    ])
-    .failure(1)
-    .stderr_contains("repository `os`")
-    .stderr_contains("isobuild fetch");
+    let failed = test
+        .run([
+            "build",
+            "recipe.yaml",
+            "--offline",
+            "-q",
+            "--cache-dir",
+            empty.to_str().unwrap(),
+        ])
+        .failure(1)
+        .stderr_contains("repository `os`")
+        .stderr_contains("isobuild fetch");
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{}", failed.stderr);
+    }
 }
 
 #[test]
