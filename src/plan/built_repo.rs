@@ -82,7 +82,7 @@ impl BuiltRepoJob {
         self.spec
             .from
             .iter()
-            .map(|pattern| super::command::literal_prefix(pattern))
+            .map(|pattern| crate::recipe::glob_literal_prefix(pattern))
             .collect()
     }
 

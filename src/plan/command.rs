@@ -220,19 +220,6 @@ pub fn describe_status(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// The folder of `pattern` before its first wildcard (the whole of a pattern without one).
-pub(super) fn literal_prefix(pattern: &str) -> PathBuf {
-    Path::new(pattern)
-        .components()
-        .take_while(|part| {
-            !part
-                .as_os_str()
-                .to_string_lossy()
-                .contains(['*', '?', '[', '{'])
-        })
-        .collect()
-}
-
 /// The files matched by `patterns` (relative to `base_dir`), sorted and deduplicated.
 ///
 /// Only the folder before a pattern's first wildcard is walked, so `images/salt/**` never
@@ -251,7 +238,7 @@ pub(super) fn expand_inputs(
                 message: error.kind().to_string(),
             })?
             .compile_matcher();
-        let literal = literal_prefix(pattern);
+        let literal = crate::recipe::glob_literal_prefix(pattern);
         let root = base_dir.join(&literal);
         let before = files.len();
         if root.is_file() && literal.as_os_str() == pattern.as_str() {

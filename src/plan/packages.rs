@@ -327,6 +327,30 @@ struct FetchedRepo {
     keys: Vec<Digest>,
 }
 
+impl FetchedRepo {
+    /// The `kind` metadata file repomd.xml lists (`filelists`, `modules`), fetched into the
+    /// cache and verified: its path and location; `None` when the repository has none.
+    async fn fetch_record(
+        &self,
+        services: &PackageServices,
+        kind: &str,
+    ) -> Result<Option<(PathBuf, String)>, PackageError> {
+        let Some(record) = self.repomd.record(kind) else {
+            return Ok(None);
+        };
+        let path = fetch_verified(
+            services,
+            &self.spec.id,
+            &format!("{}{}", self.spec.baseurl, record.location),
+            &record.checksum,
+            record.size,
+            &format!("{} {kind}", self.spec.id),
+        )
+        .await?;
+        Ok(Some((path, record.location.clone())))
+    }
+}
+
 async fn fetch_repo(
     services: &PackageServices,
     spec: &PackageRepo,
@@ -432,19 +456,10 @@ pub async fn resolve_packages(
     }
     let mut indexes = Vec::new();
     for repo in &fetched {
-        if let Some(record) = repo.repomd.record("modules") {
-            let path = fetch_verified(
-                services,
-                &repo.spec.id,
-                &format!("{}{}", repo.spec.baseurl, record.location),
-                &record.checksum,
-                record.size,
-                &format!("{} modules", repo.spec.id),
-            )
-            .await?;
+        if let Some((path, location)) = repo.fetch_record(services, "modules").await? {
             let mut text = String::new();
             std::io::Read::read_to_string(
-                &mut metadata::open_decompressed(&path, &record.location).map_err(|source| {
+                &mut metadata::open_decompressed(&path, &location).map_err(|source| {
                     PackageError::Metadata {
                         repo: repo.spec.id.clone(),
                         source,
@@ -467,18 +482,7 @@ pub async fn resolve_packages(
     // A shipped repository's folder is written from its filelists.xml too: fetch it now, so
     // that `isobuild fetch` leaves in the cache all that an `--offline` build reads.
     for repo in fetched.iter_mut().filter(|repo| repo.spec.dest.is_some()) {
-        if let Some(record) = repo.repomd.record("filelists").cloned() {
-            let path = fetch_verified(
-                services,
-                &repo.spec.id,
-                &format!("{}{}", repo.spec.baseurl, record.location),
-                &record.checksum,
-                record.size,
-                &format!("{} filelists", repo.spec.id),
-            )
-            .await?;
-            repo.filelists = Some((path, record.location.clone()));
-        }
+        repo.filelists = repo.fetch_record(services, "filelists").await?;
     }
     let filter = ModularFilter::new(&indexes, &packages.modules);
     let packages = packages.clone();
@@ -537,21 +541,12 @@ fn resolve_blocking(
     let closure = pool.closure(&seeds, |paths: &HashSet<String>| {
         let mut answers = Vec::new();
         for (index, repo) in fetched.iter_mut().enumerate() {
-            let Some(record) = repo.repomd.record("filelists").cloned() else {
+            if repo.filelists.is_none() {
+                repo.filelists = handle.block_on(repo.fetch_record(services, "filelists"))?;
+            }
+            let Some((path, location)) = repo.filelists.as_ref() else {
                 continue;
             };
-            if repo.filelists.is_none() {
-                let path = handle.block_on(fetch_verified(
-                    services,
-                    &repo.spec.id,
-                    &format!("{}{}", repo.spec.baseurl, record.location),
-                    &record.checksum,
-                    record.size,
-                    &format!("{} filelists", repo.spec.id),
-                ))?;
-                repo.filelists = Some((path, record.location.clone()));
-            }
-            let (path, location) = repo.filelists.as_ref().expect("fetched above");
             let metadata_error = |source| PackageError::Metadata {
                 repo: repo.spec.id.clone(),
                 source,

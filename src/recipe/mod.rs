@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{Problem, RecipeError};
-pub(crate) use outputs::HostPaths;
+pub(crate) use outputs::{HostPaths, glob_literal_prefix};
 pub use paths::IsoPath;
 pub(crate) use template::out_of_fuel;
 pub use template::{

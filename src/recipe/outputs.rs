@@ -149,17 +149,23 @@ pub(crate) fn input_roots(task: &CommandTask, base_dir: &Path) -> Vec<(PathBuf, 
     task.inputs
         .iter()
         .map(|pattern| {
-            let literal: PathBuf = Path::new(pattern)
-                .components()
-                .take_while(|part| {
-                    !part
-                        .as_os_str()
-                        .to_string_lossy()
-                        .contains(['*', '?', '[', '{'])
-                })
-                .collect();
+            let literal = glob_literal_prefix(pattern);
             let whole = literal.as_os_str() == pattern.trim_end_matches('/');
             (resolve(&base_dir.join(literal)), whole)
+        })
+        .collect()
+}
+
+/// The path of `pattern` before its first wildcard (the whole of a pattern without one):
+/// the folder a glob of `inputs:` or `from:` is walked from.
+pub(crate) fn glob_literal_prefix(pattern: &str) -> PathBuf {
+    Path::new(pattern)
+        .components()
+        .take_while(|part| {
+            !part
+                .as_os_str()
+                .to_string_lossy()
+                .contains(['*', '?', '[', '{'])
         })
         .collect()
 }
