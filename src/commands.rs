@@ -689,13 +689,14 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
             resolutions,
         })
     };
+    let packages = graph_packages(&recipe)?;
     let plan = Plan::new(
         &recipe,
         &PlanOptions {
             tree_root: recipe.iso.root.clone(),
             iso: Some(iso_request(&recipe, None, None)),
             images,
-            packages: None,
+            packages,
             scope: Scope::Tree,
         },
     )
@@ -709,6 +710,34 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
     };
     print_stdout(&text);
     Ok(())
+}
+
+/// The packages `graph` shows: the lock file's, when there is one that matches the recipe
+/// (resolving needs the network, which `graph` never uses); without it no package task is
+/// shown.
+fn graph_packages(recipe: &Recipe) -> Result<Option<PackagePlan>, Error> {
+    if recipe.packages.is_none() {
+        return Ok(None);
+    }
+    let path = lock_path(&recipe.file);
+    let Ok(lock) = LockFile::read(&path) else {
+        return Ok(None);
+    };
+    let set = lock.packages_for(recipe, &path)?.clone();
+    let cache_dir = settings::resolve_cache_dir(&settings::current_dir()?, None)?;
+    let store = Store::open(&cache_dir)?;
+    let services = Arc::new(PackageServices {
+        store: store.clone(),
+        http: reqwest::Client::new(),
+        reporter: Arc::new(report::NullReporter),
+        offline: true,
+        mirrors: std::collections::BTreeMap::new(),
+    });
+    Ok(Some(PackagePlan {
+        placer: Arc::new(BlobPlacer::new(store)),
+        services,
+        set,
+    }))
 }
 
 /// `isobuild cache ls|gc|path`.

@@ -9,7 +9,7 @@ use super::containers::{BuildJob, ContainerJob};
 use super::files::{CopyJob, TemplateJob};
 use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
-use super::packages::{RepoJob, RpmJob};
+use super::packages::{MetadataJob, RepoJob, RpmJob};
 
 /// One node of the plan.
 // Each task is allocated once, behind an `Arc` in the sealed graph: boxing variants would
@@ -38,6 +38,8 @@ pub enum Task {
     LocalImage(LocalImageJob),
     /// Write the nginx rules serving the image folders.
     RegistryConfig(RegistryConfigJob),
+    /// Check a locked RPM repository's metadata and fetch it into the cache.
+    RpmMetadata(MetadataJob),
     /// Download one RPM into the cache.
     Rpm(RpmJob),
     /// Write one shipped RPM repository's folder.
@@ -156,6 +158,7 @@ impl Task {
             | Self::Iso(_)
             | Self::Blob(_)
             | Self::Rpm(_)
+            | Self::RpmMetadata(_)
             | Self::Unresolved(_) => {}
         }
     }
@@ -183,6 +186,7 @@ impl Job for Task {
             Self::LocalImage(job) => job.name(),
             Self::RegistryConfig(job) => job.name(),
             Self::Rpm(job) => job.name(),
+            Self::RpmMetadata(job) => job.name(),
             Self::RpmRepo(job) => job.name(),
             Self::Unresolved(image) => format!("image {image}"),
         }
@@ -202,6 +206,7 @@ impl Job for Task {
             Self::LocalImage(_) => "local-image",
             Self::RegistryConfig(_) => "registry-config",
             Self::Rpm(_) => "rpm",
+            Self::RpmMetadata(_) => "rpm-metadata",
             Self::RpmRepo(_) => "rpm-repository",
             Self::Unresolved(_) => "unresolved-image",
         }
@@ -209,7 +214,7 @@ impl Job for Task {
 
     fn resource(&self) -> Resource {
         match self {
-            Self::Blob(_) | Self::Rpm(_) => Resource::Network,
+            Self::Blob(_) | Self::Rpm(_) | Self::RpmMetadata(_) => Resource::Network,
             _ => Resource::Local,
         }
     }
@@ -228,6 +233,7 @@ impl Job for Task {
             Self::Archive(job) => ready(Ok(job.fingerprint())),
             Self::RegistryConfig(job) => ready(Ok(job.fingerprint())),
             Self::Rpm(job) => ready(Ok(job.fingerprint())),
+            Self::RpmMetadata(job) => ready(Ok(job.fingerprint())),
             Self::RpmRepo(job) => ready(Ok(job.fingerprint())),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
@@ -254,6 +260,7 @@ impl Job for Task {
             Self::LocalImage(job) => job.missing_output(),
             Self::RegistryConfig(job) => job.missing_output(),
             Self::Rpm(job) => job.missing_output(),
+            Self::RpmMetadata(job) => job.missing_output(),
             Self::RpmRepo(job) => job.missing_output(),
             Self::Unresolved(_) => None,
         }
@@ -273,6 +280,7 @@ impl Job for Task {
             Self::LocalImage(job) => Box::pin(job.run()),
             Self::RegistryConfig(job) => ready(job.run()),
             Self::Rpm(job) => Box::pin(job.run()),
+            Self::RpmMetadata(job) => Box::pin(job.run()),
             Self::RpmRepo(job) => Box::pin(job.run()),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
         }
