@@ -452,7 +452,9 @@ impl<'a> Session<'a> {
         if use_lock && self.settings.locked {
             let path = lock_path(&self.recipe.file);
             let lock = LockFile::read(&path)?;
-            return Ok(Some(lock.packages_for(&self.recipe, &path)?.clone()));
+            let set = lock.packages_for(&self.recipe, &path)?.clone();
+            self.record_packages(services, &set)?;
+            return Ok(Some(set));
         }
         let (set, notes) = self
             .runtime
@@ -468,7 +470,18 @@ impl<'a> Session<'a> {
                 self.reporter.on_message(&format!("{nevra}: {why}"));
             }
         }
+        self.record_packages(services, &set)?;
         Ok(Some(set))
+    }
+
+    /// Tell the cache which blobs this recipe's packages use, so `cache gc` keeps them.
+    fn record_packages(&self, services: &PackageServices, set: &PackageSet) -> Result<(), Error> {
+        let store = &services.store;
+        store.record_packages(&crate::store::PackagesRecord {
+            recipe: self.recipe.file.clone(),
+            blobs: set.blobs(store),
+        })?;
+        Ok(())
     }
 
     fn package_plan(&self) -> Result<Option<PackagePlan>, Error> {
@@ -762,7 +775,8 @@ fn cache(command: CacheCommand, dir: &Path) -> Result<(), Error> {
         }
         CacheCommand::Gc => {
             let store = Store::open_exclusive(dir)?;
-            let keep = store.reachable_from_tags()?;
+            let mut keep = store.reachable_from_tags()?;
+            keep.extend(store.reachable_from_packages()?);
             let report = store.gc(&keep)?;
             // Task fingerprints only make runs faster; after a gc they may point at blobs
             // that are gone, so they are dropped and the next run checks everything again.
@@ -777,6 +791,18 @@ fn cache(command: CacheCommand, dir: &Path) -> Result<(), Error> {
                 "removed {} blobs and {} partial downloads, {} bytes freed\n",
                 report.removed_blobs, report.removed_partials, report.freed_bytes
             ));
+            if report.removed_records + report.removed_memos > 0 || report.removed_builds {
+                print_stdout(&format!(
+                    "removed {} package records of recipes that are gone, {} stale digest memo entries{}\n",
+                    report.removed_records,
+                    report.removed_memos,
+                    if report.removed_builds {
+                        " and the image builds"
+                    } else {
+                        ""
+                    }
+                ));
+            }
         }
     }
     Ok(())

@@ -195,6 +195,36 @@ pub struct ResolutionNotes {
     pub why: BTreeMap<String, String>,
 }
 
+impl PackageSet {
+    /// Every cached blob this set uses: each repository's repomd.xml, the metadata files it
+    /// lists (those named by sha256; others are filed under a hash repomd.xml does not give,
+    /// and are fetched again after a `cache gc`), key files, and the RPMs.
+    pub fn blobs(&self, store: &Store) -> Vec<Digest> {
+        let mut blobs = Vec::new();
+        for repo in &self.repos {
+            blobs.push(repo.repomd.clone());
+            blobs.extend(repo.keys.iter().cloned());
+            let Ok(bytes) = store.read_blob(&repo.repomd) else {
+                continue;
+            };
+            let Ok(repomd) = RepoMd::parse(&bytes, Path::new("repomd.xml")) else {
+                continue;
+            };
+            blobs.extend(
+                repomd
+                    .records
+                    .iter()
+                    .filter(|record| record.checksum.kind == ChecksumKind::Sha256)
+                    .filter_map(|record| Digest::from_hex(&record.checksum.hex).ok()),
+            );
+        }
+        blobs.extend(self.rpms.iter().map(|rpm| rpm.sha256.clone()));
+        blobs.sort();
+        blobs.dedup();
+        blobs
+    }
+}
+
 /// GET `url` into memory (small files: repomd.xml, keys).
 async fn get_small(
     services: &PackageServices,
