@@ -327,7 +327,14 @@ pub async fn fetch_verified(
         let id = services.reporter.on_download_start(label, size);
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    // What arrived stays in the partial, so the next run resumes there.
+                    let _ = writer.flush().await;
+                    return Err(http_error(crate::engine::render_chain(&error)));
+                }
+            };
             writer.write(&chunk).await.map_err(&store_error)?;
             services
                 .reporter

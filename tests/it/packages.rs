@@ -13,7 +13,7 @@ use crate::harness::Test;
 use crate::harness::peers::Nginx;
 use crate::harness::rpms::{Rpm, Signer, make_repos, rpm, run};
 
-fn universe() -> Vec<Rpm> {
+pub(crate) fn universe() -> Vec<Rpm> {
     vec![
         Rpm {
             requires: &["os-lib", "dep", "/usr/bin/dep-tool", "libz-common"],
@@ -51,7 +51,7 @@ fn universe() -> Vec<Rpm> {
 }
 
 /// Serve `repos` (a folder of repositories) at `http://HOST/repos/`.
-fn serve(dir: &Path) -> Nginx {
+pub(crate) fn serve(dir: &Path) -> Nginx {
     let rule = dir.join("repos.inc");
     fs_err::write(
         &rule,
@@ -88,17 +88,22 @@ packages:
     )
 }
 
-struct Project {
-    test: Test,
-    nginx: Nginx,
-    repos: BTreeMap<String, PathBuf>,
-    signer: Signer,
+pub(crate) struct Project {
+    pub(crate) test: Test,
+    pub(crate) nginx: Nginx,
+    pub(crate) repos: BTreeMap<String, PathBuf>,
+    pub(crate) signer: Signer,
 }
 
 fn project() -> Project {
+    project_with(&universe())
+}
+
+/// Signed repositories of `rpms` served by nginx, and the recipe that ships `epel`.
+pub(crate) fn project_with(rpms: &[Rpm]) -> Project {
     let test = Test::new();
     let signer = Signer::new();
-    let repos = make_repos(test.path(), &universe(), "", Some(&signer));
+    let repos = make_repos(test.path(), rpms, "", Some(&signer));
     fs_err::write(repos["epel"].join("RPM-GPG-KEY-test"), &signer.public_key).unwrap();
     // `$basearch` in the recipe's URL must be replaced for this one to answer.
     std::os::unix::fs::symlink(&repos["epel"], test.path().join("repos/x86_64-epel")).unwrap();
@@ -112,11 +117,11 @@ fn project() -> Project {
     }
 }
 
-fn mirror(nginx: &Nginx) -> String {
+pub(crate) fn mirror(nginx: &Nginx) -> String {
     format!("https://mirror.invalid/=http://{}/", nginx.host())
 }
 
-fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|entry| entry.unwrap())
@@ -305,14 +310,14 @@ fn lock_layout_and_consume_a_shipped_repository() {
     );
 }
 
-fn is_rpm(file: &str) -> bool {
+pub(crate) fn is_rpm(file: &str) -> bool {
     Path::new(file)
         .extension()
         .is_some_and(|extension| extension == "rpm")
 }
 
 /// Every file under the cache's blobs, by name.
-fn cached(cache: &Path) -> Vec<String> {
+pub(crate) fn cached(cache: &Path) -> Vec<String> {
     let blobs = cache.join("blobs-v1/sha256");
     if !blobs.exists() {
         return Vec::new();
