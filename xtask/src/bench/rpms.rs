@@ -478,6 +478,8 @@ impl RpmBench {
         let dnf = self.dir.join("dnf");
         let mut all = vec![
             "-q".to_owned(),
+            // Not dnf-plugins-core's `local`, which keeps a copy of what dnf fetched.
+            "--disableplugin=local".to_owned(),
             format!("--installroot={}", dnf.join("root").display()),
             "-c".to_owned(),
             dnf.join("dnf.conf").display().to_string(),
