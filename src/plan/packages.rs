@@ -225,6 +225,33 @@ impl PackageSet {
     }
 }
 
+/// GET `url` (already mirrored), with a `Range` header when given; an error status is an
+/// error.
+async fn send(
+    services: &PackageServices,
+    repo: &str,
+    url: &str,
+    range: Option<String>,
+) -> Result<reqwest::Response, PackageError> {
+    let http_error = |message: String| PackageError::Http {
+        repo: repo.to_owned(),
+        url: url.to_owned(),
+        message,
+    };
+    let mut request = services.http.get(url);
+    if let Some(range) = range {
+        request = request.header("Range", range);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+    if !response.status().is_success() {
+        return Err(http_error(format!("status {}", response.status())));
+    }
+    Ok(response)
+}
+
 /// GET `url` into memory (small files: repomd.xml, keys).
 async fn get_small(
     services: &PackageServices,
@@ -238,15 +265,7 @@ async fn get_small(
         url: url.clone(),
         message,
     };
-    let response = services
-        .http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
-    if !response.status().is_success() {
-        return Err(http_error(format!("status {}", response.status())));
-    }
+    let response = send(services, repo, &url, None).await?;
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -600,16 +619,13 @@ async fn get_header(
     };
     let mut wanted = Keyring::HEADER_PROBE;
     loop {
-        let response = services
-            .http
-            .get(&url)
-            .header("Range", format!("bytes=0-{}", wanted - 1))
-            .send()
-            .await
-            .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
-        if !response.status().is_success() {
-            return Err(http_error(format!("status {}", response.status())));
-        }
+        let response = send(
+            services,
+            repo,
+            &url,
+            Some(format!("bytes=0-{}", wanted - 1)),
+        )
+        .await?;
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         // A server that ignores `Range` sends the whole file: stop reading at what is needed.

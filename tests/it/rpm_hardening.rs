@@ -34,6 +34,24 @@ fn lock_in(project: &Project, cache: &str) -> crate::harness::Run {
     ])
 }
 
+/// `layout --locked` into `out` with the cache `cache`; the run and the cache folder.
+fn layout_locked_in(project: &Project, cache: &str) -> (crate::harness::Run, std::path::PathBuf) {
+    let mirror = mirror(&project.nginx);
+    let cache = project.test.path().join(cache);
+    let run = project.test.run([
+        "layout",
+        "recipe.yaml",
+        "out",
+        "--locked",
+        "--mirror",
+        &mirror,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-q",
+    ]);
+    (run, cache)
+}
+
 #[test]
 fn a_signed_repomd_is_checked_before_it_is_trusted() {
     let project = project_with(&universe());
@@ -87,21 +105,8 @@ fn the_lock_pins_each_rpms_signing_key_and_locked_builds_check_it() {
     let other = "0123456789abcdef0123456789abcdef01234567";
     let edited = lock.replacen(&fingerprint, other, 1);
     project.test.write("recipe.yaml.lock", &edited);
-    let cache = project.test.path().join("cache-pin");
-    let mirror = mirror(&project.nginx);
-    let failed = project
-        .test
-        .run([
-            "layout",
-            "recipe.yaml",
-            "out",
-            "--locked",
-            "--mirror",
-            &mirror,
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "-q",
-        ])
+    let (failed, cache) = layout_locked_in(&project, "cache-pin");
+    let failed = failed
         .failure(1)
         .stderr_contains("is refused: its signature does not verify with the key")
         .stderr_contains(&format!("{other} the lock file pins"));
@@ -221,21 +226,8 @@ fn a_repository_changed_after_lock_downloads_nothing() {
     run(Command::new("createrepo_c")
         .args(["--quiet", "--no-database"])
         .arg(epel));
-    let cache = project.test.path().join("cache-build");
-    let mirror = mirror(&project.nginx);
-    project
-        .test
-        .run([
-            "layout",
-            "recipe.yaml",
-            "out",
-            "--locked",
-            "--mirror",
-            &mirror,
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "-q",
-        ])
+    let (failed, cache) = layout_locked_in(&project, "cache-build");
+    failed
         .failure(1)
         .stderr_contains("repository `epel` changed since it was locked");
     let blobs = cached(&cache);

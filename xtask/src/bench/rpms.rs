@@ -26,6 +26,7 @@ use isobuild_testkit::peers::Nginx;
 
 use super::measure::{self, Job, Usage};
 use super::remove;
+use super::report::escape;
 
 /// Sizes of the generated repositories.
 struct Sizes {
@@ -189,13 +190,6 @@ fn epel_packages(count: usize, os: usize) -> Vec<Generated> {
         }
     }
     packages
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Write `repo/repodata/` for `packages`: primary, filelists, repomd.xml.
