@@ -101,7 +101,8 @@ pub enum Command {
 pub enum CacheCommand {
     /// List cached images and blobs.
     Ls,
-    /// Remove blobs and manifests no image in the cache refers to.
+    /// Remove blobs no recorded tag or recipe's packages refer to, partial downloads, stale
+    /// records and image builds.
     Gc,
     /// Print the cache folder.
     Path,

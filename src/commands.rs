@@ -452,7 +452,9 @@ impl<'a> Session<'a> {
         if use_lock && self.settings.locked {
             let path = lock_path(&self.recipe.file);
             let lock = LockFile::read(&path)?;
-            return Ok(Some(lock.packages_for(&self.recipe, &path)?.clone()));
+            let set = lock.packages_for(&self.recipe, &path)?.clone();
+            self.record_packages(services, &set)?;
+            return Ok(Some(set));
         }
         let (set, notes) = self
             .runtime
@@ -468,7 +470,18 @@ impl<'a> Session<'a> {
                 self.reporter.on_message(&format!("{nevra}: {why}"));
             }
         }
+        self.record_packages(services, &set)?;
         Ok(Some(set))
+    }
+
+    /// Tell the cache which blobs this recipe's packages use, so `cache gc` keeps them.
+    fn record_packages(&self, services: &PackageServices, set: &PackageSet) -> Result<(), Error> {
+        let store = &services.store;
+        store.record_packages(&crate::store::PackagesRecord {
+            recipe: self.recipe.file.clone(),
+            blobs: set.blobs(store),
+        })?;
+        Ok(())
     }
 
     fn package_plan(&self) -> Result<Option<PackagePlan>, Error> {
@@ -689,13 +702,14 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
             resolutions,
         })
     };
+    let packages = graph_packages(&recipe)?;
     let plan = Plan::new(
         &recipe,
         &PlanOptions {
             tree_root: recipe.iso.root.clone(),
             iso: Some(iso_request(&recipe, None, None)),
             images,
-            packages: None,
+            packages,
             scope: Scope::Tree,
         },
     )
@@ -709,6 +723,34 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
     };
     print_stdout(&text);
     Ok(())
+}
+
+/// The packages `graph` shows: the lock file's, when there is one that matches the recipe
+/// (resolving needs the network, which `graph` never uses); without it no package task is
+/// shown.
+fn graph_packages(recipe: &Recipe) -> Result<Option<PackagePlan>, Error> {
+    if recipe.packages.is_none() {
+        return Ok(None);
+    }
+    let path = lock_path(&recipe.file);
+    let Ok(lock) = LockFile::read(&path) else {
+        return Ok(None);
+    };
+    let set = lock.packages_for(recipe, &path)?.clone();
+    let cache_dir = settings::resolve_cache_dir(&settings::current_dir()?, None)?;
+    let store = Store::open(&cache_dir)?;
+    let services = Arc::new(PackageServices {
+        store: store.clone(),
+        http: reqwest::Client::new(),
+        reporter: Arc::new(report::NullReporter),
+        offline: true,
+        mirrors: std::collections::BTreeMap::new(),
+    });
+    Ok(Some(PackagePlan {
+        placer: Arc::new(BlobPlacer::new(store)),
+        services,
+        set,
+    }))
 }
 
 /// `isobuild cache ls|gc|path`.
@@ -733,7 +775,8 @@ fn cache(command: CacheCommand, dir: &Path) -> Result<(), Error> {
         }
         CacheCommand::Gc => {
             let store = Store::open_exclusive(dir)?;
-            let keep = store.reachable_from_tags()?;
+            let mut keep = store.reachable_from_tags()?;
+            keep.extend(store.reachable_from_packages()?);
             let report = store.gc(&keep)?;
             // Task fingerprints only make runs faster; after a gc they may point at blobs
             // that are gone, so they are dropped and the next run checks everything again.
@@ -748,6 +791,18 @@ fn cache(command: CacheCommand, dir: &Path) -> Result<(), Error> {
                 "removed {} blobs and {} partial downloads, {} bytes freed\n",
                 report.removed_blobs, report.removed_partials, report.freed_bytes
             ));
+            if report.removed_records + report.removed_memos > 0 || report.removed_builds {
+                print_stdout(&format!(
+                    "removed {} package records of recipes that are gone, {} stale digest memo entries{}\n",
+                    report.removed_records,
+                    report.removed_memos,
+                    if report.removed_builds {
+                        " and the image builds"
+                    } else {
+                        ""
+                    }
+                ));
+            }
         }
     }
     Ok(())

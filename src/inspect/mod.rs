@@ -2,7 +2,7 @@
 //!
 //! An [`Inventory`] lists what an ISO, an ISO tree or a lock file holds: its images (from the
 //! image folders, `version` + `manifest.json`), its RPM packages (`packages/…/*.rpm`, from
-//! their headers: [`rpm_header`]), every
+//! their headers, read by [`crate::rpm::header`]), every
 //! other file with its size, sha256 and mode, `product.txt`'s fields, and for an ISO its volume
 //! id, size and sha256. [`diff`] compares two inventories, [`render`] prints either as text or
 //! Markdown, and [`sbom`] turns one into CycloneDX JSON.
@@ -57,7 +57,6 @@
 pub mod diff;
 pub mod iso9660;
 pub mod render;
-pub mod rpm_header;
 pub mod sbom;
 pub mod tree;
 
@@ -409,11 +408,12 @@ pub fn of_tree(tree: &Tree, kind: Kind) -> Result<Inventory, InspectError> {
         }
         let sha256 = tree.sha256(entry)?;
         if is_package(&entry.path) {
-            let header =
-                rpm_header::read(tree.reader(entry)?).map_err(|message| InspectError::Package {
+            let header = crate::rpm::header::read(tree.reader(entry)?).map_err(|message| {
+                InspectError::Package {
                     path: entry.path.clone(),
                     message,
-                })?;
+                }
+            })?;
             packages.push(package_of(entry, sha256, &repo_dirs, header));
             continue;
         }
@@ -564,7 +564,7 @@ fn package_of(
     entry: &tree::Entry,
     sha256: Digest,
     repo_dirs: &BTreeSet<&str>,
-    header: rpm_header::Header,
+    header: crate::rpm::header::Header,
 ) -> Package {
     let dir = entry.path.rsplit_once('/').map_or("", |(dir, _)| dir);
     let repo = repo_dirs
@@ -611,7 +611,7 @@ mod tests {
             mode: 0o644,
             data: tree::Data::Host(PathBuf::new()),
         };
-        let header = rpm_header::Header {
+        let header = crate::rpm::header::Header {
             name: "containerd".into(),
             epoch: Some(2),
             version: "1.6.21".into(),

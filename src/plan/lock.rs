@@ -17,10 +17,12 @@
 //!   - { digest: sha256:…, size: 1234 }
 //! packages:                         # when the recipe has `packages:`
 //!   repos:
-//!   - { id: epel, baseurl: https://…/, repomd: sha256:… }
+//!   - { id: epel, baseurl: https://…/, repomd: sha256:…, keys: [sha256:…] }
 //!   rpms:
 //!   - { nevra: jq-1.6-3.el8.x86_64, repo: epel, location: Packages/j/jq-1.6-3.el8.x86_64.rpm,
-//!       size: 204000, sha256: sha256:… }
+//!       size: 204000, sha256: sha256:…,
+//!       signing_key: 94e279eb8d8f25b21810adf121ea45ab2f86d6a1 }   # fingerprint of the key
+//!                                                                 # that verified its header
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -318,15 +318,30 @@ fn add_packages(
             .filter(|rpm| rpm.repo == repo.id)
             .collect();
         let locked = plan.set.repos.iter().find(|locked| locked.id == repo.id);
+        // A repository that ships something is checked against its pin before any of its
+        // RPMs is downloaded.
+        let metadata = locked
+            .filter(|_| !rpms.is_empty() || repo.dest.is_some())
+            .map(|locked| {
+                graph.add_node(Task::RpmMetadata(packages::MetadataJob::new(
+                    repo.clone(),
+                    locked.clone(),
+                    Arc::clone(&plan.services),
+                )))
+            });
         let downloads: Vec<NodeIndex> = rpms
             .iter()
             .map(|rpm| {
-                graph.add_node(Task::Rpm(packages::RpmJob::new(
+                let node = graph.add_node(Task::Rpm(packages::RpmJob::new(
                     (*rpm).clone(),
                     repo,
                     locked,
                     Arc::clone(&plan.services),
-                )))
+                )));
+                if let Some(metadata) = metadata {
+                    graph.add_edge(metadata, node, ());
+                }
+                node
             })
             .collect();
         if options.scope == Scope::Fetch {
@@ -347,6 +362,9 @@ fn add_packages(
             continue;
         };
         let node = graph.add_node(Task::RpmRepo(job));
+        if let Some(metadata) = metadata {
+            graph.add_edge(metadata, node, ());
+        }
         for download in downloads {
             graph.add_edge(download, node, ());
         }

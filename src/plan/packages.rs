@@ -83,6 +83,15 @@ pub enum PackageError {
         message: String,
     },
     #[error(
+        "repository `{repo}`: repomd.xml is not trusted: `repo_gpgcheck` is on and its signature `{url}` does not verify with the key {keys}: {message}"
+    )]
+    RepomdSignature {
+        repo: String,
+        url: String,
+        keys: String,
+        message: String,
+    },
+    #[error(
         "repository `{repo}`: the key `{url}` changed since it was locked; run `isobuild lock` again"
     )]
     KeyChanged { repo: String, url: String },
@@ -143,6 +152,11 @@ pub struct ShippedRpm {
     pub location: String,
     pub size: u64,
     pub sha256: Digest,
+    /// Fingerprint of the repository key that verified its header signature when it was
+    /// resolved; a `--locked` build accepts no other key. `None` for a repository without
+    /// `gpgkey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// One repository as the lock file pins it.
@@ -181,6 +195,63 @@ pub struct ResolutionNotes {
     pub why: BTreeMap<String, String>,
 }
 
+impl PackageSet {
+    /// Every cached blob this set uses: each repository's repomd.xml, the metadata files it
+    /// lists (those named by sha256; others are filed under a hash repomd.xml does not give,
+    /// and are fetched again after a `cache gc`), key files, and the RPMs.
+    pub fn blobs(&self, store: &Store) -> Vec<Digest> {
+        let mut blobs = Vec::new();
+        for repo in &self.repos {
+            blobs.push(repo.repomd.clone());
+            blobs.extend(repo.keys.iter().cloned());
+            let Ok(bytes) = store.read_blob(&repo.repomd) else {
+                continue;
+            };
+            let Ok(repomd) = RepoMd::parse(&bytes, Path::new("repomd.xml")) else {
+                continue;
+            };
+            blobs.extend(
+                repomd
+                    .records
+                    .iter()
+                    .filter(|record| record.checksum.kind == ChecksumKind::Sha256)
+                    .filter_map(|record| Digest::from_hex(&record.checksum.hex).ok()),
+            );
+        }
+        blobs.extend(self.rpms.iter().map(|rpm| rpm.sha256.clone()));
+        blobs.sort();
+        blobs.dedup();
+        blobs
+    }
+}
+
+/// GET `url` (already mirrored), with a `Range` header when given; an error status is an
+/// error.
+async fn send(
+    services: &PackageServices,
+    repo: &str,
+    url: &str,
+    range: Option<String>,
+) -> Result<reqwest::Response, PackageError> {
+    let http_error = |message: String| PackageError::Http {
+        repo: repo.to_owned(),
+        url: url.to_owned(),
+        message,
+    };
+    let mut request = services.http.get(url);
+    if let Some(range) = range {
+        request = request.header("Range", range);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+    if !response.status().is_success() {
+        return Err(http_error(format!("status {}", response.status())));
+    }
+    Ok(response)
+}
+
 /// GET `url` into memory (small files: repomd.xml, keys).
 async fn get_small(
     services: &PackageServices,
@@ -194,15 +265,7 @@ async fn get_small(
         url: url.clone(),
         message,
     };
-    let response = services
-        .http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|error| http_error(crate::engine::render_chain(&error)))?;
-    if !response.status().is_success() {
-        return Err(http_error(format!("status {}", response.status())));
-    }
+    let response = send(services, repo, &url, None).await?;
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -283,7 +346,14 @@ pub async fn fetch_verified(
         let id = services.reporter.on_download_start(label, size);
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| http_error(crate::engine::render_chain(&error)))?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    // What arrived stays in the partial, so the next run resumes there.
+                    let _ = writer.flush().await;
+                    return Err(http_error(crate::engine::render_chain(&error)));
+                }
+            };
             writer.write(&chunk).await.map_err(&store_error)?;
             services
                 .reporter
@@ -351,12 +421,41 @@ impl FetchedRepo {
     }
 }
 
+/// Fetch `repodata/repomd.xml.asc` and check it signs `repomd` with one of `keys`.
+async fn check_repomd_signature(
+    services: &PackageServices,
+    spec: &PackageRepo,
+    repomd_url: &str,
+    repomd: &[u8],
+    keys: &[Vec<u8>],
+) -> Result<(), PackageError> {
+    let url = format!("{repomd_url}.asc");
+    let refused = |message: String| PackageError::RepomdSignature {
+        repo: spec.id.clone(),
+        url: url.clone(),
+        keys: spec.gpgkeys.join(", "),
+        message,
+    };
+    let asc = match get_small(services, &spec.id, &url).await {
+        Ok(asc) => asc,
+        Err(PackageError::Http { message, .. }) => {
+            return Err(refused(format!("it cannot be fetched ({message})")));
+        }
+        Err(other) => return Err(other),
+    };
+    crate::rpm::signature::Keyring::new(keys)
+        .and_then(|keyring| keyring.verify_detached(repomd, &asc))
+        .map(|_| ())
+        .map_err(|error| refused(error.to_string()))
+}
+
 async fn fetch_repo(
     services: &PackageServices,
     spec: &PackageRepo,
 ) -> Result<FetchedRepo, PackageError> {
     let url = format!("{}repodata/repomd.xml", spec.baseurl);
-    // Offline, the repomd.xml (and keys) the last online run read from this URL.
+    // Offline, the repomd.xml (and keys) the last online run read from this URL: that run
+    // verified them (the repomd.xml.asc signature included) before it recorded them.
     let recorded = if services.offline {
         let offline = || PackageError::OfflineNoMetadata {
             repo: spec.id.clone(),
@@ -371,9 +470,41 @@ async fn fetch_repo(
     } else {
         None
     };
-    let bytes = match &recorded {
-        Some((bytes, _)) => bytes.clone(),
-        None => get_small(services, &spec.id, &url).await?,
+    let (bytes, keys) = match &recorded {
+        Some((bytes, record)) => {
+            let mut keys = Vec::new();
+            for key_url in &spec.gpgkeys {
+                let digest = record
+                    .keys
+                    .get(key_url)
+                    .filter(|digest| services.store.has_blob(digest))
+                    .ok_or_else(|| PackageError::OfflineMissing {
+                        nevra: format!("key {key_url}"),
+                        url: key_url.clone(),
+                    })?;
+                keys.push(digest.clone());
+            }
+            (bytes.clone(), keys)
+        }
+        None => {
+            let bytes = get_small(services, &spec.id, &url).await?;
+            // The keys first: with `repo_gpgcheck`, repomd.xml is trusted only once one of
+            // them verifies its detached signature.
+            let mut keys = Vec::new();
+            let mut key_bytes = Vec::new();
+            for key_url in &spec.gpgkeys {
+                let bytes = get_small(services, &spec.id, key_url).await?;
+                keys.push(Digest::of(&bytes));
+                key_bytes.push(bytes);
+            }
+            if spec.repo_gpgcheck {
+                check_repomd_signature(services, spec, &url, &bytes, &key_bytes).await?;
+            }
+            for (digest, bytes) in keys.iter().zip(&key_bytes) {
+                services.store.put_blob_bytes(digest, bytes)?;
+            }
+            (bytes, keys)
+        }
     };
     let repomd =
         RepoMd::parse(&bytes, Path::new(&url)).map_err(|source| PackageError::Metadata {
@@ -397,25 +528,6 @@ async fn fetch_repo(
     )
     .await?;
     let primary = (primary, record.location.clone());
-    let mut keys = Vec::new();
-    for key_url in &spec.gpgkeys {
-        if let Some((_, record)) = &recorded {
-            let digest = record
-                .keys
-                .get(key_url)
-                .filter(|digest| services.store.has_blob(digest))
-                .ok_or_else(|| PackageError::OfflineMissing {
-                    nevra: format!("key {key_url}"),
-                    url: key_url.clone(),
-                })?;
-            keys.push(digest.clone());
-            continue;
-        }
-        let bytes = get_small(services, &spec.id, key_url).await?;
-        let digest = Digest::of(&bytes);
-        services.store.put_blob_bytes(&digest, &bytes)?;
-        keys.push(digest);
-    }
     if recorded.is_none() {
         // Only once its primary and keys are in the cache, so that a record always names
         // metadata an offline run can resolve from.
@@ -485,17 +597,125 @@ pub async fn resolve_packages(
         repo.filelists = repo.fetch_record(services, "filelists").await?;
     }
     let filter = ModularFilter::new(&indexes, &packages.modules);
-    let packages = packages.clone();
-    let services = Arc::clone(services);
+    let spec = packages.clone();
+    let blocking_services = Arc::clone(services);
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        resolve_blocking(&packages, fetched, &filter, &services, &handle)
+    let (mut set, notes) = tokio::task::spawn_blocking(move || {
+        resolve_blocking(&spec, fetched, &filter, &blocking_services, &handle)
     })
     .await
     .map_err(|error| PackageError::Io {
         path: PathBuf::from("(resolver)"),
         source: std::io::Error::other(error.to_string()),
-    })?
+    })??;
+    pin_signing_keys(services, packages, &mut set).await?;
+    Ok((set, notes))
+}
+
+/// Read the header of every shipped RPM of a repository with keys (one `Range` request
+/// each, the payload is not fetched), check its signature, and pin the key that verified it.
+async fn pin_signing_keys(
+    services: &PackageServices,
+    packages: &Packages,
+    set: &mut PackageSet,
+) -> Result<(), PackageError> {
+    use crate::rpm::signature::Keyring;
+    let mut keyrings = BTreeMap::new();
+    for (spec, locked) in packages.repos.iter().zip(&set.repos) {
+        if spec.gpgkeys.is_empty() {
+            continue;
+        }
+        let mut keys = Vec::new();
+        for digest in &locked.keys {
+            keys.push(services.store.read_blob(digest)?);
+        }
+        let keyring = Keyring::new(&keys).map_err(|error| PackageError::Signature {
+            repo: spec.id.clone(),
+            nevra: "(any)".into(),
+            keys: spec.gpgkeys.join(", "),
+            message: error.to_string(),
+        })?;
+        keyrings.insert(spec.id.clone(), (spec, keyring));
+    }
+    let pins = futures::stream::iter(set.rpms.iter().enumerate().filter_map(|(index, rpm)| {
+        let (spec, keyring) = keyrings.get(&rpm.repo)?;
+        Some(async move {
+            let url = rpm_url(spec, &rpm.location);
+            let bytes = get_header(services, &rpm.repo, &url).await?;
+            let fingerprint =
+                keyring
+                    .verify_header(&bytes)
+                    .map_err(|error| PackageError::Signature {
+                        repo: rpm.repo.clone(),
+                        nevra: rpm.nevra.clone(),
+                        keys: spec.gpgkeys.join(", "),
+                        message: error.to_string(),
+                    })?;
+            Ok::<_, PackageError>((index, fingerprint))
+        })
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<_>>()
+    .await;
+    for pin in pins {
+        let (index, fingerprint) = pin?;
+        set.rpms[index].signing_key = Some(fingerprint);
+    }
+    Ok(())
+}
+
+/// The URL of a package at `location` (relative to the base URL, or absolute for an
+/// `xml:base` one).
+fn rpm_url(spec: &PackageRepo, location: &str) -> String {
+    if location.contains("://") {
+        location.to_owned()
+    } else {
+        format!("{}{location}", spec.baseurl)
+    }
+}
+
+/// The first bytes of the RPM at `url`, up to the end of its header: a `Range` request for
+/// [`crate::rpm::signature::Keyring::HEADER_PROBE`] bytes, and one more for a larger header.
+async fn get_header(
+    services: &PackageServices,
+    repo: &str,
+    url: &str,
+) -> Result<Vec<u8>, PackageError> {
+    use crate::rpm::signature::Keyring;
+    let url = services.mirrored(url);
+    let http_error = |message: String| PackageError::Http {
+        repo: repo.to_owned(),
+        url: url.clone(),
+        message,
+    };
+    let mut wanted = Keyring::HEADER_PROBE;
+    loop {
+        let response = send(
+            services,
+            repo,
+            &url,
+            Some(format!("bytes=0-{}", wanted - 1)),
+        )
+        .await?;
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        // A server that ignores `Range` sends the whole file: stop reading at what is needed.
+        while body.len() < wanted
+            && let Some(chunk) = stream.next().await
+        {
+            body.extend_from_slice(
+                &chunk.map_err(|error| http_error(crate::engine::render_chain(&error)))?,
+            );
+        }
+        let end = Keyring::header_range(&body)
+            .ok()
+            .flatten()
+            .map(|(_, end)| end);
+        match end {
+            Some(end) if end > body.len() && end > wanted => wanted = end,
+            _ => return Ok(body),
+        }
+    }
 }
 
 fn resolve_blocking(
@@ -615,6 +835,7 @@ fn resolve_blocking(
             },
             size: package.size,
             sha256,
+            signing_key: None,
         });
     }
     rpms.sort_by(|a, b| (&a.repo, &a.location).cmp(&(&b.repo, &b.location)));
@@ -662,11 +883,7 @@ impl RpmJob {
         locked: Option<&LockedRepo>,
         services: Arc<PackageServices>,
     ) -> Self {
-        let url = if rpm.location.contains("://") {
-            rpm.location.clone()
-        } else {
-            format!("{}{}", spec.baseurl, rpm.location)
-        };
+        let url = rpm_url(spec, &rpm.location);
         let keys = locked
             .map(|locked| {
                 spec.gpgkeys
@@ -690,14 +907,20 @@ impl RpmJob {
 
     pub(super) fn fingerprint(&self) -> Fingerprint {
         let mut fingerprint = Fingerprint::new();
-        fingerprint.add("sha256", self.rpm.sha256.to_string()).add(
-            "keys",
-            self.keys
-                .iter()
-                .map(|(_, digest)| digest.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        fingerprint
+            .add("sha256", self.rpm.sha256.to_string())
+            .add(
+                "signing_key",
+                self.rpm.signing_key.clone().unwrap_or_default(),
+            )
+            .add(
+                "keys",
+                self.keys
+                    .iter()
+                    .map(|(_, digest)| digest.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         fingerprint
     }
 
@@ -724,17 +947,22 @@ impl RpmJob {
             let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
             let urls: Vec<String> = self.keys.iter().map(|(url, _)| url.clone()).collect();
             let (repo, nevra) = (self.rpm.repo.clone(), self.rpm.nevra.clone());
+            let pinned = self.rpm.signing_key.clone();
             super::blocking(move || {
                 let checked = crate::rpm::signature::Keyring::new(&keys)
-                    .and_then(|keyring| keyring.verify(&path));
+                    .and_then(|keyring| keyring.verify(&path, pinned.as_deref()));
                 if let Err(error) = checked {
+                    let keys = match &pinned {
+                        Some(pin) => format!("{pin} the lock file pins ({})", urls.join(", ")),
+                        None => urls.join(", "),
+                    };
                     // Checksummed but not signed by the repository's key: keep it out of the
                     // cache, so nothing that failed a check is ever reused.
                     let _ = fs_err::remove_file(&path);
                     return Err(TaskError::from(PackageError::Signature {
                         repo,
                         nevra,
-                        keys: urls.join(", "),
+                        keys,
                         message: error.to_string(),
                     }));
                 }
@@ -745,6 +973,51 @@ impl RpmJob {
         Ok(JobOutput {
             bytes: self.rpm.size,
         })
+    }
+}
+
+/// Check a locked repository's metadata before anything is downloaded from it: its
+/// repomd.xml is the one the lock file pins (a repository changed since is an error before
+/// any RPM is fetched), and its primary and filelists are in the cache.
+pub struct MetadataJob {
+    spec: PackageRepo,
+    locked: LockedRepo,
+    services: Arc<PackageServices>,
+}
+
+impl MetadataJob {
+    pub(super) fn new(
+        spec: PackageRepo,
+        locked: LockedRepo,
+        services: Arc<PackageServices>,
+    ) -> Self {
+        Self {
+            spec,
+            locked,
+            services,
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
+        format!("rpm metadata {}", self.spec.id)
+    }
+
+    pub(super) fn fingerprint(&self) -> Fingerprint {
+        let mut fingerprint = Fingerprint::new();
+        fingerprint
+            .add("repomd", self.locked.repomd.to_string())
+            .add("baseurl", self.spec.baseurl.clone());
+        fingerprint
+    }
+
+    pub(super) fn missing_output(&self) -> Option<String> {
+        (!self.services.store.has_blob(&self.locked.repomd))
+            .then(|| format!("{} repomd.xml (not in the cache)", self.spec.id))
+    }
+
+    pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
+        locked_metadata(&self.services, &self.spec, &self.locked).await?;
+        Ok(JobOutput { bytes: 0 })
     }
 }
 
@@ -819,58 +1092,7 @@ impl RepoJob {
     pub(super) async fn run(&self) -> Result<JobOutput, TaskError> {
         let services = &self.services;
         let repo = &self.spec.id;
-        // The repomd.xml resolution (or `lock`) read; a repository that changed since
-        // serves another one, and its metadata no longer describes the pinned RPMs.
-        let repomd_bytes = if let Ok(bytes) = services.store.read_blob(&self.locked.repomd) {
-            bytes
-        } else {
-            if services.offline {
-                return Err(PackageError::OfflineMissing {
-                    nevra: format!("{repo} repomd.xml"),
-                    url: format!("{}repodata/repomd.xml", self.spec.baseurl),
-                }
-                .into());
-            }
-            {
-                let url = format!("{}repodata/repomd.xml", self.spec.baseurl);
-                let bytes = get_small(services, repo, &url).await?;
-                if Digest::of(&bytes) != self.locked.repomd {
-                    return Err(PackageError::RepoChanged {
-                        repo: repo.clone(),
-                        locked: self.locked.repomd.clone(),
-                        actual: Digest::of(&bytes),
-                    }
-                    .into());
-                }
-                services
-                    .store
-                    .put_blob_bytes(&self.locked.repomd, &bytes)
-                    .map_err(PackageError::from)?;
-                bytes
-            }
-        };
-        let metadata_error = |source| PackageError::Metadata {
-            repo: repo.clone(),
-            source,
-        };
-        let repomd =
-            RepoMd::parse(&repomd_bytes, Path::new("repomd.xml")).map_err(metadata_error)?;
-        let mut sources = Vec::new();
-        for kind in ["primary", "filelists"] {
-            let record = repomd
-                .record(kind)
-                .ok_or_else(|| PackageError::NoPrimary { repo: repo.clone() })?;
-            let path = fetch_verified(
-                services,
-                repo,
-                &format!("{}{}", self.spec.baseurl, record.location),
-                &record.checksum,
-                record.size,
-                &format!("{repo} {kind}"),
-            )
-            .await?;
-            sources.push((path, record.location.clone()));
-        }
+        let sources = locked_metadata(services, &self.spec, &self.locked).await?;
         let pinned: Vec<(String, Digest)> = self
             .spec
             .gpgkeys
@@ -900,6 +1122,64 @@ impl RepoJob {
         })
         .await
     }
+}
+
+/// A locked repository's repomd.xml (from the cache, or fetched and checked against its
+/// pin) and the primary and filelists it lists, in the cache; returns their paths and
+/// locations.
+async fn locked_metadata(
+    services: &PackageServices,
+    spec: &PackageRepo,
+    locked: &LockedRepo,
+) -> Result<Vec<(PathBuf, String)>, PackageError> {
+    let repo = &spec.id;
+    // The repomd.xml resolution (or `lock`) read; a repository that changed since
+    // serves another one, and its metadata no longer describes the pinned RPMs.
+    let repomd_bytes = if let Ok(bytes) = services.store.read_blob(&locked.repomd) {
+        bytes
+    } else {
+        if services.offline {
+            return Err(PackageError::OfflineMissing {
+                nevra: format!("{repo} repomd.xml"),
+                url: format!("{}repodata/repomd.xml", spec.baseurl),
+            });
+        }
+        {
+            let url = format!("{}repodata/repomd.xml", spec.baseurl);
+            let bytes = get_small(services, repo, &url).await?;
+            if Digest::of(&bytes) != locked.repomd {
+                return Err(PackageError::RepoChanged {
+                    repo: repo.clone(),
+                    locked: locked.repomd.clone(),
+                    actual: Digest::of(&bytes),
+                });
+            }
+            services.store.put_blob_bytes(&locked.repomd, &bytes)?;
+            bytes
+        }
+    };
+    let metadata_error = |source| PackageError::Metadata {
+        repo: repo.clone(),
+        source,
+    };
+    let repomd = RepoMd::parse(&repomd_bytes, Path::new("repomd.xml")).map_err(metadata_error)?;
+    let mut sources = Vec::new();
+    for kind in ["primary", "filelists"] {
+        let record = repomd
+            .record(kind)
+            .ok_or_else(|| PackageError::NoPrimary { repo: repo.clone() })?;
+        let path = fetch_verified(
+            services,
+            repo,
+            &format!("{}{}", spec.baseurl, record.location),
+            &record.checksum,
+            record.size,
+            &format!("{repo} {kind}"),
+        )
+        .await?;
+        sources.push((path, record.location.clone()));
+    }
+    Ok(sources)
 }
 
 /// The repository's key files, from the cache or (verified against their pins) the network.

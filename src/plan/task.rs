@@ -10,7 +10,7 @@ use super::containers::{BuildJob, ContainerJob};
 use super::files::{CopyJob, TemplateJob};
 use super::images::{ArchiveJob, BlobJob, ImageDirJob, LocalImageJob, RegistryConfigJob};
 use super::iso::IsoJob;
-use super::packages::{RepoJob, RpmJob};
+use super::packages::{MetadataJob, RepoJob, RpmJob};
 
 /// One node of the plan.
 // Each task is allocated once, behind an `Arc` in the sealed graph: boxing variants would
@@ -39,6 +39,8 @@ pub enum Task {
     LocalImage(LocalImageJob),
     /// Write the nginx rules serving the image folders.
     RegistryConfig(RegistryConfigJob),
+    /// Check a locked RPM repository's metadata and fetch it into the cache.
+    RpmMetadata(MetadataJob),
     /// Download one RPM into the cache.
     Rpm(RpmJob),
     /// Write one shipped RPM repository's folder.
@@ -162,6 +164,7 @@ impl Task {
             | Self::Iso(_)
             | Self::Blob(_)
             | Self::Rpm(_)
+            | Self::RpmMetadata(_)
             | Self::Unresolved(_) => {}
         }
     }
@@ -189,6 +192,7 @@ impl Job for Task {
             Self::LocalImage(job) => job.name(),
             Self::RegistryConfig(job) => job.name(),
             Self::Rpm(job) => job.name(),
+            Self::RpmMetadata(job) => job.name(),
             Self::RpmRepo(job) => job.name(),
             Self::BuiltRepo(job) => job.name(),
             Self::Unresolved(image) => format!("image {image}"),
@@ -209,6 +213,7 @@ impl Job for Task {
             Self::LocalImage(_) => "local-image",
             Self::RegistryConfig(_) => "registry-config",
             Self::Rpm(_) => "rpm",
+            Self::RpmMetadata(_) => "rpm-metadata",
             Self::RpmRepo(_) | Self::BuiltRepo(_) => "rpm-repository",
             Self::Unresolved(_) => "unresolved-image",
         }
@@ -216,7 +221,7 @@ impl Job for Task {
 
     fn resource(&self) -> Resource {
         match self {
-            Self::Blob(_) | Self::Rpm(_) => Resource::Network,
+            Self::Blob(_) | Self::Rpm(_) | Self::RpmMetadata(_) => Resource::Network,
             _ => Resource::Local,
         }
     }
@@ -235,6 +240,7 @@ impl Job for Task {
             Self::Archive(job) => ready(Ok(job.fingerprint())),
             Self::RegistryConfig(job) => ready(Ok(job.fingerprint())),
             Self::Rpm(job) => ready(Ok(job.fingerprint())),
+            Self::RpmMetadata(job) => ready(Ok(job.fingerprint())),
             Self::RpmRepo(job) => ready(Ok(job.fingerprint())),
             Self::BuiltRepo(job) => Box::pin(job.fingerprint()),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),
@@ -262,6 +268,7 @@ impl Job for Task {
             Self::LocalImage(job) => job.missing_output(),
             Self::RegistryConfig(job) => job.missing_output(),
             Self::Rpm(job) => job.missing_output(),
+            Self::RpmMetadata(job) => job.missing_output(),
             Self::RpmRepo(job) => job.missing_output(),
             Self::BuiltRepo(job) => job.missing_output(),
             Self::Unresolved(_) => None,
@@ -282,6 +289,7 @@ impl Job for Task {
             Self::LocalImage(job) => Box::pin(job.run()),
             Self::RegistryConfig(job) => ready(job.run()),
             Self::Rpm(job) => Box::pin(job.run()),
+            Self::RpmMetadata(job) => Box::pin(job.run()),
             Self::RpmRepo(job) => Box::pin(job.run()),
             Self::BuiltRepo(job) => Box::pin(job.run()),
             Self::Unresolved(image) => ready(Err(TaskError::Unresolved(image.clone()))),

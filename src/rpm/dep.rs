@@ -95,7 +95,17 @@ impl fmt::Display for Range {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)?;
         if let Some((flags, evr)) = &self.version {
-            write!(f, " {} {evr}", flags.operator())?;
+            // As rpm prints it: createrepo writes `epoch="0"` on every versioned entry, which
+            // is no epoch at all.
+            let shown = if evr.epoch == Some(0) {
+                crate::rpm::evr::Evr {
+                    epoch: None,
+                    ..evr.clone()
+                }
+            } else {
+                evr.clone()
+            };
+            write!(f, " {} {shown}", flags.operator())?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The RPM world, knowing nothing about ISOs: repository metadata read as streams
 //! ([`metadata`]), EVR order ([`evr`]), dependencies and rich dependencies ([`dep`]),
-//! EL8 modular filtering ([`modules`]), the resolver ([`resolve`]) that reproduces
+//! EL8 modular filtering ([`modules`]), package headers ([`header`]), the resolver ([`resolve`]) that reproduces
 //! `dnf repoquery --requires --resolve --recursive --latest-limit=1`, header signature
 //! checks ([`signature`]), the repodata writer ([`repodata`]) and the entries of RPMs that
 //! have no repository yet ([`built`]).
@@ -12,6 +12,7 @@
 pub mod built;
 pub mod dep;
 pub mod evr;
+pub mod header;
 pub mod metadata;
 pub mod modules;
 pub mod repodata;

@@ -1,11 +1,22 @@
-//! RPM header signatures, checked in-process with the `rpm` crate (rPGP underneath).
+//! OpenPGP checks of a repository: RPM header signatures and `repomd.xml.asc`, in-process
+//! with the `rpm` crate and rPGP (`pgp`) underneath.
 //!
 //! A package passes when its digests match and one of the repository's keys verifies its
-//! header signature, as `rpmkeys --checksig` with those keys imported would say.
+//! header signature, as `rpmkeys --checksig` with those keys imported would say. The key that
+//! verified it is named by its fingerprint (40 lower-case hex digits for a v4 key), which the
+//! lock file pins, so a `--locked` build accepts only that key.
+//!
+//! `isobuild lock` does not download packages: it reads each one's lead, signature header and
+//! header (the first few KiB, one HTTP `Range` request) and checks the header-only signature
+//! on those bytes ([`Keyring::verify_header`]), which is what says which key signed it.
 
 use std::path::Path;
 
-/// Why a package's signature does not pass.
+use pgp::composed::{Deserializable as _, DetachedSignature, SignedPublicKey};
+use pgp::types::KeyDetails as _;
+use rpm::IndexSignatureTag;
+
+/// Why a signature does not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("cannot read the key: {0}")]
@@ -16,35 +27,184 @@ pub enum SignatureError {
     Invalid(String),
 }
 
-/// Parsed repository keys, ready to verify packages with.
-pub struct Keyring {
-    verifiers: Vec<rpm::signature::pgp::Verifier>,
+/// One repository key.
+struct Key {
+    fingerprint: String,
+    public: SignedPublicKey,
+    verifier: rpm::signature::pgp::Verifier,
 }
+
+/// Parsed repository keys, ready to verify packages and metadata with.
+pub struct Keyring {
+    keys: Vec<Key>,
+}
+
+/// The lead's fixed size, and the size of a header's intro (magic, reserved, count, size).
+const LEAD: usize = 96;
+const INTRO: usize = 16;
 
 impl Keyring {
     /// Read ASCII-armoured public keys.
     pub fn new(keys: &[Vec<u8>]) -> Result<Self, SignatureError> {
-        let verifiers = keys
+        let keys = keys
             .iter()
             .map(|key| {
-                rpm::signature::pgp::Verifier::load_from_asc_bytes(key)
-                    .map_err(|error| SignatureError::Key(error.to_string()))
+                let text = std::str::from_utf8(key)
+                    .map_err(|error| SignatureError::Key(error.to_string()))?;
+                let (public, _) = SignedPublicKey::from_string(text)
+                    .map_err(|error| SignatureError::Key(error.to_string()))?;
+                let verifier = rpm::signature::pgp::Verifier::load_from_asc_bytes(key)
+                    .map_err(|error| SignatureError::Key(error.to_string()))?;
+                Ok(Key {
+                    fingerprint: format!("{:x}", public.fingerprint()),
+                    public,
+                    verifier,
+                })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { verifiers })
+        Ok(Self { keys })
     }
 
-    /// Check the RPM at `path`: digests, then the header signature with any of the keys.
-    pub fn verify(&self, path: &Path) -> Result<(), SignatureError> {
+    /// The fingerprint of each key, in order.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|key| key.fingerprint.clone())
+            .collect()
+    }
+
+    /// Check the RPM at `path`: digests, then the header signature with `pinned` (a
+    /// fingerprint) or, without a pin, any of the keys. Returns the fingerprint of the key
+    /// that verified it.
+    pub fn verify(&self, path: &Path, pinned: Option<&str>) -> Result<String, SignatureError> {
         let package =
             rpm::Package::open(path).map_err(|error| SignatureError::Package(error.to_string()))?;
-        let mut last = SignatureError::Invalid("no key to check it with".into());
-        for verifier in &self.verifiers {
-            match package.verify_signature(verifier.clone()) {
-                Ok(()) => return Ok(()),
+        let mut last = match pinned {
+            Some(pin) => SignatureError::Invalid(format!("the repository has no key {pin}")),
+            None => SignatureError::Invalid("no key to check it with".into()),
+        };
+        for key in self.candidates(pinned) {
+            match package.verify_signature(key.verifier.clone()) {
+                Ok(()) => return Ok(key.fingerprint.clone()),
                 Err(error) => last = SignatureError::Invalid(error.to_string()),
             }
         }
         Err(last)
+    }
+
+    /// Where an RPM's header starts and ends (after its lead and padded signature header),
+    /// given at least its first [`Keyring::HEADER_PROBE`] bytes (or the whole file); `None`
+    /// when `bytes` is too short to say.
+    pub fn header_range(bytes: &[u8]) -> Result<Option<(usize, usize)>, SignatureError> {
+        let section = |start: usize| -> Result<Option<usize>, SignatureError> {
+            let Some(intro) = bytes.get(start..start + INTRO) else {
+                return Ok(None);
+            };
+            if intro[..3] != [0x8e, 0xad, 0xe8] {
+                return Err(SignatureError::Package(format!(
+                    "no header magic at byte {start}: not an RPM package"
+                )));
+            }
+            let count = u32::from_be_bytes([intro[8], intro[9], intro[10], intro[11]]) as usize;
+            let size = u32::from_be_bytes([intro[12], intro[13], intro[14], intro[15]]) as usize;
+            Ok(Some(start + INTRO + count * 16 + size))
+        };
+        if bytes.len() >= 4 && bytes[..4] != [0xed, 0xab, 0xee, 0xdb] {
+            return Err(SignatureError::Package(
+                "no RPM lead: not an RPM package".into(),
+            ));
+        }
+        let Some(signature_end) = section(LEAD)? else {
+            return Ok(None);
+        };
+        // The signature header is padded to a multiple of 8 bytes.
+        let header_start = signature_end.next_multiple_of(8);
+        Ok(section(header_start)?.map(|end| (header_start, end)))
+    }
+
+    /// How many bytes to fetch first when reading a package's header with `Range`.
+    pub const HEADER_PROBE: usize = 64 << 10;
+
+    /// Check the header-only signature of the RPM whose first bytes (at least to the end of
+    /// [`Keyring::header_range`]) are `bytes`, with any of the keys; returns the fingerprint
+    /// of the key that verified it. The header's sha256 in the signature header is checked
+    /// too.
+    pub fn verify_header(&self, bytes: &[u8]) -> Result<String, SignatureError> {
+        let (header_start, end) = Self::header_range(bytes)?
+            .filter(|(_, end)| *end <= bytes.len())
+            .ok_or_else(|| SignatureError::Package("its header is cut short".into()))?;
+        let mut reader = std::io::Cursor::new(&bytes[..end]);
+        let metadata = rpm::PackageMetadata::parse(&mut reader)
+            .map_err(|error| SignatureError::Package(error.to_string()))?;
+        let header = &bytes[header_start..end];
+        if let Ok(declared) = metadata
+            .signature
+            .get_entry_data_as_string(IndexSignatureTag::RPMSIGTAG_SHA256)
+        {
+            use sha2::Digest as _;
+            if hex::encode(sha2::Sha256::digest(header)) != declared {
+                return Err(SignatureError::Invalid(
+                    "its header does not match its sha256 digest".into(),
+                ));
+            }
+        }
+        let packet = [
+            IndexSignatureTag::RPMSIGTAG_RSA,
+            IndexSignatureTag::RPMSIGTAG_DSA,
+        ]
+        .iter()
+        .find_map(|tag| metadata.signature.get_entry_data_as_binary(*tag).ok())
+        .ok_or_else(|| SignatureError::Invalid("it has no header signature".into()))?;
+        let signature = pgp::packet::PacketParser::new(std::io::Cursor::new(packet))
+            .find_map(|packet| match packet {
+                Ok(pgp::packet::Packet::Signature(signature)) => Some(signature),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                SignatureError::Invalid("its signature header holds no OpenPGP signature".into())
+            })?;
+        self.first_verifying(&signature, header)
+    }
+
+    /// Check a detached ASCII-armoured signature (`repomd.xml.asc`) of `data` with any of the
+    /// keys; returns the fingerprint of the key that verified it.
+    pub fn verify_detached(&self, data: &[u8], asc: &[u8]) -> Result<String, SignatureError> {
+        let text = std::str::from_utf8(asc)
+            .map_err(|_| SignatureError::Invalid("the signature is not ASCII-armoured".into()))?;
+        let (signature, _) = DetachedSignature::from_string(text)
+            .map_err(|error| SignatureError::Invalid(format!("unreadable signature: {error}")))?;
+        self.first_verifying(&signature.signature, data)
+    }
+
+    /// The fingerprint of the first key whose primary key or a subkey verifies `signature`
+    /// over `data`.
+    fn first_verifying(
+        &self,
+        signature: &pgp::packet::Signature,
+        data: &[u8],
+    ) -> Result<String, SignatureError> {
+        let mut last = "no key to check it with".to_owned();
+        for key in &self.keys {
+            let mut checks = vec![signature.verify(&key.public, data)];
+            checks.extend(
+                key.public
+                    .public_subkeys
+                    .iter()
+                    .map(|subkey| signature.verify(subkey, data)),
+            );
+            for check in checks {
+                match check {
+                    Ok(()) => return Ok(key.fingerprint.clone()),
+                    Err(error) => last = error.to_string(),
+                }
+            }
+        }
+        Err(SignatureError::Invalid(last))
+    }
+
+    fn candidates<'a>(&'a self, pinned: Option<&'a str>) -> impl Iterator<Item = &'a Key> {
+        self.keys
+            .iter()
+            .filter(move |key| pinned.is_none_or(|pin| key.fingerprint == pin))
     }
 }

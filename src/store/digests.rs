@@ -118,6 +118,36 @@ impl DigestMemo {
     }
 }
 
+impl DigestMemo {
+    /// Delete every entry that no longer holds (its file is gone or changed) or cannot be
+    /// read, and temporary files of interrupted writes; returns how many were deleted. For
+    /// `cache gc`, which holds the cache exclusively.
+    pub fn prune(&self) -> Result<usize, StoreError> {
+        let entries = match fs_err::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::io(&self.dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&self.dir, e))?;
+            let path = entry.path();
+            let holds = fs_err::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Entry>(&bytes).ok())
+                .is_some_and(|entry| {
+                    FileIdentity::of(&entry.identity.path).is_ok_and(|now| now == entry.identity)
+                        && path == self.entry_path(&entry.identity)
+                });
+            if !holds {
+                fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

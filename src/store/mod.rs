@@ -20,6 +20,12 @@
 //! <cache>/digests-v1/<sha256 of canonical path>.json
 //!                                               the sha256 of a local file (an ISO) and the
 //!                                               identity it had then ([`DigestMemo`])
+//! <cache>/packages-v1/<sha256 of recipe path, 32 hex>.json
+//!                                               the blobs (RPMs, repository metadata, keys)
+//!                                               a recipe's packages last used ([`PackagesRecord`])
+//! <cache>/builds/<sha256 of recipe path, 16 hex>/<name>_<tag>.oci.tar
+//!                                               images a recipe's `build:` entries made
+//! <cache>/state-v1/<32 hex>/                    task fingerprints of one recipe and tree
 //! <cache>/tmp/<hex>.partial                     a download in progress, resumable
 //! <cache>/tmp/<hex>.<random>.partial            a second concurrent download of the same blob
 //! <cache>/tmp/put-<random>                      a small blob being written
@@ -65,10 +71,20 @@
 //!   its size is a few hundred bytes, and an `inspect` may be writing it without the lock.)
 //! - Tag records are a cache of registry answers, never a source of truth for a pinned
 //!   digest: they only let `--offline` runs find what a tag last pointed to.
+//!
+//! # What `cache gc` keeps
+//!
+//! Blobs reachable from a tag record ([`Store::reachable_from_tags`]) or from the package
+//! record of a recipe file that still exists ([`Store::reachable_from_packages`]); every
+//! other blob and every partial download goes. Package records of recipes that are gone go
+//! too, and digest memo entries whose file is gone or changed. `builds/` and `state-v1/`
+//! go whole: without fingerprints every task runs again, and a build task writes its image
+//! again then, so an old build output would only take space.
 
 mod blob;
 mod digests;
 mod lock;
+mod packages;
 mod repos;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -80,6 +96,7 @@ use serde::{Deserialize, Serialize};
 pub use blob::BlobWriter;
 pub use digests::{DigestMemo, FileIdentity};
 use lock::LockFile;
+pub use packages::PackagesRecord;
 pub use repos::RepoRecord;
 
 use crate::reference::{Digest, ImageRef};
@@ -148,7 +165,19 @@ const TMP: &str = "tmp";
 const LOCK: &str = "lock";
 const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
 /// Every name isobuild gives an entry of the cache folder itself.
-const OWN_NAMES: &[&str] = &[BLOBS_DIR, TAGS, TMP, LOCK, STATE, CACHEDIR_TAG];
+const OWN_NAMES: &[&str] = &[
+    BLOBS_DIR,
+    TAGS,
+    TMP,
+    LOCK,
+    STATE,
+    CACHEDIR_TAG,
+    packages::PACKAGES,
+    BUILDS,
+    "digests-v1",
+];
+/// Images `build:` entries made (see [`crate::plan::containers::build_output`]).
+const BUILDS: &str = "builds";
 const BLOBS_DIR: &str = "blobs-v1";
 /// Task fingerprints (the engine's, see [`crate::engine::FreshnessStore`]).
 const STATE: &str = "state-v1";
@@ -230,6 +259,12 @@ impl Listing {
 pub struct GcReport {
     pub removed_blobs: usize,
     pub removed_partials: usize,
+    /// Package records whose recipe is gone.
+    pub removed_records: usize,
+    /// Digest memo entries that no longer hold.
+    pub removed_memos: usize,
+    /// Whether `builds/` was there and was removed.
+    pub removed_builds: bool,
     pub freed_bytes: u64,
 }
 
@@ -633,13 +668,49 @@ impl Store {
         Ok(reachable)
     }
 
-    /// Delete every blob not in `keep`, and every partial download. Needs a store opened
-    /// with [`Store::open_exclusive`], so no other run is using what is deleted.
+    /// Record which blobs the packages of the recipe `record.recipe` use (replacing its
+    /// previous record).
+    pub fn record_packages(&self, record: &PackagesRecord) -> Result<(), StoreError> {
+        packages::write(&self.inner.root, record)
+    }
+
+    /// The package record of `recipe`, if any.
+    pub fn packages_record(&self, recipe: &Path) -> Option<PackagesRecord> {
+        let path = packages::record_path(&self.inner.root, recipe);
+        serde_json::from_slice(&fs_err::read(path).ok()?).ok()
+    }
+
+    /// The blobs the package records of existing recipe files name.
+    pub fn reachable_from_packages(&self) -> Result<HashSet<Digest>, StoreError> {
+        Ok(packages::read_all(&self.inner.root)?
+            .into_iter()
+            .filter_map(|(_, record)| record)
+            .filter(|record| record.recipe.is_file())
+            .flat_map(|record| record.blobs)
+            .collect())
+    }
+
+    /// Delete every blob not in `keep`, every partial download, the package records of
+    /// recipes that are gone, digest memo entries that no longer hold, and `builds/`. Needs
+    /// a store opened with [`Store::open_exclusive`], so no other run is using what is
+    /// deleted.
     pub fn gc(&self, keep: &HashSet<Digest>) -> Result<GcReport, StoreError> {
         if !self.inner.exclusive {
             return Err(StoreError::NotExclusive);
         }
         let mut report = GcReport::default();
+        for (path, record) in packages::read_all(&self.inner.root)? {
+            if !record.is_some_and(|record| record.recipe.is_file()) {
+                fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                report.removed_records += 1;
+            }
+        }
+        report.removed_memos = DigestMemo::in_cache(&self.inner.root).prune()?;
+        let builds = self.inner.root.join(BUILDS);
+        if builds.exists() {
+            fs_err::remove_dir_all(&builds).map_err(|e| StoreError::io(&builds, e))?;
+            report.removed_builds = true;
+        }
         for blob in self.blobs()? {
             if !keep.contains(&blob.digest) {
                 let path = self.blob_path(&blob.digest);

@@ -415,7 +415,8 @@ fn gc_needs_exclusive_access_and_keeps_what_tags_reach() {
         GcReport {
             removed_blobs: 1,
             removed_partials: 1,
-            freed_bytes: 8
+            freed_bytes: 8,
+            ..GcReport::default()
         }
     );
     assert!(!exclusive.has_blob(&Digest::of(&orphan)));

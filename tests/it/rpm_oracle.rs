@@ -260,8 +260,10 @@ fn dnf_closure(dir: &Path, repos: &BTreeMap<String, PathBuf>, seeds: &[&str]) ->
         }
         fs_err::write(reposdir.join("test.repo"), repo_file).unwrap();
     }
+    // dnf-plugins-core's `local` plugin (installed for the bench's `dnf download`) would
+    // add a `_dnf_local` repository of whatever dnf installed before.
     let output = run(Command::new("dnf")
-        .arg("-q")
+        .args(["-q", "--disableplugin=local"])
         .arg(format!("--installroot={}", dir.join("root").display()))
         .arg("-c")
         .arg(&config)

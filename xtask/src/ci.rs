@@ -26,6 +26,11 @@ const PEERS: &[Peer] = &[
     ("rpm", "rpmbuild"),
     ("createrepo-c", "createrepo_c"),
     ("dnf", "dnf"),
+    // `dnf download`, the bench's baseline for RPM downloads.
+    (
+        "dnf-plugins-core",
+        "/usr/lib/python3/dist-packages/dnf-plugins/download.py",
+    ),
     ("gpg", "gpg"),
     // Container tasks and image builds (tests/it/containers.rs); their base image is
     // Debian's static busybox.

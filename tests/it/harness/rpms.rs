@@ -194,6 +194,31 @@ impl Signer {
         Self { home, public_key }
     }
 
+    /// Write `<file>.asc`, an ASCII-armoured detached signature of `file` (as a repository
+    /// signs its `repomd.xml`).
+    pub fn detach_sign(&self, file: &Path) {
+        let asc = PathBuf::from(format!("{}.asc", file.display()));
+        let _ = fs_err::remove_file(&asc);
+        run(Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--batch", "--yes", "--local-user", "test@isobuild.invalid"])
+            .args(["--detach-sign", "--armor", "--output"])
+            .arg(&asc)
+            .arg(file));
+    }
+
+    /// The key's fingerprint, lower-case hex.
+    pub fn fingerprint(&self) -> String {
+        let out = run(Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--with-colons", "--fingerprint", "test@isobuild.invalid"]));
+        out.lines()
+            .find_map(|line| line.strip_prefix("fpr:"))
+            .and_then(|rest| rest.split(':').find(|field| field.len() == 40))
+            .unwrap()
+            .to_lowercase()
+    }
+
     /// Sign `files` in place.
     pub fn sign(&self, files: &[PathBuf]) {
         if files.is_empty() {

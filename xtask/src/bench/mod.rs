@@ -27,6 +27,7 @@
 
 mod measure;
 mod report;
+mod rpms;
 mod set;
 
 use std::fmt::Write as _;
@@ -50,6 +51,16 @@ const PEERS: &[Peer] = &[
     ("skopeo", "skopeo"),
     ("xorriso", "xorriso"),
     ("time", "time"),
+    // The RPM half (rpms.rs).
+    ("nginx-light", "nginx"),
+    ("rpm", "rpmbuild"),
+    ("createrepo-c", "createrepo_c"),
+    ("dnf", "dnf"),
+    (
+        "dnf-plugins-core",
+        "/usr/lib/python3/dist-packages/dnf-plugins/download.py",
+    ),
+    ("gpg", "gpg"),
 ];
 
 /// The platform every contender pulls (skopeo picks the machine's, which this must match).
@@ -58,7 +69,7 @@ const PLATFORM: &str = "linux/amd64";
 /// doit's pool of `skopeo copy` processes.
 const SKOPEO_PARALLEL: usize = 4;
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--out DIR] [--runs N] [--profile release|dev] [--keep] [--no-install] [--serve]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--out DIR] [--runs N] [--profile release|dev] [--keep] [--no-install] [--serve] [--rpms-only]";
 
 struct Options {
     quick: bool,
@@ -68,6 +79,8 @@ struct Options {
     keep: bool,
     install: bool,
     serve: bool,
+    /// Only the RPM half: no image set, no registry.
+    rpms_only: bool,
 }
 
 impl Options {
@@ -79,6 +92,7 @@ impl Options {
         let mut keep = false;
         let mut install = true;
         let mut serve = false;
+        let mut rpms_only = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -91,6 +105,7 @@ impl Options {
                 "--keep" => keep = true,
                 "--no-install" => install = false,
                 "--serve" => serve = true,
+                "--rpms-only" => rpms_only = true,
                 "--out" => out = Some(PathBuf::from(value("--out")?)),
                 "--runs" => {
                     let text = value("--runs")?;
@@ -111,6 +126,7 @@ impl Options {
             keep,
             install,
             serve,
+            rpms_only,
         })
     }
 }
@@ -131,6 +147,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     fs_err::create_dir_all(&out)?;
     remove_leftovers(&out)?;
     let load_before = load_average();
+    if options.rpms_only {
+        return run_rpms_only(&options, &isobuild, &out, &load_before);
+    }
 
     eprintln!("xtask bench: generating the image set");
     let layers = out.join("layers");
@@ -174,6 +193,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         set: &set,
     };
     bench.write_inputs()?;
+    eprintln!("xtask bench: generating the RPM repositories");
+    let rpm = rpms::prepare(&work, &bench.isobuild, options.quick)?;
     let stage = work.join("stage");
     fs_err::create_dir_all(&stage)?;
     for digest in unique.keys() {
@@ -218,6 +239,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Some(unique_bytes),
         ),
     ];
+    measures.extend(rpm_measures());
     let mut iso_size = 0;
     let contenders = [
         "isobuild",
@@ -226,7 +248,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "cp",
         "cp-sync",
         "sha256",
+        "rpm",
     ];
+    let mut rpm_locked = 0;
     for round in 0..options.runs {
         for offset in 0..contenders.len() {
             let contender = contenders[(round + offset) % contenders.len()];
@@ -255,11 +279,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 "skopeo-sync" => record(contender, bench.skopeo_sync()?),
                 "cp" => record(contender, bench.cp(&stage, false)?),
                 "cp-sync" => record(contender, bench.cp(&stage, true)?),
+                "rpm" => rpm_locked = rpm_round(&rpm, round, &mut record)?,
                 _ => record(contender, sha256(&stage)?),
             }
         }
     }
     drop(registry);
+    let rpm_context = rpm_context(&rpm, rpm_locked);
+    drop(rpm);
 
     let largest = set
         .entries
@@ -300,6 +327,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             json!(format!("{load_before} / {}", load_average())),
         ),
         ("disk".to_owned(), json!(out.display().to_string())),
+        rpm_context,
     ];
     let mut results = Results {
         context,
@@ -307,6 +335,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         targets: Vec::new(),
     };
     results.targets = targets(&results, iso_size, unique_bytes, largest);
+    results.targets.extend(rpm_targets(&results));
 
     let table = results.table();
     println!(
@@ -329,6 +358,149 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         out.join("bench.json").display(),
         out.join("bench.html").display()
     );
+    if !options.keep {
+        fs_err::remove_dir_all(&work)?;
+    }
+    Ok(())
+}
+
+/// The RPM half's measures (issue 14).
+fn rpm_measures() -> Vec<Measure> {
+    vec![
+        Measure::new("rpm-resolve", "isobuild lock, EPEL-sized, cold", None),
+        Measure::new(
+            "rpm-resolve-dnf",
+            "dnf repoquery --resolve --recursive, cold",
+            None,
+        ),
+        Measure::new("rpm-download", "isobuild fetch --locked, RPM closure", None),
+        Measure::new("rpm-download-dnf", "dnf download, same RPMs", None),
+        Measure::new("rpm-noop", "isobuild build --locked, no-op (RPMs)", None),
+    ]
+}
+
+/// One round of the RPM contenders, isobuild and dnf alternating which goes first; returns
+/// how many packages isobuild locked.
+fn rpm_round(
+    rpm: &rpms::RpmBench,
+    round: usize,
+    record: &mut impl FnMut(&str, Usage),
+) -> Result<usize> {
+    let mut locked = 0;
+    for step in 0..4 {
+        match (step + round) % 4 {
+            0 => {
+                let (usage, count) = rpm.resolve_isobuild()?;
+                locked = count;
+                record("rpm-resolve", usage);
+            }
+            1 => record("rpm-resolve-dnf", rpm.resolve_dnf()?),
+            2 => record("rpm-download", rpm.download_isobuild()?),
+            _ => record("rpm-download-dnf", rpm.download_dnf()?),
+        }
+    }
+    record("rpm-noop", rpm.noop()?);
+    Ok(locked)
+}
+
+fn rpm_context(rpm: &rpms::RpmBench, locked: usize) -> (String, serde_json::Value) {
+    (
+        "rpm set".to_owned(),
+        json!(format!(
+            "EPEL-sized repository of {} packages plus two OS repositories; {} seeds resolve to {locked} shipped packages; {} signed RPMs downloaded",
+            rpm.epel_packages,
+            rpm.seed_count(),
+            rpm.download_count()
+        )),
+    )
+}
+
+/// Issue 14's targets against this run's medians.
+fn rpm_targets(results: &Results) -> Vec<Target> {
+    let seconds = |id: &str| results.measure(id).median().as_secs_f64();
+    let resolve = seconds("rpm-resolve-dnf") / seconds("rpm-resolve");
+    let download = seconds("rpm-download-dnf") / seconds("rpm-download");
+    let rss = results.measure("rpm-resolve").peak_rss();
+    let noop = results.measure("rpm-noop").median();
+    vec![
+        Target {
+            name: "RPM resolution vs dnf repoquery".to_owned(),
+            wanted: "faster".to_owned(),
+            measured: format!(
+                "{resolve:.2}× faster (dnf peak RSS {})",
+                report::mib(results.measure("rpm-resolve-dnf").peak_rss())
+            ),
+            holds: resolve > 1.0,
+        },
+        Target {
+            name: "RPM resolution peak RSS".to_owned(),
+            wanted: "< 200 MiB".to_owned(),
+            measured: report::mib(rss),
+            holds: rss < 200 << 20,
+        },
+        Target {
+            name: "RPM closure download vs dnf download".to_owned(),
+            wanted: "≥ 3× faster".to_owned(),
+            measured: format!("{download:.2}× faster"),
+            holds: download >= 3.0,
+        },
+        Target {
+            name: "no-op build with packages".to_owned(),
+            wanted: "≤ 0.3 s".to_owned(),
+            measured: report::seconds(noop),
+            holds: noop <= Duration::from_millis(300),
+        },
+    ]
+}
+
+/// `--rpms-only`: the RPM half alone, its own report.
+fn run_rpms_only(options: &Options, isobuild: &Path, out: &Path, load_before: &str) -> Result<()> {
+    let work = out.join("work");
+    fs_err::create_dir_all(&work)?;
+    eprintln!("xtask bench: generating the RPM repositories");
+    let rpm = rpms::prepare(&work, isobuild, options.quick)?;
+    let mut measures = rpm_measures();
+    let mut locked = 0;
+    for round in 0..options.runs {
+        eprintln!("xtask bench: run {}/{}: rpm", round + 1, options.runs);
+        let mut record = |id: &str, usage: Usage| {
+            if let Some(measure) = measures.iter_mut().find(|m| m.id == id) {
+                measure.samples.push(usage);
+            }
+        };
+        locked = rpm_round(&rpm, round, &mut record)?;
+    }
+    let context = vec![
+        rpm_context(&rpm, locked),
+        ("runs".to_owned(), json!(options.runs)),
+        ("isobuild profile".to_owned(), json!(options.profile)),
+        ("dnf".to_owned(), json!(version("dnf", "--version"))),
+        (
+            "cpus".to_owned(),
+            json!(std::thread::available_parallelism().map_or(0, usize::from)),
+        ),
+        (
+            "load average before / after".to_owned(),
+            json!(format!("{load_before} / {}", load_average())),
+        ),
+    ];
+    drop(rpm);
+    let mut results = Results {
+        context,
+        measures,
+        targets: Vec::new(),
+    };
+    results.targets = rpm_targets(&results);
+    println!(
+        "{}; isobuild {} build\n\n{}",
+        results.context[0].1.as_str().unwrap_or_default(),
+        options.profile,
+        results.table()
+    );
+    fs_err::write(
+        out.join("bench-rpms.json"),
+        serde_json::to_string_pretty(&results.json())? + "\n",
+    )?;
     if !options.keep {
         fs_err::remove_dir_all(&work)?;
     }
@@ -584,7 +756,7 @@ fn sync_disks() -> Result<()> {
     Ok(())
 }
 
-fn remove(path: &Path) -> Result<()> {
+pub(super) fn remove(path: &Path) -> Result<()> {
     match fs_err::symlink_metadata(path) {
         Ok(metadata) if metadata.is_dir() => fs_err::remove_dir_all(path)?,
         Ok(_) => fs_err::remove_file(path)?,

@@ -286,7 +286,8 @@ fn bar_chart(title: &str, bars: &[(&str, f64)], decimals: usize) -> String {
     svg
 }
 
-fn escape(text: &str) -> String {
+/// `text` as XML (and HTML) character data or an attribute value.
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
