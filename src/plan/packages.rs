@@ -470,41 +470,38 @@ async fn fetch_repo(
     } else {
         None
     };
-    let (bytes, keys) = match &recorded {
-        Some((bytes, record)) => {
-            let mut keys = Vec::new();
-            for key_url in &spec.gpgkeys {
-                let digest = record
-                    .keys
-                    .get(key_url)
-                    .filter(|digest| services.store.has_blob(digest))
-                    .ok_or_else(|| PackageError::OfflineMissing {
-                        nevra: format!("key {key_url}"),
-                        url: key_url.clone(),
-                    })?;
-                keys.push(digest.clone());
-            }
-            (bytes.clone(), keys)
+    let (bytes, keys) = if let Some((bytes, record)) = &recorded {
+        let mut keys = Vec::new();
+        for key_url in &spec.gpgkeys {
+            let digest = record
+                .keys
+                .get(key_url)
+                .filter(|digest| services.store.has_blob(digest))
+                .ok_or_else(|| PackageError::OfflineMissing {
+                    nevra: format!("key {key_url}"),
+                    url: key_url.clone(),
+                })?;
+            keys.push(digest.clone());
         }
-        None => {
-            let bytes = get_small(services, &spec.id, &url).await?;
-            // The keys first: with `repo_gpgcheck`, repomd.xml is trusted only once one of
-            // them verifies its detached signature.
-            let mut keys = Vec::new();
-            let mut key_bytes = Vec::new();
-            for key_url in &spec.gpgkeys {
-                let bytes = get_small(services, &spec.id, key_url).await?;
-                keys.push(Digest::of(&bytes));
-                key_bytes.push(bytes);
-            }
-            if spec.repo_gpgcheck {
-                check_repomd_signature(services, spec, &url, &bytes, &key_bytes).await?;
-            }
-            for (digest, bytes) in keys.iter().zip(&key_bytes) {
-                services.store.put_blob_bytes(digest, bytes)?;
-            }
-            (bytes, keys)
+        (bytes.clone(), keys)
+    } else {
+        let bytes = get_small(services, &spec.id, &url).await?;
+        // The keys first: with `repo_gpgcheck`, repomd.xml is trusted only once one of
+        // them verifies its detached signature.
+        let mut keys = Vec::new();
+        let mut key_bytes = Vec::new();
+        for key_url in &spec.gpgkeys {
+            let bytes = get_small(services, &spec.id, key_url).await?;
+            keys.push(Digest::of(&bytes));
+            key_bytes.push(bytes);
         }
+        if spec.repo_gpgcheck {
+            check_repomd_signature(services, spec, &url, &bytes, &key_bytes).await?;
+        }
+        for (digest, bytes) in keys.iter().zip(&key_bytes) {
+            services.store.put_blob_bytes(digest, bytes)?;
+        }
+        (bytes, keys)
     };
     let repomd =
         RepoMd::parse(&bytes, Path::new(&url)).map_err(|source| PackageError::Metadata {
