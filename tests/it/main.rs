@@ -25,5 +25,6 @@ mod metalk8s_doit;
 mod metalk8s_e2e;
 mod packages;
 mod pull;
+mod registries;
 mod rpm_oracle;
 mod secrets;
