@@ -212,7 +212,7 @@ impl RegistrySettings {
             None => RegistriesConf::default_files(var, Path::new("/etc/containers")),
         };
         let conf = RegistriesConf::load(&files)
-            .map_err(|error| Error::Setup(crate::engine::render_chain(&error)))?;
+            .map_err(|error| Error::Usage(crate::engine::render_chain(&error)))?;
         Ok(Self { auth, tls, conf })
     }
 }

@@ -111,7 +111,8 @@ fn looks_like_host(text: &str) -> bool {
         Some((name, port)) => (name, Some(port)),
         None => (text, None),
     };
-    let port_ok = port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
     !name.is_empty()
         && port_ok
         && name
@@ -603,7 +604,10 @@ mod tests {
             GivenCreds::parse("a.example=me:secret1", Origin::Flag).unwrap(),
             GivenCreds::parse("all:secret2", Origin::Env).unwrap(),
         ];
-        assert_eq!(files.lookup("a.example", "x").unwrap(), basic("me", "secret1"));
+        assert_eq!(
+            files.lookup("a.example", "x").unwrap(),
+            basic("me", "secret1")
+        );
         let login = files.login("b.example", "x").unwrap();
         assert_eq!(login.credential, basic("all", "secret2"));
         assert_eq!(login.origin, Some(Origin::Env));

@@ -136,7 +136,10 @@ pub enum SourceError {
         credentials: Option<String>,
     },
     /// A connection failure no retry can fix; `hint` says what to do.
-    #[error("cannot reach registry {registry} for `{image}`{}: {hint}", BlobSuffix(blob))]
+    #[error(
+        "cannot reach registry {registry} for `{image}`{}: {hint}",
+        BlobSuffix(blob)
+    )]
     Refused {
         image: Box<ImageRef>,
         registry: Box<Registry>,

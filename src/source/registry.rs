@@ -383,10 +383,7 @@ impl Failure {
                 source,
             },
             Self::Refused(kind, source) => {
-                tracing::debug!(
-                    cause = crate::engine::render_chain(&*source),
-                    "not retried"
-                );
+                tracing::debug!(cause = crate::engine::render_chain(&*source), "not retried");
                 SourceError::Refused {
                     image,
                     blob,
@@ -686,9 +683,7 @@ impl RegistryClient {
     async fn speaks_plain_http(&self, client: &reqwest::Client, endpoint: &Endpoint) -> bool {
         let url = format!("https://{}/v2/", oci_host(&endpoint.registry.host));
         match within(self.request_deadline(), client.get(&url).send()).await {
-            Err(Failure::Transport(error)) => {
-                classify(&*error) == Some(Deterministic::PlainHttp)
-            }
+            Err(Failure::Transport(error)) => classify(&*error) == Some(Deterministic::PlainHttp),
             _ => false,
         }
     }
@@ -1015,7 +1010,10 @@ impl RegistryClient {
         };
         let last = endpoints.len() - 1;
         for (i, endpoint) in endpoints.iter().enumerate() {
-            match self.fetch_blob_at(image, endpoint, blob, store, reporter).await {
+            match self
+                .fetch_blob_at(image, endpoint, blob, store, reporter)
+                .await
+            {
                 Err(error) if i < last && falls_back(&error) => {
                     tracing::info!(
                         image = %image,

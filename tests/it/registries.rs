@@ -114,7 +114,10 @@ fn a_private_ca_is_refused_with_a_hint_then_trusted_from_certs_d_or_cert_dir() {
 
     // The CA in `--cert-dir`.
     let test = project(&host);
-    copy_into(&test.path().join("certs"), &[(&setup.ca.ca_cert(), "ca.crt")]);
+    copy_into(
+        &test.path().join("certs"),
+        &[(&setup.ca.ca_cert(), "ca.crt")],
+    );
     fetch(&test, &["--cert-dir", "certs"]).success();
 
     // No verification for that host only: another host is still verified.
@@ -254,7 +257,12 @@ location = "{down}/nothing"
     );
     fetch(
         &test,
-        &["--mirror", &format!("{name}={up}"), "--insecure-registry", &up],
+        &[
+            "--mirror",
+            &format!("{name}={up}"),
+            "--insecure-registry",
+            &up,
+        ],
     )
     .success();
 }
@@ -281,8 +289,10 @@ fn a_blocked_registry_and_a_broken_conf_are_named() {
     );
     let run = fetch(&test, &[]).failure(2);
     assert!(
-        run.stderr
-            .contains(&format!("{}:3:12: ", test.path().join("registries.conf").display())),
+        run.stderr.contains(&format!(
+            "{}:3:12: ",
+            test.path().join("registries.conf").display()
+        )),
         "{run}"
     );
 }
@@ -312,13 +322,24 @@ fn credentials_from_authfile_creds_and_the_environment_and_who_gave_bad_ones() {
 
     let test = project();
     let run = fetch(&test, &insecure).failure(1);
-    assert!(run.stderr.contains("no credentials are configured"), "{run}");
+    assert!(
+        run.stderr.contains("no credentials are configured"),
+        "{run}"
+    );
 
     // --authfile: right, then wrong (named).
     let test = project().file("auth.json", &auth_json(&host, USER, PASSWORD));
-    fetch(&test, &[&insecure[..], &["--authfile", "auth.json"]].concat()).success();
+    fetch(
+        &test,
+        &[&insecure[..], &["--authfile", "auth.json"]].concat(),
+    )
+    .success();
     let test = project().file("auth.json", &auth_json(&host, USER, "wrong-password"));
-    let run = fetch(&test, &[&insecure[..], &["--authfile", "auth.json"]].concat()).failure(1);
+    let run = fetch(
+        &test,
+        &[&insecure[..], &["--authfile", "auth.json"]].concat(),
+    )
+    .failure(1);
     assert!(
         run.stderr.contains(&format!(
             "the credentials from `{}` were rejected",
@@ -334,7 +355,11 @@ fn credentials_from_authfile_creds_and_the_environment_and_who_gave_bad_ones() {
     let test = project();
     let run = fetch(
         &test,
-        &[&insecure[..], &["--creds", &format!("{host}={USER}:nope-wrong")]].concat(),
+        &[
+            &insecure[..],
+            &["--creds", &format!("{host}={USER}:nope-wrong")],
+        ]
+        .concat(),
     )
     .failure(1);
     assert!(
@@ -344,7 +369,10 @@ fn credentials_from_authfile_creds_and_the_environment_and_who_gave_bad_ones() {
     );
 
     // ISOBUILD_CREDS, as CI secrets are given.
-    let test = project().env("ISOBUILD_CREDS", &format!("other.example=a:b,{host}={login}"));
+    let test = project().env(
+        "ISOBUILD_CREDS",
+        &format!("other.example=a:b,{host}={login}"),
+    );
     fetch(&test, &insecure).success();
     let test = project().env("ISOBUILD_CREDS", &format!("{host}={USER}:nope-wrong"));
     let run = fetch(&test, &insecure).failure(1);
@@ -408,7 +436,8 @@ fn an_identity_token_is_exchanged_with_the_refresh_token_grant() {
     let proxy = Proxy::start(registry.addr());
     proxy.require_bearer_with_refresh_token("access-tok3n-1234", "refresh-tok3n-5678");
     let host = proxy.host();
-    let auth = |token: &str| format!(r#"{{"auths": {{"{host}": {{"identitytoken": "{token}"}}}}}}"#);
+    let auth =
+        |token: &str| format!(r#"{{"auths": {{"{host}": {{"identitytoken": "{token}"}}}}}}"#);
 
     let test = project(&host).file("auth.json", &auth("refresh-tok3n-5678"));
     let run = fetch(

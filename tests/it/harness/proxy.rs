@@ -450,7 +450,9 @@ fn check_bearer(
             let granted = method == "POST"
                 && fields.contains(&"grant_type=refresh_token")
                 && fields.contains(&format!("refresh_token={refresh}").as_str())
-                && fields.iter().any(|field| field.starts_with("scope=repository"));
+                && fields
+                    .iter()
+                    .any(|field| field.starts_with("scope=repository"));
             return Some(if granted {
                 respond(
                     client,

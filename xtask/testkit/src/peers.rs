@@ -27,12 +27,21 @@ pub struct Ca {
 
 impl Ca {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("isobuild-ca-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("isobuild-ca-")
+            .tempdir()
+            .unwrap();
         let run = |args: &[&str]| {
-            let output = match Command::new("openssl").args(args).current_dir(dir.path()).output() {
+            let output = match Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+            {
                 Ok(output) => output,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    panic!("`openssl` is not installed; the TLS tests need it: `apt-get install openssl`")
+                    panic!(
+                        "`openssl` is not installed; the TLS tests need it: `apt-get install openssl`"
+                    )
                 }
                 Err(e) => panic!("cannot run openssl: {e}"),
             };
@@ -44,10 +53,25 @@ impl Ca {
             );
         };
         let key = ["-newkey", "rsa:2048", "-nodes"];
-        run(&[&["req", "-x509"][..], &key, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=isobuild test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign"]].concat());
+        run(&[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=isobuild test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
         fs_err::write(
             dir.path().join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
@@ -59,10 +83,36 @@ impl Ca {
         )
         .unwrap();
         for (name, cert) in [("server", "server.crt"), ("client", "client.cert")] {
-            run(&[&["req"][..], &key, &["-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"),
-                "-subj", &format!("/CN={name}")]].concat());
-            run(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", &format!("{name}.ext")]);
+            run(&[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                cert,
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
         }
         Self { dir }
     }
@@ -74,11 +124,17 @@ impl Ca {
 
     /// The client certificate and key (PEM), docker's `client.cert` and `client.key`.
     pub fn client_pair(&self) -> (PathBuf, PathBuf) {
-        (self.dir.path().join("client.cert"), self.dir.path().join("client.key"))
+        (
+            self.dir.path().join("client.cert"),
+            self.dir.path().join("client.key"),
+        )
     }
 
     fn server_pair(&self) -> (PathBuf, PathBuf) {
-        (self.dir.path().join("server.crt"), self.dir.path().join("server.key"))
+        (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        )
     }
 }
 
@@ -160,9 +216,10 @@ impl Registry {
 
     fn start_at_with(dir: tempfile::TempDir, options: &Options<'_>) -> Self {
         let credentials = options.credentials.clone();
-        let storage = options
-            .storage_of
-            .map_or_else(|| dir.path().join("data"), |other| other.dir.path().join("data"));
+        let storage = options.storage_of.map_or_else(
+            || dir.path().join("data"),
+            |other| other.dir.path().join("data"),
+        );
         let config_path = dir.path().join("config.yml");
         let log_path = dir.path().join("registry.log");
         // The port is free when probed but could be taken before the registry binds it:
@@ -179,7 +236,11 @@ impl Registry {
                     key.display()
                 );
                 if tls.client_certificates {
-                    let _ = write!(tls_text, "    clientcas:\n      - {}\n", tls.ca.ca_cert().display());
+                    let _ = write!(
+                        tls_text,
+                        "    clientcas:\n      - {}\n",
+                        tls.ca.ca_cert().display()
+                    );
                 }
             }
             let text = config(dir.path(), &storage, port, credentials.as_ref(), &tls_text);
