@@ -28,13 +28,28 @@
 //! bytes and a rejected token are retried once. Then the error names image, registry and
 //! blob.
 //!
-//! # Mirrors and plain HTTP
+//! What no retry can fix fails at once, with a one-line hint ([`super::tls::classify`]):
+//! a certificate from an unknown CA or otherwise invalid, a missing client certificate,
+//! HTTPS spoken to a plain-HTTP registry, a host name that does not resolve; and `401`,
+//! `403`, `404`.
+//!
+//! # Mirrors, registries.conf, TLS and plain HTTP
 //!
 //! A mirror rewrites a registry host to another host and a path prefix, as containers'
 //! `registries.conf` does: with `docker.io=127.0.0.1:5000/docker.io`,
 //! `docker.io/library/alpine` is fetched as repository `docker.io/library/alpine` from
 //! `127.0.0.1:5000`. Caching is by the original reference, so a mirror never changes what
-//! is cached. Only hosts listed as insecure are spoken to over plain HTTP.
+//! is cached. A `--mirror` (or the recipe's `mirrors:`) is the only place asked for its
+//! registry; otherwise registries.conf's mirrors are tried in order, then its location
+//! (or the registry itself), moving on when one cannot be reached, refuses, or lacks the
+//! image. The blobs of an image come from the endpoint that served its manifest.
+//!
+//! Only hosts listed as insecure are spoken to over plain HTTP. A registries.conf entry
+//! with `insecure = true` is spoken to over HTTPS without verification, or over plain
+//! HTTP when its answer to HTTPS shows it speaks only that (containers/image allows both
+//! too). Each host with TLS settings of its own (a `certs.d` folder, `--cert-dir`,
+//! `--insecure-skip-tls-verify`) gets its own `reqwest` client; a token server on another
+//! host gets that host's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

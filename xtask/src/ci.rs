@@ -27,6 +27,8 @@ const PEERS: &[Peer] = &[
     ("createrepo-c", "createrepo_c"),
     ("dnf", "dnf"),
     ("gpg", "gpg"),
+    // The throwaway CA of the TLS registry tests (tests/it/registries.rs).
+    ("openssl", "openssl"),
     // Container tasks and image builds (tests/it/containers.rs); their base image is
     // Debian's static busybox.
     ("buildah", "buildah"),
