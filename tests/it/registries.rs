@@ -72,6 +72,18 @@ fn assert_not_retried(run: &Run) {
     assert!(!run.stderr.contains("attempt(s)"), "it retried\n{run}");
 }
 
+/// The run failed at once, with `cannot reach registry HOST for HOST/test/alpha:1.0: HINT`.
+#[track_caller]
+fn assert_refused(run: &Run, host: &str, hint: &str) {
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot reach registry `{host}` for `{host}/test/alpha:1.0`: {hint}"
+        )),
+        "{run}"
+    );
+    assert_not_retried(run);
+}
+
 /// Failed TLS handshakes the registry logged.
 fn handshake_failures(registry: &Registry) -> usize {
     registry.log().matches("TLS handshake error").count()
@@ -91,13 +103,13 @@ fn a_private_ca_is_refused_with_a_hint_then_trusted_from_certs_d_or_cert_dir() {
 
     let test = project(&host);
     let run = fetch(&test, &[]).failure(1);
-    assert!(
-        run.stderr.contains(&format!(
-            "cannot reach registry `{host}` for `{host}/test/alpha:1.0`: certificate signed by an unknown authority: put its CA in /etc/containers/certs.d/{host}/ or pass --cert-dir"
-        )),
-        "{run}"
+    assert_refused(
+        &run,
+        &host,
+        &format!(
+            "certificate signed by an unknown authority: put its CA in /etc/containers/certs.d/{host}/ or pass --cert-dir"
+        ),
     );
-    assert_not_retried(&run);
     let refused = handshake_failures(&setup.tls);
     assert!(
         (1..=IMAGES).contains(&refused),
@@ -143,13 +155,13 @@ fn a_registry_that_wants_a_client_certificate_gets_the_pair_from_certs_d() {
     copy_into(&root.join(&host), &[(&setup.ca.ca_cert(), "ca.crt")]);
     let test = test.env("ISOBUILD_CERTS_D", root.to_str().unwrap());
     let run = fetch(&test, &[]).failure(1);
-    assert!(
-        run.stderr.contains(&format!(
+    assert_refused(
+        &run,
+        &host,
+        &format!(
             "it wants a TLS client certificate: put client.cert and client.key in /etc/containers/certs.d/{host}/ or pass --cert-dir"
-        )),
-        "{run}"
+        ),
     );
-    assert_not_retried(&run);
 
     // docker's names beside the CA: served.
     copy_into(
@@ -175,13 +187,11 @@ fn https_to_a_plain_http_registry_says_so_at_once() {
     let host = registry.host();
     let test = project(&host);
     let run = fetch(&test, &[]).failure(1);
-    assert!(
-        run.stderr.contains(&format!(
-            "cannot reach registry `{host}` for `{host}/test/alpha:1.0`: the registry speaks plain HTTP: pass --insecure-registry {host}"
-        )),
-        "{run}"
+    assert_refused(
+        &run,
+        &host,
+        &format!("the registry speaks plain HTTP: pass --insecure-registry {host}"),
     );
-    assert_not_retried(&run);
     fetch(&test, &["--insecure-registry", &host]).success();
 }
 

@@ -107,7 +107,12 @@ fn assert_no_leak(test: &Test, run: &crate::harness::Run, secrets: &[&str]) {
 }
 
 fn loud_layout(test: &Test, host: &str) -> crate::harness::Run {
-    test.run([
+    loud_layout_with(test, host, &[])
+}
+
+/// [`loud_layout`] with more arguments.
+fn loud_layout_with(test: &Test, host: &str, extra: &[&str]) -> crate::harness::Run {
+    let mut args = vec![
         "layout",
         "recipe.yaml",
         "out",
@@ -120,7 +125,9 @@ fn loud_layout(test: &Test, host: &str) -> crate::harness::Run {
         "report.json",
         "--timings",
         "timings.html",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    test.run(args)
 }
 
 #[test]
@@ -259,24 +266,8 @@ fn credentials_given_on_the_command_line_or_in_the_environment_never_show() {
 
     let wrong = "wr0ng-given-secret";
     let test = no_files(project(&host, "unused-here"));
-    let run = test
-        .run([
-            "layout",
-            "recipe.yaml",
-            "out",
-            "-vv",
-            "--progress",
-            "plain",
-            "--insecure-registry",
-            &host,
-            "--creds",
-            &format!("{USER}:{wrong}"),
-            "--report",
-            "report.json",
-            "--timings",
-            "timings.html",
-        ])
-        .failure(1);
+    let login = format!("{USER}:{wrong}");
+    let run = loud_layout_with(&test, &host, &["--creds", &login]).failure(1);
     assert!(run.stderr.contains("from `--creds` were rejected"), "{run}");
     assert_no_leak(&test, &run, &[wrong, PASSWORD]);
 }
