@@ -1201,14 +1201,15 @@ impl RegistryClient {
         {
             return Ok(auth.clone());
         }
-        let token = self.exchange_token(access).await?;
-        let auth = match (token, &access.credential) {
-            (Some(token), _) => BlobAuth::Bearer(Secret::new(token)),
-            (None, Credential::Basic { username, password }) => {
+        let auth = match (self.exchange_token(access).await?, &access.credential) {
+            (Handshake::Token(token), _) => BlobAuth::Bearer(Secret::new(token)),
+            // A registry that asks for nothing gets no credential: a `--creds` meant for
+            // every registry of the run goes only where a login is asked for.
+            (Handshake::Open, _) | (Handshake::Basic, Credential::Anonymous) => BlobAuth::None,
+            (Handshake::Basic, Credential::Basic { username, password }) => {
                 BlobAuth::Basic(username.clone(), password.clone())
             }
-            (None, Credential::Anonymous) => BlobAuth::None,
-            (None, Credential::IdentityToken(_)) => {
+            (Handshake::Basic, Credential::IdentityToken(_)) => {
                 return Err(Failure::Protocol(format!(
                     "it wants basic auth, but the credential from {} is an identity token, which only a token server takes",
                     access
@@ -1236,8 +1237,8 @@ impl RegistryClient {
     /// realm (with the credential, if any) and read the token from at most
     /// [`TOKEN_BODY_LIMIT`] bytes, all within [`Self::request_deadline`]. The realm obeys the
     /// registry's rule: plain HTTP only to a host given as insecure, else no credential or
-    /// token goes to it. `None` when the registry wants no token.
-    async fn exchange_token(&self, access: &Access) -> Result<Option<String>, Failure> {
+    /// token goes to it. [`Handshake::Open`] or [`Handshake::Basic`] when it wants no token.
+    async fn exchange_token(&self, access: &Access) -> Result<Handshake, Failure> {
         let deadline = self.request_deadline();
         let url = format!(
             "{scheme}://{host}/v2/",
@@ -1247,7 +1248,7 @@ impl RegistryClient {
         let response = within(deadline, access.client.get(&url).send()).await?;
         match response.status() {
             StatusCode::UNAUTHORIZED => {}
-            status if status.is_success() => return Ok(None),
+            status if status.is_success() => return Ok(Handshake::Open),
             _ => return Err(failed_response(access, response).await),
         }
         let challenge = response
@@ -1258,7 +1259,7 @@ impl RegistryClient {
             .find_map(parse_challenge);
         let Some(Challenge::Bearer { realm, service, .. }) = challenge else {
             // Basic (or no) challenge: the credential, if any, goes with each request.
-            return Ok(None);
+            return Ok(Handshake::Basic);
         };
         let realm_url = reqwest::Url::parse(&realm)
             .map_err(|_| Failure::Protocol(format!("its token server `{realm}` is not a URL")))?;
@@ -1348,9 +1349,19 @@ impl RegistryClient {
             ))
         })?;
         token_from_json(&body)
-            .map(Some)
+            .map(Handshake::Token)
             .ok_or_else(|| Failure::Protocol("its token server's answer holds no token".into()))
     }
+}
+
+/// What the `/v2/` handshake found.
+enum Handshake {
+    /// `/v2/` answered without asking for a login.
+    Open,
+    /// A basic (or unknown) challenge: the credential goes with each request.
+    Basic,
+    /// A bearer token from the token server.
+    Token(String),
 }
 
 /// Run one request (or body read) `work`, failing as a timeout when it is not done within

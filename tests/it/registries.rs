@@ -484,3 +484,29 @@ fn an_identity_token_is_exchanged_with_the_refresh_token_grant() {
     );
     assert!(!run.stderr.contains("stale-refresh-token"), "{run}");
 }
+
+#[test]
+fn creds_for_every_registry_go_only_where_a_login_is_asked_for() {
+    let registry = Registry::start();
+    TestSet::new().push(&Pusher::new(&registry), "");
+    let proxy = Proxy::start(registry.addr());
+    let host = proxy.host();
+    let test = project(&host);
+    fetch(
+        &test,
+        &[
+            "--insecure-registry",
+            &host,
+            "--creds",
+            "someone:for-another-registry",
+        ],
+    )
+    .success();
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|seen| seen.path.contains("/manifests/")));
+    assert!(
+        seen.iter()
+            .all(|seen| seen.header("Authorization").is_none()),
+        "{seen:?}"
+    );
+}
