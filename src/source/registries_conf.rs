@@ -405,6 +405,52 @@ pull-from-mirror = "digest-only"
     }
 
     #[test]
+    fn files_are_found_as_containers_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("etc");
+        let user = dir.path().join("config/containers");
+        for folder in [
+            system.join("registries.conf.d"),
+            user.join("registries.conf.d"),
+        ] {
+            fs_err::create_dir_all(&folder).unwrap();
+        }
+        for file in [
+            system.join("registries.conf"),
+            system.join("registries.conf.d/20-b.conf"),
+            system.join("registries.conf.d/10-a.conf"),
+            system.join("registries.conf.d/README"),
+            user.join("registries.conf.d/00-user.conf"),
+        ] {
+            fs_err::write(file, "").unwrap();
+        }
+        let config = dir.path().join("config");
+        let env = |name: &str| (name == "XDG_CONFIG_HOME").then(|| config.clone().into_os_string());
+        assert_eq!(
+            RegistriesConf::default_files(env, &system),
+            [
+                system.join("registries.conf"),
+                system.join("registries.conf.d/10-a.conf"),
+                system.join("registries.conf.d/20-b.conf"),
+                user.join("registries.conf.d/00-user.conf"),
+            ]
+        );
+        // The user's own file replaces the system's.
+        fs_err::write(user.join("registries.conf"), "").unwrap();
+        assert_eq!(
+            RegistriesConf::default_files(env, &system)[0],
+            user.join("registries.conf")
+        );
+        let only = |name: &str| {
+            (name == "CONTAINERS_REGISTRIES_CONF").then(|| std::ffi::OsString::from("/x.conf"))
+        };
+        assert_eq!(
+            RegistriesConf::default_files(only, &system),
+            [PathBuf::from("/x.conf")]
+        );
+    }
+
+    #[test]
     fn errors_name_the_place() {
         let mut conf = RegistriesConf::default();
         let error = conf
