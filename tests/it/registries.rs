@@ -27,7 +27,10 @@ struct TlsSetup {
 }
 
 fn tls_setup(client_certificates: bool) -> TlsSetup {
-    let ca = Ca::new();
+    tls_setup_with(Ca::new(), client_certificates)
+}
+
+fn tls_setup_with(ca: Ca, client_certificates: bool) -> TlsSetup {
     let plain = Registry::start();
     TestSet::new().push(&Pusher::new(&plain), "");
     let tls = Registry::start_with_options(&Options {
@@ -178,6 +181,26 @@ fn a_registry_that_wants_a_client_certificate_gets_the_pair_from_certs_d() {
         run.stderr.contains("client.cert` has no `") && run.stderr.contains("client.key"),
         "{run}"
     );
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused_even_from_a_trusted_ca() {
+    let setup = tls_setup_with(Ca::for_names("DNS:registry.example"), false);
+    let host = setup.tls.host();
+    let test = project(&host);
+    copy_into(
+        &test.path().join("certs"),
+        &[(&setup.ca.ca_cert(), "ca.crt")],
+    );
+    let run = fetch(&test, &["--cert-dir", "certs"]).failure(1);
+    assert_refused(
+        &run,
+        &host,
+        &format!(
+            "its TLS certificate is not valid for `{host}` (expired, or for another name); pass --insecure-skip-tls-verify {host} to accept it anyway"
+        ),
+    );
+    fetch(&test, &["--insecure-skip-tls-verify", &host]).success();
 }
 
 #[test]

@@ -27,6 +27,12 @@ pub struct Ca {
 
 impl Ca {
     pub fn new() -> Self {
+        Self::for_names("IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A CA whose server certificate is for `names` only (an openssl `subjectAltName`
+    /// value), to make a certificate that does not match the host.
+    pub fn for_names(names: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("isobuild-ca-")
             .tempdir()
@@ -74,7 +80,9 @@ impl Ca {
         .concat());
         fs_err::write(
             dir.path().join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .unwrap();
         fs_err::write(
