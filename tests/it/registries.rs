@@ -330,6 +330,24 @@ fn a_blocked_registry_and_a_broken_conf_are_named() {
     );
 }
 
+/// A run with `--authfile auth.json` fails, naming that file as the rejected login's origin.
+#[track_caller]
+fn assert_authfile_rejected(test: &Test, host: &str) -> Run {
+    let run = fetch(
+        test,
+        &["--insecure-registry", host, "--authfile", "auth.json"],
+    )
+    .failure(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the credentials from `{}` were rejected",
+            test.path().join("auth.json").display()
+        )),
+        "{run}"
+    );
+    run
+}
+
 const USER: &str = "builder";
 const PASSWORD: &str = "s3cret-Passw0rd";
 
@@ -368,18 +386,7 @@ fn credentials_from_authfile_creds_and_the_environment_and_who_gave_bad_ones() {
     )
     .success();
     let test = project().file("auth.json", &auth_json(&host, USER, "wrong-password"));
-    let run = fetch(
-        &test,
-        &[&insecure[..], &["--authfile", "auth.json"]].concat(),
-    )
-    .failure(1);
-    assert!(
-        run.stderr.contains(&format!(
-            "the credentials from `{}` were rejected",
-            test.path().join("auth.json").display()
-        )),
-        "{run}"
-    );
+    assert_authfile_rejected(&test, &host);
 
     // --creds for every registry, and for this one.
     let test = project();
@@ -493,18 +500,7 @@ fn an_identity_token_is_exchanged_with_the_refresh_token_grant() {
 
     // A refresh token the server does not take: named.
     let test = project(&host).file("auth.json", &auth("stale-refresh-token"));
-    let run = fetch(
-        &test,
-        &["--insecure-registry", &host, "--authfile", "auth.json"],
-    )
-    .failure(1);
-    assert!(
-        run.stderr.contains(&format!(
-            "the credentials from `{}` were rejected",
-            test.path().join("auth.json").display()
-        )),
-        "{run}"
-    );
+    let run = assert_authfile_rejected(&test, &host);
     assert!(!run.stderr.contains("stale-refresh-token"), "{run}");
 }
 
