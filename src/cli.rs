@@ -156,12 +156,8 @@ pub struct BuildArgs {
     /// Fail if the lock file is missing or does not match the recipe.
     #[arg(long)]
     pub locked: bool,
-    /// Rewrite a registry host: `docker.io=127.0.0.1:5000/docker.io`.
-    #[arg(long, value_name = "FROM=TO")]
-    pub mirror: Vec<String>,
-    /// Talk plain HTTP to this registry host.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure_registry: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Platform to pick from image indexes [default: the recipe's, or linux/amd64].
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
@@ -183,6 +179,35 @@ pub struct BuildArgs {
     pub keep_going: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// How registries are reached: mirrors, TLS, credentials, registries.conf.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Rewrite a registry host: `docker.io=127.0.0.1:5000/docker.io` (wins over
+    /// registries.conf).
+    #[arg(long, value_name = "FROM=TO")]
+    pub mirror: Vec<String>,
+    /// Talk plain HTTP to this registry host.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Talk HTTPS to this registry host without checking its certificate.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_skip_tls_verify: Vec<String>,
+    /// Use the CA files (*.crt) and client certificate (client.cert, client.key) in DIR for
+    /// every registry, instead of /etc/containers/certs.d/HOST/.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Read registry credentials from this containers auth.json only.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Log in as USER (with PASS) to HOST, or to every registry without `HOST=`.
+    #[arg(long, value_name = "[HOST=]USER[:PASS]")]
+    pub creds: Vec<String>,
+    /// Read this registries.conf only (default: CONTAINERS_REGISTRIES_CONF, else
+    /// /etc/containers/registries.conf, the user's and the registries.conf.d drop-ins).
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
 }
 
 /// How much to print.

@@ -141,7 +141,9 @@ impl<'a> Session<'a> {
             .mirrors(mirrors)
             .insecure_hosts(self.settings.insecure_registries.iter().cloned())
             .offline(offline)
-            .auth(self.settings.auth.clone());
+            .auth(self.settings.auth.clone())
+            .tls(self.settings.tls.clone())
+            .registries_conf(self.settings.registries_conf.clone());
         if let Some(timeout) = self.settings.http_timeout {
             builder = builder.timeouts(timeout, timeout);
         }
@@ -195,6 +197,7 @@ impl<'a> Session<'a> {
             ignore_pins: self.settings.ignore_pins,
             locked: lock.as_ref().map(|lock| (lock, lock_file.as_path())),
             offline: self.settings.offline,
+            verbose: self.settings.output.verbosity >= 1,
         };
         let resolving = resolve::resolve_images(
             &self.recipe,
@@ -687,6 +690,7 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
             ignore_pins: true,
             locked: None,
             offline: false,
+            verbose: false,
         };
         let resolutions = runtime()?.block_on(resolve::resolve_images(
             &recipe, &client, &store, &reporter, options,

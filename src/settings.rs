@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{BuildArgs, OutputArgs};
+use crate::cli::{BuildArgs, OutputArgs, RegistryArgs};
 use crate::error::Error;
 use crate::recipe::Platform;
 use crate::report::ProgressMode;
-use crate::source::auth::AuthFiles;
+use crate::source::auth::{AuthFiles, GivenCreds, Origin};
+use crate::source::registries_conf::RegistriesConf;
+use crate::source::tls::TlsSettings;
 
 /// What every command that reads a recipe needs.
 #[derive(Debug, Clone)]
@@ -35,8 +37,13 @@ pub struct BuildSettings {
     /// `SOURCE_DATE_EPOCH`, which overrides the recipe's `epoch`.
     pub source_date_epoch: Option<i64>,
     pub ignore_pins: bool,
-    /// Registry credential files (docker `config.json`, containers `auth.json`).
+    /// Registry credentials: `--creds`, `ISOBUILD_CREDS`, then the files (docker
+    /// `config.json`, containers `auth.json`, or `--authfile`).
     pub auth: AuthFiles,
+    /// CA files, client certificates, unverified hosts.
+    pub tls: TlsSettings,
+    /// containers' registries.conf, read and checked.
+    pub registries_conf: RegistriesConf,
     /// `CONTAINER_HOST`, `DOCKER_HOST` and `XDG_RUNTIME_DIR`, for `daemon:` images.
     pub daemon_env: BTreeMap<String, String>,
     /// `ISOBUILD_HTTP_TIMEOUT`: the longest wait for any read from a registry (and for a
@@ -81,7 +88,7 @@ impl BuildSettings {
             return Err(Error::Usage("`--network-jobs` must be at least 1".into()));
         }
         let mut mirrors = BTreeMap::new();
-        for mirror in &args.mirror {
+        for mirror in &args.registry.mirror {
             let (from, to) = split_pair(mirror, "--mirror", "FROM=TO")?;
             mirrors.insert(from, to);
         }
@@ -121,6 +128,7 @@ impl BuildSettings {
             "a number of tries, at least 1",
             |text| text.parse::<u32>().ok().filter(|tries| *tries >= 1),
         )?;
+        let registry = RegistrySettings::resolve(&cwd, &args.registry)?;
         Ok(Self {
             recipe: absolute(&cwd, &args.recipe),
             jobs,
@@ -129,7 +137,7 @@ impl BuildSettings {
             offline: args.offline,
             locked: args.locked,
             mirrors,
-            insecure_registries: args.insecure_registry.clone(),
+            insecure_registries: args.registry.insecure_registry.clone(),
             platform,
             overrides,
             report: args.report.as_deref().map(|path| absolute(&cwd, path)),
@@ -138,7 +146,9 @@ impl BuildSettings {
             output: OutputSettings::resolve(&args.output),
             source_date_epoch,
             ignore_pins: args.ignore_pins,
-            auth: AuthFiles::from_env(|name| std::env::var_os(name)),
+            auth: registry.auth,
+            tls: registry.tls,
+            registries_conf: registry.conf,
             daemon_env: ["CONTAINER_HOST", "DOCKER_HOST", "XDG_RUNTIME_DIR"]
                 .into_iter()
                 .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
@@ -146,6 +156,64 @@ impl BuildSettings {
             http_timeout,
             http_retries,
         })
+    }
+}
+
+/// What [`RegistryArgs`] and the environment say about reaching registries.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub auth: AuthFiles,
+    pub tls: TlsSettings,
+    pub conf: RegistriesConf,
+}
+
+impl RegistrySettings {
+    /// Flags first, then `ISOBUILD_CREDS`, `ISOBUILD_CERTS_D` (`:`-separated certs.d roots,
+    /// instead of the system's) and the containers tools' own variables.
+    pub fn resolve(cwd: &Path, args: &RegistryArgs) -> Result<Self, Error> {
+        let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let mut auth = AuthFiles::from_env(var);
+        if let Some(file) = &args.authfile {
+            auth = auth.with_authfile(absolute(cwd, file));
+        }
+        for item in &args.creds {
+            auth.given
+                .push(GivenCreds::parse(item, Origin::Flag).map_err(Error::Usage)?);
+        }
+        if let Ok(text) = std::env::var("ISOBUILD_CREDS") {
+            for item in text.split(',').filter(|item| !item.trim().is_empty()) {
+                auth.given
+                    .push(GivenCreds::parse(item.trim(), Origin::Env).map_err(Error::Usage)?);
+            }
+        }
+        let home = var("HOME").map(PathBuf::from);
+        let certs_d = match var("ISOBUILD_CERTS_D") {
+            Some(roots) => std::env::split_paths(&roots)
+                .map(|root| absolute(cwd, &root))
+                .collect(),
+            None => TlsSettings::default_certs_d(home.as_deref()),
+        };
+        let cert_dir = args.cert_dir.as_deref().map(|dir| absolute(cwd, dir));
+        if let Some(dir) = &cert_dir
+            && !dir.is_dir()
+        {
+            return Err(Error::Usage(format!(
+                "--cert-dir `{}` is not a folder",
+                dir.display()
+            )));
+        }
+        let tls = TlsSettings {
+            certs_d,
+            cert_dir,
+            skip_verify: args.insecure_skip_tls_verify.clone(),
+        };
+        let files = match &args.registries_conf {
+            Some(file) => vec![absolute(cwd, file)],
+            None => RegistriesConf::default_files(var, Path::new("/etc/containers")),
+        };
+        let conf = RegistriesConf::load(&files)
+            .map_err(|error| Error::Usage(crate::engine::render_chain(&error)))?;
+        Ok(Self { auth, tls, conf })
     }
 }
 

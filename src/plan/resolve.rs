@@ -43,6 +43,8 @@ pub struct ResolveOptions<'a> {
     pub locked: Option<(&'a LockFile, &'a Path)>,
     /// Every blob must be in the cache (`--offline`).
     pub offline: bool,
+    /// Say which mirror served each image (`-v`).
+    pub verbose: bool,
 }
 
 /// Images that could not be resolved.
@@ -91,6 +93,15 @@ pub async fn resolve_images(
             continue;
         };
         let label = format!("image `{}:{}`", entry.name, entry.tag);
+        if options.verbose
+            && let Ok(image) = &result
+            && let Some(host) = &image.served_by
+        {
+            reporter.on_message(&format!(
+                "{label}: served by `{host}` (for `{}`)",
+                image.reference
+            ));
+        }
         resolutions[index] = match result {
             Err(message) => Resolution::Failed(format!("{label}: {message}")),
             Ok(image) => match check_pins(&entry, &image) {

@@ -5,8 +5,13 @@
 //! Files are found the way podman and skopeo find them: `REGISTRY_AUTH_FILE`, or
 //! `$XDG_RUNTIME_DIR/containers/auth.json` then `~/.config/containers/auth.json`; then docker's
 //! `$DOCKER_CONFIG/config.json` (or `~/.docker/config.json`). The first file with an entry
-//! for the registry wins; none means anonymous access. This module reads no environment
-//! itself: [`AuthFiles::from_env`] is handed the variables by the settings layer.
+//! for the registry wins; none means anonymous access. `--authfile FILE` replaces that
+//! search with one file (as skopeo's). Credentials given on the command line (`--creds`) or
+//! in `ISOBUILD_CREDS` come before any file. This module reads no environment itself:
+//! [`AuthFiles::from_env`] is handed the variables by the settings layer.
+//!
+//! Every credential carries its [`Origin`], so that a login the registry rejects names the
+//! file, helper, flag or variable to fix.
 //!
 //! Parsing entries and running `docker-credential-*` helpers is the `docker_credential`
 //! crate's; both file formats share the `auths` layout it reads.
@@ -88,11 +93,98 @@ pub enum Credential {
     /// A user name and password (or a personal access token used as one). Registries that
     /// answer with a bearer challenge get them exchanged for a token.
     Basic { username: String, password: Secret },
+    /// An OAuth2 refresh token (`identitytoken` in `auth.json`), exchanged at the token
+    /// server with the `refresh_token` grant.
+    IdentityToken(Secret),
 }
 
 impl Credential {
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Self::Anonymous)
+    }
+}
+
+/// Whether the text before a `=` in `--creds` is a registry (`HOST[:PORT]` with a dot, a
+/// port or `localhost`) rather than the start of `USER:PASS` whose password holds a `=`.
+fn looks_like_host(text: &str) -> bool {
+    let (name, port) = match text.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (text, None),
+    };
+    let port_ok =
+        port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    !name.is_empty()
+        && port_ok
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b))
+        && (name.contains('.') || port.is_some() || name == "localhost")
+}
+
+/// Where a credential came from, for the message when the registry rejects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An `auths` entry of this file.
+    File(PathBuf),
+    /// `docker-credential-NAME`, configured in this file.
+    Helper { helper: String, file: PathBuf },
+    /// `--creds`.
+    Flag,
+    /// `ISOBUILD_CREDS`.
+    Env,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "`{}`", path.display()),
+            Self::Helper { helper, file } => write!(
+                f,
+                "credential helper `docker-credential-{helper}` (from `{}`)",
+                file.display()
+            ),
+            Self::Flag => f.write_str("`--creds`"),
+            Self::Env => f.write_str("ISOBUILD_CREDS"),
+        }
+    }
+}
+
+/// A credential and where it came from (`None` for anonymous access).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Login {
+    pub credential: Credential,
+    pub origin: Option<Origin>,
+}
+
+/// One `--creds` or `ISOBUILD_CREDS` item: `[HOST=]USER[:PASS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenCreds {
+    /// The registry it is for; `None` for every registry of the run.
+    pub host: Option<String>,
+    pub username: String,
+    pub password: Secret,
+    pub origin: Origin,
+}
+
+impl GivenCreds {
+    /// Parse `[HOST=]USER[:PASS]`. The message never holds the password.
+    pub fn parse(text: &str, origin: Origin) -> Result<Self, String> {
+        let (host, login) = match text.split_once('=') {
+            Some((host, login)) if looks_like_host(host) => (Some(host.to_owned()), login),
+            _ => (None, text),
+        };
+        let (username, password) = login.split_once(':').unwrap_or((login, ""));
+        if username.is_empty() {
+            return Err(format!(
+                "{origin}: an item has no user name; expected `[HOST=]USER[:PASSWORD]`"
+            ));
+        }
+        Ok(Self {
+            host,
+            username: username.to_owned(),
+            password: Secret::new(password),
+            origin,
+        })
     }
 }
 
@@ -116,17 +208,25 @@ pub enum AuthError {
         registry: String,
         helper: Option<String>,
     },
-    #[error("`{}` holds an identity token for `{registry}`, which isobuild cannot use yet; log in with a user name and password or access token instead", path.display())]
-    IdentityToken { path: PathBuf, registry: String },
+    #[error("credential helper `docker-credential-{helper}` (from `{}` {how}) is not on PATH", path.display())]
+    HelperMissing {
+        path: PathBuf,
+        helper: String,
+        how: &'static str,
+    },
 }
 
 /// Where credentials are looked up, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthFiles {
+    /// `--creds` and `ISOBUILD_CREDS`, tried first: one for the host, else one for all.
+    pub given: Vec<GivenCreds>,
     /// containers' `auth.json` files (repository-scoped entries allowed).
     pub containers: Vec<PathBuf>,
     /// docker's `config.json` (host entries, `credHelpers`, `credsStore`).
     pub docker_config: Option<PathBuf>,
+    /// `PATH`, where credential helpers are looked for.
+    pub path: Option<OsString>,
 }
 
 impl AuthFiles {
@@ -155,14 +255,43 @@ impl AuthFiles {
             .or_else(|| home.map(|home| home.join(".docker")))
             .map(|dir| dir.join("config.json"));
         Self {
+            given: Vec::new(),
             containers,
             docker_config,
+            path: var("PATH"),
         }
+    }
+
+    /// `--authfile FILE`: that file only, as skopeo reads it.
+    #[must_use]
+    pub fn with_authfile(mut self, file: PathBuf) -> Self {
+        self.containers = vec![file];
+        self.docker_config = None;
+        self
     }
 
     /// The credential for `repository` on `host` (the host actually contacted, so a mirror's
     /// own credentials are used for it). Blocking: it may run a credential helper.
     pub fn lookup(&self, host: &str, repository: &str) -> Result<Credential, AuthError> {
+        self.login(host, repository).map(|login| login.credential)
+    }
+
+    /// [`Self::lookup`], with where the credential came from.
+    pub fn login(&self, host: &str, repository: &str) -> Result<Login, AuthError> {
+        let given = self
+            .given
+            .iter()
+            .find(|given| given.host.as_deref() == Some(host))
+            .or_else(|| self.given.iter().find(|given| given.host.is_none()));
+        if let Some(given) = given {
+            return Ok(Login {
+                credential: Credential::Basic {
+                    username: given.username.clone(),
+                    password: given.password.clone(),
+                },
+                origin: Some(given.origin.clone()),
+            });
+        }
         // containers' files may scope an entry to a namespace: most specific first.
         let mut scoped: Vec<String> = Vec::new();
         let components: Vec<&str> = repository.split('/').collect();
@@ -171,16 +300,16 @@ impl AuthFiles {
         }
         scoped.extend(host_keys(host));
         for path in &self.containers {
-            if let Some(credential) = lookup_file(path, &scoped)? {
-                return Ok(credential);
+            if let Some(login) = lookup_file(path, &scoped, self.path.as_deref())? {
+                return Ok(login);
             }
         }
         if let Some(path) = &self.docker_config
-            && let Some(credential) = lookup_file(path, &host_keys(host))?
+            && let Some(login) = lookup_file(path, &host_keys(host), self.path.as_deref())?
         {
-            return Ok(credential);
+            return Ok(login);
         }
-        Ok(Credential::Anonymous)
+        Ok(Login::default())
     }
 }
 
@@ -196,7 +325,54 @@ fn host_keys(host: &str) -> Vec<String> {
     }
 }
 
-fn lookup_file(path: &Path, keys: &[String]) -> Result<Option<Credential>, AuthError> {
+/// The parts of a credential file that say which helper `docker_credential` will run for a
+/// key, so that its origin is known and a missing binary is named before it is run.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct HelperConfig {
+    #[serde(default)]
+    auths: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    cred_helpers: std::collections::BTreeMap<String, String>,
+    creds_store: Option<String>,
+}
+
+impl HelperConfig {
+    /// The helper used for `key` and how it is configured, as `docker_credential` decides:
+    /// `credHelpers` first, then the `auths` entry, then `credsStore`.
+    fn helper(&self, key: &str) -> Option<(&str, &'static str)> {
+        if let Some(helper) = self.cred_helpers.get(key) {
+            return Some((helper, "credHelpers"));
+        }
+        let has_entry = self.auths.get(key).is_some_and(|entry| {
+            ["auth", "identitytoken", "username"]
+                .iter()
+                .any(|field| entry.get(field).is_some())
+        });
+        match &self.creds_store {
+            Some(store) if !has_entry => Some((store, "credsStore")),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `docker-credential-NAME` is an executable file in one of `path`'s folders.
+fn on_path(name: &str, path: Option<&std::ffi::OsStr>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = format!("docker-credential-{name}");
+    path.is_some_and(|path| {
+        std::env::split_paths(path).any(|dir| {
+            fs_err::metadata(dir.join(&binary))
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+fn lookup_file(
+    path: &Path,
+    keys: &[String],
+    search: Option<&std::ffi::OsStr>,
+) -> Result<Option<Login>, AuthError> {
     use docker_credential::{CredentialRetrievalError as E, DockerCredential};
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
@@ -208,19 +384,40 @@ fn lookup_file(path: &Path, keys: &[String]) -> Result<Option<Credential>, AuthE
             });
         }
     };
+    let helpers: HelperConfig = serde_json::from_slice(&bytes).unwrap_or_default();
     for key in keys {
+        let helper = helpers.helper(key);
+        if let Some((helper, how)) = helper
+            && !on_path(helper, search)
+        {
+            return Err(AuthError::HelperMissing {
+                path: path.to_owned(),
+                helper: helper.to_owned(),
+                how,
+            });
+        }
+        let origin = Some(match helper {
+            Some((helper, _)) => Origin::Helper {
+                helper: helper.to_owned(),
+                file: path.to_owned(),
+            },
+            None => Origin::File(path.to_owned()),
+        });
         match docker_credential::get_credential_from_reader(bytes.as_slice(), key) {
             Ok(DockerCredential::UsernamePassword(username, password)) => {
-                return Ok(Some(Credential::Basic {
-                    username,
-                    password: Secret::new(password),
+                return Ok(Some(Login {
+                    credential: Credential::Basic {
+                        username,
+                        password: Secret::new(password),
+                    },
+                    origin,
                 }));
             }
-            Ok(DockerCredential::IdentityToken(_)) => {
-                return Err(AuthError::IdentityToken {
-                    path: path.to_owned(),
-                    registry: key.clone(),
-                });
+            Ok(DockerCredential::IdentityToken(token)) => {
+                return Ok(Some(Login {
+                    credential: Credential::IdentityToken(Secret::new(token)),
+                    origin,
+                }));
             }
             Err(E::NoCredentialConfigured | E::ConfigNotFound) => {}
             // Helpers exit non-zero when they simply have nothing for this key, as docker
@@ -335,6 +532,7 @@ mod tests {
         let files = AuthFiles {
             containers: vec![dir.path().join("missing.json"), containers],
             docker_config: Some(docker),
+            ..AuthFiles::default()
         };
         assert_eq!(
             files.lookup("reg.example", "team/app").unwrap(),
@@ -360,22 +558,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = AuthFiles {
             containers: vec![write(dir.path(), "auth.json", "{ not json")],
-            docker_config: None,
+            ..AuthFiles::default()
         };
         let error = files.lookup("reg.example", "x").unwrap_err();
         assert!(matches!(error, AuthError::Parse { .. }), "{error}");
 
         // "user:hunter2" but a mismatching password field.
         let files = AuthFiles {
-            containers: vec![],
             docker_config: Some(write(
                 dir.path(),
                 "config.json",
                 r#"{"auths": {"reg.example": {"auth": "dXNlcjpodW50ZXIy", "username": "user", "password": "other"}}}"#,
             )),
+            ..AuthFiles::default()
         };
         let error = files.lookup("reg.example", "x").unwrap_err();
         assert!(matches!(error, AuthError::Decode { .. }), "{error}");
         assert!(!format!("{error} {error:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn given_credentials_come_first_and_a_missing_helper_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(
+            dir.path(),
+            "config.json",
+            r#"{"auths": {"a.example": {"auth": "aG9zdDp0d28="}}, "credHelpers": {"b.example": "nosuch"}}"#,
+        );
+        let mut files = AuthFiles {
+            docker_config: Some(config.clone()),
+            path: Some(dir.path().as_os_str().to_owned()),
+            ..AuthFiles::default()
+        };
+        let login = files.login("a.example", "x").unwrap();
+        assert_eq!(login.origin, Some(Origin::File(config.clone())));
+        let error = files.login("b.example", "x").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "credential helper `docker-credential-nosuch` (from `{}` credHelpers) is not on PATH",
+                config.display()
+            )
+        );
+        files.given = vec![
+            GivenCreds::parse("a.example=me:secret1", Origin::Flag).unwrap(),
+            GivenCreds::parse("all:secret2", Origin::Env).unwrap(),
+        ];
+        assert_eq!(
+            files.lookup("a.example", "x").unwrap(),
+            basic("me", "secret1")
+        );
+        let login = files.login("b.example", "x").unwrap();
+        assert_eq!(login.credential, basic("all", "secret2"));
+        assert_eq!(login.origin, Some(Origin::Env));
+        let given = GivenCreds::parse("127.0.0.1:5000=u:p:q", Origin::Flag).unwrap();
+        assert_eq!(given.host.as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!(given.password.expose(), "p:q");
+        assert!(GivenCreds::parse("reg.example=", Origin::Flag).is_err());
     }
 }

@@ -6,7 +6,11 @@
 //!   requests and streamed, resumable blob requests; mirrors, credentials, retries,
 //!   per-registry limits.
 //! - [`manifest`]: parsing and validating manifests and indexes (reused by the layout).
-//! - [`auth`]: credential files and the [`auth::Secret`] type.
+//! - [`auth`]: credentials (files, helpers, `--creds`) and the [`auth::Secret`] type.
+//! - [`tls`]: per-host TLS trust (`certs.d`, `--cert-dir`, unverified hosts), and which
+//!   connection failures no retry can fix.
+//! - [`registries_conf`]: containers' `registries.conf` (mirrors, rewrites, blocked and
+//!   insecure registries).
 //! - [`local`]: images without a registry: `oci-archive:`, `oci:`, `docker-archive:` files and
 //!   `daemon:` exports from a Docker or Podman socket, repacked deterministically.
 //!
@@ -16,8 +20,10 @@
 pub mod auth;
 pub mod local;
 pub mod manifest;
+pub mod registries_conf;
 pub mod registry;
 pub mod retry;
+pub mod tls;
 mod token;
 
 use std::fmt;
@@ -43,6 +49,10 @@ pub struct ResolvedImage {
     pub manifest: Vec<u8>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The host that served the manifest when it is not the reference's own registry (a
+    /// mirror, or a registries.conf `location`); `None` when it is, or when it came from
+    /// the cache.
+    pub served_by: Option<String>,
 }
 
 impl ResolvedImage {
@@ -117,12 +127,37 @@ pub enum SourceError {
         attempts: u32,
         message: String,
     },
-    #[error("registry {registry} refused access to `{image}`{} (unauthorized){}", BlobSuffix(blob), if *had_credentials { "; the configured credentials were rejected" } else { "; no credentials are configured for it (docker login / podman login, or REGISTRY_AUTH_FILE / DOCKER_CONFIG)" })]
+    #[error("registry {registry} refused access to `{image}`{} (unauthorized){}", BlobSuffix(blob), match credentials { Some(origin) => format!("; the credentials from {origin} were rejected"), None => "; no credentials are configured for it (docker login / podman login, --authfile, --creds or ISOBUILD_CREDS)".to_owned() })]
     Unauthorized {
         image: Box<ImageRef>,
         registry: Box<Registry>,
         blob: Option<Digest>,
-        had_credentials: bool,
+        /// Where the rejected credentials came from (`None`: there were none).
+        credentials: Option<String>,
+    },
+    /// A connection failure no retry can fix; `hint` says what to do.
+    #[error(
+        "cannot reach registry {registry} for `{image}`{}: {hint}",
+        BlobSuffix(blob)
+    )]
+    Refused {
+        image: Box<ImageRef>,
+        registry: Box<Registry>,
+        blob: Option<Digest>,
+        hint: String,
+    },
+    #[error("`{image}` is blocked: registries.conf `{}` marks prefix `{prefix}` as `blocked = true`", file.display())]
+    Blocked {
+        image: Box<ImageRef>,
+        prefix: String,
+        file: std::path::PathBuf,
+    },
+    #[error("cannot set up TLS for registry {registry} (for `{image}`)")]
+    Tls {
+        image: Box<ImageRef>,
+        registry: Box<Registry>,
+        #[source]
+        source: tls::TlsError,
     },
     #[error("registry {registry} has no {} for `{image}`", blob.as_ref().map_or_else(|| "manifest".to_owned(), |blob| format!("blob `{blob}`")))]
     NotFound {
@@ -222,6 +257,9 @@ impl SourceError {
             Self::Unreachable { image, .. }
             | Self::Status { image, .. }
             | Self::Unauthorized { image, .. }
+            | Self::Refused { image, .. }
+            | Self::Blocked { image, .. }
+            | Self::Tls { image, .. }
             | Self::NotFound { image, .. }
             | Self::ManifestDigestMismatch { image, .. }
             | Self::BlobMismatch { image, .. }

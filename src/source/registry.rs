@@ -28,13 +28,28 @@
 //! bytes and a rejected token are retried once. Then the error names image, registry and
 //! blob.
 //!
-//! # Mirrors and plain HTTP
+//! What no retry can fix fails at once, with a one-line hint ([`super::tls::classify`]):
+//! a certificate from an unknown CA or otherwise invalid, a missing client certificate,
+//! HTTPS spoken to a plain-HTTP registry, a host name that does not resolve; and `401`,
+//! `403`, `404`.
+//!
+//! # Mirrors, registries.conf, TLS and plain HTTP
 //!
 //! A mirror rewrites a registry host to another host and a path prefix, as containers'
 //! `registries.conf` does: with `docker.io=127.0.0.1:5000/docker.io`,
 //! `docker.io/library/alpine` is fetched as repository `docker.io/library/alpine` from
 //! `127.0.0.1:5000`. Caching is by the original reference, so a mirror never changes what
-//! is cached. Only hosts listed as insecure are spoken to over plain HTTP.
+//! is cached. A `--mirror` (or the recipe's `mirrors:`) is the only place asked for its
+//! registry; otherwise registries.conf's mirrors are tried in order, then its location
+//! (or the registry itself), moving on when one cannot be reached, refuses, or lacks the
+//! image. The blobs of an image come from the endpoint that served its manifest.
+//!
+//! Only hosts listed as insecure are spoken to over plain HTTP. A registries.conf entry
+//! with `insecure = true` is spoken to over HTTPS without verification, or over plain
+//! HTTP when its answer to HTTPS shows it speaks only that (containers/image allows both
+//! too). Each host with TLS settings of its own (a `certs.d` folder, `--cert-dir`,
+//! `--insecure-skip-tls-verify`) gets its own `reqwest` client; a token server on another
+//! host gets that host's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -44,9 +59,11 @@ use reqwest::StatusCode;
 use reqwest::header;
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::auth::{AuthFiles, Credential, Secret};
+use super::auth::{AuthFiles, Credential, Origin, Secret};
 use super::manifest::{self, Manifest, media_type};
+use super::registries_conf::{RegistriesConf, Route};
 use super::retry::{RetryPolicy, parse_retry_after};
+use super::tls::{Deterministic, TlsSettings, classify};
 use super::token::{Challenge, parse_challenge, token_from_json};
 use super::{ClientSetupError, Descriptor, Registry, ResolvedImage, SourceError};
 use crate::recipe::Platform;
@@ -78,6 +95,8 @@ pub struct RegistryClientBuilder {
     retry: RetryPolicy,
     connect_timeout: Duration,
     read_timeout: Duration,
+    tls: TlsSettings,
+    conf: RegistriesConf,
 }
 
 impl Default for RegistryClientBuilder {
@@ -91,6 +110,8 @@ impl Default for RegistryClientBuilder {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            tls: TlsSettings::default(),
+            conf: RegistriesConf::default(),
         }
     }
 }
@@ -116,6 +137,21 @@ impl RegistryClientBuilder {
         S: Into<String>,
     {
         self.insecure_hosts = hosts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// CA files, client certificates and unverified hosts (default: the system store only).
+    #[must_use]
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// containers' `registries.conf`: rewrites, mirrors, insecure and blocked registries.
+    /// Mirrors given with [`Self::mirrors`] win over it.
+    #[must_use]
+    pub fn registries_conf(mut self, conf: RegistriesConf) -> Self {
+        self.conf = conf;
         self
     }
 
@@ -163,10 +199,8 @@ impl RegistryClientBuilder {
             })?;
             mirrors.insert(canonical_registry(registry).to_owned(), mirror);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout)
+        // One client now, so that a setup problem shows before any image is asked for.
+        let http = base_client(self.connect_timeout, self.read_timeout)
             .build()
             .map_err(ClientSetupError::Http)?;
         Ok(RegistryClient {
@@ -180,8 +214,12 @@ impl RegistryClientBuilder {
                 connect_timeout: self.connect_timeout,
                 read_timeout: self.read_timeout,
                 http,
+                tls: self.tls,
+                conf: self.conf,
+                clients: Mutex::default(),
                 hosts: Mutex::default(),
                 access: Mutex::default(),
+                served: Mutex::default(),
             }),
         })
     }
@@ -204,11 +242,28 @@ struct Inner {
     retry: RetryPolicy,
     connect_timeout: Duration,
     read_timeout: Duration,
-    /// Blob requests; pooled connections are shared by every registry.
+    /// The client of hosts with no TLS settings of their own; pooled connections are
+    /// shared by every such registry.
     http: reqwest::Client,
+    tls: TlsSettings,
+    conf: RegistriesConf,
+    /// Per host with its own TLS settings (CAs, client certificate, no verification): a
+    /// client built for it, also used for its token server when that is the same host.
+    clients: Mutex<HashMap<String, reqwest::Client>>,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Per host and repository, since credentials may be scoped to a repository.
     access: Mutex<HashMap<(String, String), AccessCell>>,
+    /// The endpoint that served each image resolved over the network, so that its blobs
+    /// come from the same place.
+    served: Mutex<HashMap<String, Endpoint>>,
+}
+
+/// The `reqwest` settings every client shares.
+fn base_client(connect: Duration, read: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(connect)
+        .read_timeout(read)
 }
 
 /// An [`Access`], created by the first task that needs it.
@@ -255,7 +310,11 @@ fn canonical_registry(registry: &str) -> &str {
 struct Endpoint {
     registry: Registry,
     repository: String,
+    /// Plain HTTP (`--insecure-registry`).
     insecure: bool,
+    /// registries.conf's `insecure = true`: HTTPS without verification, or plain HTTP when
+    /// the registry speaks only that.
+    probe: bool,
 }
 
 /// One registry host: its connection limit.
@@ -270,7 +329,18 @@ struct Access {
     host: Arc<Host>,
     endpoint: Endpoint,
     credential: Credential,
+    origin: Option<Origin>,
+    /// The client for the endpoint's host (its TLS settings).
+    client: reqwest::Client,
+    /// Whether requests go over plain HTTP.
+    plain_http: bool,
     token: tokio::sync::Mutex<Option<(BlobAuth, Instant)>>,
+}
+
+impl Access {
+    fn scheme(&self) -> &'static str {
+        if self.plain_http { "http" } else { "https" }
+    }
 }
 
 impl std::fmt::Debug for Access {
@@ -287,6 +357,9 @@ impl std::fmt::Debug for Access {
 #[derive(Debug)]
 enum Failure {
     Transport(Box<dyn std::error::Error + Send + Sync>),
+    /// A transport error no retry can fix (TLS trust, plain HTTP, a name that does not
+    /// resolve).
+    Refused(Deterministic, Box<dyn std::error::Error + Send + Sync>),
     Status {
         status: u16,
         retry_after: Option<Duration>,
@@ -311,7 +384,7 @@ impl Failure {
         endpoint: &Endpoint,
         blob: Option<&Digest>,
         attempts: u32,
-        had_credentials: bool,
+        origin: Option<&Origin>,
     ) -> SourceError {
         let image = Box::new(image.clone());
         let registry = Box::new(endpoint.registry.clone());
@@ -324,6 +397,15 @@ impl Failure {
                 attempts,
                 source,
             },
+            Self::Refused(kind, source) => {
+                tracing::debug!(cause = crate::engine::render_chain(&*source), "not retried");
+                SourceError::Refused {
+                    image,
+                    blob,
+                    hint: kind.hint(&registry.host),
+                    registry,
+                }
+            }
             Self::Status {
                 status, message, ..
             } => SourceError::Status {
@@ -338,7 +420,7 @@ impl Failure {
                 image,
                 registry,
                 blob,
-                had_credentials,
+                credentials: origin.map(ToString::to_string),
             },
             Self::NotFound => SourceError::NotFound {
                 image,
@@ -404,6 +486,13 @@ impl<'a> Attempts<'a> {
     /// final.
     async fn failed(&mut self, failure: Failure) -> Result<(), Failure> {
         self.tries += 1;
+        let failure = match failure {
+            Failure::Transport(error) => match classify(&*error) {
+                Some(kind) => Failure::Refused(kind, error),
+                None => Failure::Transport(error),
+            },
+            other => other,
+        };
         let (retry, retry_after, immediately) = match &failure {
             Failure::Transport(_) => (true, None, false),
             Failure::Status {
@@ -425,7 +514,9 @@ impl<'a> Attempts<'a> {
                 self.unauthorized += 1;
                 (self.unauthorized <= 1, None, true)
             }
-            Failure::NotFound | Failure::Protocol(_) | Failure::Store(_) => (false, None, false),
+            Failure::Refused(..) | Failure::NotFound | Failure::Protocol(_) | Failure::Store(_) => {
+                (false, None, false)
+            }
         };
         if !retry || self.tries >= self.policy.attempts {
             return Err(failure);
@@ -448,26 +539,86 @@ impl RegistryClient {
         RegistryClientBuilder::new()
     }
 
-    fn endpoint(&self, image: &ImageRef) -> Endpoint {
+    /// Where `image` can be fetched from, in the order to try: a `--mirror` (or recipe
+    /// mirror) alone when there is one, else registries.conf's mirrors and location, else
+    /// the reference's own registry.
+    fn endpoints(&self, image: &ImageRef) -> Result<Vec<Endpoint>, SourceError> {
         let inner = &self.inner;
-        let (host, repository, mirror_of) =
-            match inner.mirrors.get(canonical_registry(&image.registry)) {
-                Some(mirror) => (
-                    mirror.host.clone(),
-                    match &mirror.prefix {
-                        Some(prefix) => format!("{prefix}/{}", image.repository),
-                        None => image.repository.clone(),
-                    },
-                    Some(image.registry.clone()),
-                ),
-                None => (image.registry.clone(), image.repository.clone(), None),
+        let endpoint = |host: String, repository: String, probe: bool| {
+            let mirror_of = (host != image.registry).then(|| image.registry.clone());
+            Endpoint {
+                insecure: is_insecure(&host, &inner.insecure_hosts),
+                registry: Registry { host, mirror_of },
+                repository,
+                probe,
+            }
+        };
+        if let Some(mirror) = inner.mirrors.get(canonical_registry(&image.registry)) {
+            let repository = match &mirror.prefix {
+                Some(prefix) => format!("{prefix}/{}", image.repository),
+                None => image.repository.clone(),
             };
-        let insecure = is_insecure(&host, &inner.insecure_hosts);
-        Endpoint {
-            registry: Registry { host, mirror_of },
-            repository,
-            insecure,
+            return Ok(vec![endpoint(mirror.host.clone(), repository, false)]);
         }
+        let registry = canonical_registry(&image.registry);
+        match inner
+            .conf
+            .route(registry, &image.repository, image.digest.is_some())
+        {
+            Route::Default => Ok(vec![endpoint(
+                image.registry.clone(),
+                image.repository.clone(),
+                false,
+            )]),
+            Route::Candidates(candidates) => Ok(candidates
+                .into_iter()
+                .map(|c| endpoint(c.host, c.repository, c.insecure))
+                .collect()),
+            Route::Blocked { prefix, file } => Err(SourceError::Blocked {
+                image: Box::new(image.clone()),
+                prefix,
+                file,
+            }),
+        }
+    }
+
+    /// The first place to fetch `image` from (the one errors name when nothing is tried).
+    #[cfg(test)]
+    fn endpoint(&self, image: &ImageRef) -> Endpoint {
+        self.endpoints(image).unwrap().remove(0)
+    }
+
+    /// The `reqwest` client for `host`: the shared one, or one with the host's own TLS
+    /// settings (built once).
+    fn client_for(&self, host: &str, probe: bool) -> Result<reqwest::Client, super::tls::TlsError> {
+        let key = format!("{host}{}", if probe { " (insecure)" } else { "" });
+        let mut clients = self
+            .inner
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let mut tls = self.inner.tls.for_host(host)?;
+        if probe {
+            tls.skip_verify();
+        }
+        let client = if tls.is_empty() {
+            self.inner.http.clone()
+        } else {
+            tls.apply(base_client(
+                self.inner.connect_timeout,
+                self.inner.read_timeout,
+            ))
+            .build()
+            .map_err(|source| super::tls::TlsError::Client {
+                host: host.to_owned(),
+                source,
+            })?
+        };
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     fn host(&self, name: &str) -> Arc<Host> {
@@ -502,10 +653,19 @@ impl RegistryClient {
             access.entry(key).or_default().clone()
         };
         cell.get_or_try_init(|| async {
+            let client = self
+                .client_for(&endpoint.registry.host, endpoint.probe)
+                .map_err(|source| SourceError::Tls {
+                    image: Box::new(image.clone()),
+                    registry: Box::new(endpoint.registry.clone()),
+                    source,
+                })?;
+            let plain_http = endpoint.insecure
+                || (endpoint.probe && self.speaks_plain_http(&client, endpoint).await);
             let files = self.inner.auth.clone();
             let host = endpoint.registry.host.clone();
             let repository = endpoint.repository.clone();
-            let credential = tokio::task::spawn_blocking(move || files.lookup(&host, &repository))
+            let login = tokio::task::spawn_blocking(move || files.login(&host, &repository))
                 .await
                 .map_err(|e| SourceError::Protocol {
                     image: Box::new(image.clone()),
@@ -521,12 +681,26 @@ impl RegistryClient {
             Ok(Arc::new(Access {
                 host: self.host(&endpoint.registry.host),
                 endpoint: endpoint.clone(),
-                credential,
+                credential: login.credential,
+                origin: login.origin,
+                client,
+                plain_http,
                 token: tokio::sync::Mutex::new(None),
             }))
         })
         .await
         .cloned()
+    }
+
+    /// For registries.conf's `insecure = true`: whether the host answers HTTPS with a plain
+    /// HTTP answer (then it is spoken to over HTTP). Any other outcome keeps HTTPS, without
+    /// verification; a failure to connect shows on the real request.
+    async fn speaks_plain_http(&self, client: &reqwest::Client, endpoint: &Endpoint) -> bool {
+        let url = format!("https://{}/v2/", oci_host(&endpoint.registry.host));
+        match within(self.request_deadline(), client.get(&url).send()).await {
+            Err(Failure::Transport(error)) => classify(&*error) == Some(Deterministic::PlainHttp),
+            _ => false,
+        }
     }
 
     /// Resolve `image` to the manifest for `platform` (chosen from an index when the
@@ -535,13 +709,50 @@ impl RegistryClient {
     ///
     /// A reference pinned by digest whose manifests are cached needs no network at all;
     /// offline, a tag is resolved from the tag index.
+    ///
+    /// With mirrors (registries.conf), each is tried in order, then the registry itself: the
+    /// first that serves the manifest is used for the image's blobs too, and named in
+    /// [`ResolvedImage::served_by`].
     pub async fn resolve(
         &self,
         image: &ImageRef,
         platform: &Platform,
         store: &Store,
     ) -> Result<ResolvedImage, SourceError> {
-        let endpoint = self.endpoint(image);
+        let endpoints = self.endpoints(image)?;
+        let last = endpoints.len() - 1;
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            match self.resolve_at(image, endpoint, platform, store).await {
+                Ok(resolved) => {
+                    self.inner
+                        .served
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(image.to_string(), endpoint.clone());
+                    return Ok(resolved);
+                }
+                Err(error) if i < last && falls_back(&error) => {
+                    tracing::info!(
+                        image = %image,
+                        registry = %endpoint.registry,
+                        error = crate::engine::render_chain(&error),
+                        "trying the next mirror"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        unreachable!("registries.conf always yields a location")
+    }
+
+    async fn resolve_at(
+        &self,
+        image: &ImageRef,
+        endpoint: &Endpoint,
+        platform: &Platform,
+        store: &Store,
+    ) -> Result<ResolvedImage, SourceError> {
+        let endpoint = endpoint.clone();
         let store_error = |source| SourceError::Store {
             image: Box::new(image.clone()),
             registry: Box::new(endpoint.registry.clone()),
@@ -647,6 +858,8 @@ impl RegistryClient {
         }
 
         Ok(ResolvedImage {
+            served_by: (!self.inner.offline && endpoint.registry.mirror_of.is_some())
+                .then(|| endpoint.registry.host.clone()),
             reference: image.clone(),
             index_digest,
             manifest_digest,
@@ -725,7 +938,7 @@ impl RegistryClient {
                     &access.endpoint,
                     None,
                     attempts.tries,
-                    !access.credential.is_anonymous(),
+                    access.origin.as_ref(),
                 ));
             }
         }
@@ -745,7 +958,7 @@ impl RegistryClient {
         let auth = self.blob_auth(access).await?;
         let url = api_url(access, "manifests", reference);
         let request = auth
-            .apply(self.inner.http.get(&url))
+            .apply(access.client.get(&url))
             .header(header::ACCEPT, media_type::MANIFESTS.join(", "));
         // One deadline for the whole exchange, headers and body (see `request_deadline`).
         let deadline = tokio::time::Instant::now() + self.request_deadline();
@@ -786,6 +999,9 @@ impl RegistryClient {
     /// Stream `blob` of `image` into the store, verified, and return the bytes downloaded
     /// (0 when it was already there, or another task of this process fetched it meanwhile).
     /// A partial left by an interrupted run is resumed.
+    ///
+    /// The blob comes from the endpoint that served the image's manifest; for an image
+    /// resolved from the cache, from each mirror in turn, then the registry.
     pub async fn fetch_blob(
         &self,
         image: &ImageRef,
@@ -796,9 +1012,47 @@ impl RegistryClient {
         if store.has_blob(&blob.digest) {
             return Ok(0);
         }
-        let endpoint = self.endpoint(image);
-        let error = |failure: Failure, tries, had_credentials| {
-            failure.into_error(image, &endpoint, Some(&blob.digest), tries, had_credentials)
+        let served = self
+            .inner
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&image.to_string())
+            .cloned();
+        let endpoints = match served {
+            Some(endpoint) => vec![endpoint],
+            None => self.endpoints(image)?,
+        };
+        let last = endpoints.len() - 1;
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            match self
+                .fetch_blob_at(image, endpoint, blob, store, reporter)
+                .await
+            {
+                Err(error) if i < last && falls_back(&error) => {
+                    tracing::info!(
+                        image = %image,
+                        registry = %endpoint.registry,
+                        error = crate::engine::render_chain(&error),
+                        "trying the next mirror"
+                    );
+                }
+                result => return result,
+            }
+        }
+        unreachable!("registries.conf always yields a location")
+    }
+
+    async fn fetch_blob_at(
+        &self,
+        image: &ImageRef,
+        endpoint: &Endpoint,
+        blob: &Descriptor,
+        store: &Store,
+        reporter: &dyn Reporter,
+    ) -> Result<u64, SourceError> {
+        let error = |failure: Failure, tries, origin: Option<&Origin>| {
+            failure.into_error(image, endpoint, Some(&blob.digest), tries, origin)
         };
         if self.inner.offline {
             return Err(SourceError::NotCached {
@@ -808,12 +1062,12 @@ impl RegistryClient {
             });
         }
         // Credentials first: a failure there should not leave an empty partial behind.
-        let access = self.access(image, &endpoint).await?;
-        let had_credentials = !access.credential.is_anonymous();
+        let access = self.access(image, endpoint).await?;
+        let origin = access.origin.as_ref();
         let Some(mut writer) = store
             .blob_writer(&blob.digest, Some(blob.size))
             .await
-            .map_err(|e| error(Failure::Store(e), 0, had_credentials))?
+            .map_err(|e| error(Failure::Store(e), 0, origin))?
         else {
             return Ok(0);
         };
@@ -833,7 +1087,7 @@ impl RegistryClient {
                 Ok(()) => break Ok(()),
                 Err((failure, returned)) => {
                     if let Err(failure) = attempts.failed(failure).await {
-                        break Err(error(failure, attempts.tries, had_credentials));
+                        break Err(error(failure, attempts.tries, origin));
                     }
                     writer = match returned {
                         Some(writer) => writer,
@@ -843,11 +1097,7 @@ impl RegistryClient {
                             Ok(Some(writer)) => writer,
                             Ok(None) => break Ok(()),
                             Err(e) => {
-                                break Err(error(
-                                    Failure::Store(e),
-                                    attempts.tries,
-                                    had_credentials,
-                                ));
+                                break Err(error(Failure::Store(e), attempts.tries, origin));
                             }
                         },
                     };
@@ -875,7 +1125,7 @@ impl RegistryClient {
                 Err(failure) => return Err((failure, Some(writer))),
             };
             let url = api_url(access, "blobs", &blob.digest.to_string());
-            let mut request = auth.apply(self.inner.http.get(&url));
+            let mut request = auth.apply(access.client.get(&url));
             if offset > 0 {
                 request = request.header(header::RANGE, format!("bytes={offset}-"));
             }
@@ -951,13 +1201,23 @@ impl RegistryClient {
         {
             return Ok(auth.clone());
         }
-        let token = self.exchange_token(access).await?;
-        let auth = match (token, &access.credential) {
-            (Some(token), _) => BlobAuth::Bearer(Secret::new(token)),
-            (None, Credential::Basic { username, password }) => {
+        let auth = match (self.exchange_token(access).await?, &access.credential) {
+            (Handshake::Token(token), _) => BlobAuth::Bearer(Secret::new(token)),
+            // A registry that asks for nothing gets no credential: a `--creds` meant for
+            // every registry of the run goes only where a login is asked for.
+            (Handshake::Open, _) | (Handshake::Basic, Credential::Anonymous) => BlobAuth::None,
+            (Handshake::Basic, Credential::Basic { username, password }) => {
                 BlobAuth::Basic(username.clone(), password.clone())
             }
-            (None, Credential::Anonymous) => BlobAuth::None,
+            (Handshake::Basic, Credential::IdentityToken(_)) => {
+                return Err(Failure::Protocol(format!(
+                    "it wants basic auth, but the credential from {} is an identity token, which only a token server takes",
+                    access
+                        .origin
+                        .as_ref()
+                        .map_or_else(|| "the login".to_owned(), ToString::to_string)
+                )));
+            }
         };
         *cached = Some((auth.clone(), Instant::now()));
         Ok(auth)
@@ -977,22 +1237,18 @@ impl RegistryClient {
     /// realm (with the credential, if any) and read the token from at most
     /// [`TOKEN_BODY_LIMIT`] bytes, all within [`Self::request_deadline`]. The realm obeys the
     /// registry's rule: plain HTTP only to a host given as insecure, else no credential or
-    /// token goes to it. `None` when the registry wants no token.
-    async fn exchange_token(&self, access: &Access) -> Result<Option<String>, Failure> {
+    /// token goes to it. [`Handshake::Open`] or [`Handshake::Basic`] when it wants no token.
+    async fn exchange_token(&self, access: &Access) -> Result<Handshake, Failure> {
         let deadline = self.request_deadline();
         let url = format!(
             "{scheme}://{host}/v2/",
-            scheme = if access.endpoint.insecure {
-                "http"
-            } else {
-                "https"
-            },
+            scheme = access.scheme(),
             host = oci_host(&access.endpoint.registry.host),
         );
-        let response = within(deadline, self.inner.http.get(&url).send()).await?;
+        let response = within(deadline, access.client.get(&url).send()).await?;
         match response.status() {
             StatusCode::UNAUTHORIZED => {}
-            status if status.is_success() => return Ok(None),
+            status if status.is_success() => return Ok(Handshake::Open),
             _ => return Err(failed_response(access, response).await),
         }
         let challenge = response
@@ -1003,7 +1259,7 @@ impl RegistryClient {
             .find_map(parse_challenge);
         let Some(Challenge::Bearer { realm, service, .. }) = challenge else {
             // Basic (or no) challenge: the credential, if any, goes with each request.
-            return Ok(None);
+            return Ok(Handshake::Basic);
         };
         let realm_url = reqwest::Url::parse(&realm)
             .map_err(|_| Failure::Protocol(format!("its token server `{realm}` is not a URL")))?;
@@ -1014,7 +1270,10 @@ impl RegistryClient {
         };
         let allowed = match realm_url.scheme() {
             "https" => true,
-            "http" => is_insecure(&realm_host, &self.inner.insecure_hosts),
+            "http" => {
+                is_insecure(&realm_host, &self.inner.insecure_hosts)
+                    || (access.plain_http && realm_host == access.endpoint.registry.host)
+            }
             _ => false,
         };
         if !allowed {
@@ -1023,21 +1282,49 @@ impl RegistryClient {
                 realm_url.scheme()
             )));
         }
+        let scope = format!("repository:{}:pull", access.endpoint.repository);
         let mut realm_url = realm_url;
         {
             let mut query = realm_url.query_pairs_mut();
-            query.append_pair(
-                "scope",
-                &format!("repository:{}:pull", access.endpoint.repository),
-            );
+            query.append_pair("scope", &scope);
             if let Some(service) = &service {
                 query.append_pair("service", service);
             }
         }
-        let mut request = self.inner.http.get(realm_url);
-        if let Credential::Basic { username, password } = &access.credential {
-            request = request.basic_auth(username, Some(password.expose()));
-        }
+        // The token server's own TLS settings (it may be another host than the registry).
+        let client = if realm_host == access.endpoint.registry.host {
+            access.client.clone()
+        } else {
+            self.client_for(&realm_host, false).map_err(|e| {
+                Failure::Protocol(format!(
+                    "its token server `{realm_host}` cannot be used: {}",
+                    crate::engine::render_chain(&e)
+                ))
+            })?
+        };
+        let request = match &access.credential {
+            // OAuth2's refresh-token grant (distribution's token spec, "OAuth2 token").
+            Credential::IdentityToken(token) => {
+                let mut form = reqwest::Url::parse("http://form/").expect("a URL");
+                form.query_pairs_mut()
+                    .append_pair("grant_type", "refresh_token")
+                    .append_pair("service", service.as_deref().unwrap_or_default())
+                    .append_pair("scope", &scope)
+                    .append_pair("client_id", "isobuild")
+                    .append_pair("refresh_token", token.expose());
+                let body = form.query().unwrap_or_default().to_owned();
+                let mut url = realm_url.clone();
+                url.set_query(None);
+                client
+                    .post(url)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            Credential::Basic { username, password } => client
+                .get(realm_url)
+                .basic_auth(username, Some(password.expose())),
+            Credential::Anonymous => client.get(realm_url),
+        };
         let mut response = within(deadline, request.send()).await?;
         if !response.status().is_success() {
             return Err(match response.status() {
@@ -1062,9 +1349,19 @@ impl RegistryClient {
             ))
         })?;
         token_from_json(&body)
-            .map(Some)
+            .map(Handshake::Token)
             .ok_or_else(|| Failure::Protocol("its token server's answer holds no token".into()))
     }
+}
+
+/// What the `/v2/` handshake found.
+enum Handshake {
+    /// `/v2/` answered without asking for a login.
+    Open,
+    /// A basic (or unknown) challenge: the credential goes with each request.
+    Basic,
+    /// A bearer token from the token server.
+    Token(String),
 }
 
 /// Run one request (or body read) `work`, failing as a timeout when it is not done within
@@ -1108,11 +1405,7 @@ impl BlobAuth {
 fn api_url(access: &Access, kind: &str, reference: &str) -> String {
     format!(
         "{scheme}://{host}/v2/{repository}/{kind}/{reference}",
-        scheme = if access.endpoint.insecure {
-            "http"
-        } else {
-            "https"
-        },
+        scheme = access.scheme(),
         host = oci_host(&access.endpoint.registry.host),
         repository = access.endpoint.repository,
     )
@@ -1197,9 +1490,31 @@ fn oci_host(host: &str) -> &str {
     }
 }
 
+/// Whether a failure at one mirror is worth trying the next one for: it could not be
+/// reached, refused, or lacks the image. Wrong bytes or a broken cache are not a reason.
+fn falls_back(error: &SourceError) -> bool {
+    matches!(
+        error,
+        SourceError::Unreachable { .. }
+            | SourceError::Refused { .. }
+            | SourceError::Status { .. }
+            | SourceError::Unauthorized { .. }
+            | SourceError::NotFound { .. }
+            | SourceError::Protocol { .. }
+            | SourceError::Tls { .. }
+            | SourceError::Credentials { .. }
+    )
+}
+
 /// Whether `host` (`name` or `name:port`) is listed as insecure; a listed name without a
 /// port covers every port.
 fn is_insecure(host: &str, insecure: &[String]) -> bool {
+    host_listed(host, insecure)
+}
+
+/// Whether `host` (`name` or `name:port`) is in `list`; a listed name without a port covers
+/// every port.
+pub(crate) fn host_listed(host: &str, insecure: &[String]) -> bool {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,

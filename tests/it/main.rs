@@ -25,6 +25,7 @@ mod metalk8s_doit;
 mod metalk8s_e2e;
 mod packages;
 mod pull;
+mod registries;
 mod rpm_hardening;
 mod rpm_oracle;
 mod secrets;

@@ -603,7 +603,7 @@ fn basic_auth_works_with_a_docker_config_and_fails_clearly_without() {
         matches!(
             error,
             SourceError::Unauthorized {
-                had_credentials: false,
+                credentials: None,
                 ..
             }
         ),
@@ -624,7 +624,7 @@ fn basic_auth_works_with_a_docker_config_and_fails_clearly_without() {
         matches!(
             error,
             SourceError::Unauthorized {
-                had_credentials: true,
+                credentials: Some(_),
                 ..
             }
         ),
@@ -743,8 +743,8 @@ fn blob_redirects_do_not_carry_registry_credentials() {
         .insecure_hosts(["127.0.0.1"])
         .retry(fast_retries())
         .auth(AuthFiles {
-            containers: vec![],
             docker_config: Some(config_dir.path().join("config.json")),
+            ..AuthFiles::default()
         })
         .build()
         .unwrap();

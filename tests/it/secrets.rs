@@ -107,7 +107,12 @@ fn assert_no_leak(test: &Test, run: &crate::harness::Run, secrets: &[&str]) {
 }
 
 fn loud_layout(test: &Test, host: &str) -> crate::harness::Run {
-    test.run([
+    loud_layout_with(test, host, &[])
+}
+
+/// [`loud_layout`] with more arguments.
+fn loud_layout_with(test: &Test, host: &str, extra: &[&str]) -> crate::harness::Run {
+    let mut args = vec![
         "layout",
         "recipe.yaml",
         "out",
@@ -120,7 +125,9 @@ fn loud_layout(test: &Test, host: &str) -> crate::harness::Run {
         "report.json",
         "--timings",
         "timings.html",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    test.run(args)
 }
 
 #[test]
@@ -166,9 +173,13 @@ fn rejected_credentials_never_show() {
     let wrong = "wr0ng-pa55-also-secret";
     let test = project(&host, wrong);
     let run = loud_layout(&test, &host).failure(1);
+    // The rejection names the file the login came from.
+    let config = test.path().join("docker/config.json");
     assert!(
-        run.stderr
-            .contains("the configured credentials were rejected"),
+        run.stderr.contains(&format!(
+            "the credentials from `{}` were rejected",
+            config.display()
+        )),
         "{run}"
     );
     assert_no_leak(&test, &run, &[wrong, PASSWORD]);
@@ -234,4 +245,49 @@ fn bearer_tokens_and_the_login_that_got_them_never_show() {
             .all(|seen| seen.header("Authorization").is_none()),
         "credentials followed the redirect"
     );
+}
+
+/// `--creds` and `ISOBUILD_CREDS` (right and wrong), with every log on: the password shows
+/// nowhere, not even in the usage line of a rejected run.
+#[test]
+fn credentials_given_on_the_command_line_or_in_the_environment_never_show() {
+    let registry = Registry::start_with_auth(USER, PASSWORD);
+    TestSet::new().push(&Pusher::new(&registry), "");
+    let host = registry.host();
+    let no_files = |test: Test| {
+        test.env("DOCKER_CONFIG", "/nonexistent")
+            .env("HOME", "/nonexistent")
+            .env("XDG_RUNTIME_DIR", "/nonexistent")
+    };
+    let test = no_files(project(&host, "unused-here"))
+        .env("ISOBUILD_CREDS", &format!("{host}={USER}:{PASSWORD}"));
+    let run = loud_layout(&test, &host).success();
+    assert_no_leak(&test, &run, &[PASSWORD]);
+
+    let wrong = "wr0ng-given-secret";
+    let test = no_files(project(&host, "unused-here"));
+    let login = format!("{USER}:{wrong}");
+    let run = loud_layout_with(&test, &host, &["--creds", &login]).failure(1);
+    assert!(run.stderr.contains("from `--creds` were rejected"), "{run}");
+    assert_no_leak(&test, &run, &[wrong, PASSWORD]);
+}
+
+/// An identity token (`identitytoken` in auth.json) and the access token it is exchanged
+/// for never show.
+#[test]
+fn identity_tokens_never_show() {
+    const REFRESH: &str = "r3fresh-token-never-printed";
+    let registry = Registry::start();
+    TestSet::new().push(&Pusher::new(&registry), "");
+    let proxy = Proxy::start(registry.addr());
+    proxy.require_bearer_with_refresh_token(TOKEN, REFRESH);
+    let host = proxy.host();
+    let test = project(&host, "unused-here").file(
+        "auth.json",
+        &format!(r#"{{"auths": {{"{host}": {{"identitytoken": "{REFRESH}"}}}}}}"#),
+    );
+    let auth = test.path().join("auth.json");
+    let test = test.env("REGISTRY_AUTH_FILE", auth.to_str().unwrap());
+    let run = loud_layout(&test, &host).success();
+    assert_no_leak(&test, &run, &[REFRESH, TOKEN]);
 }

@@ -32,6 +32,8 @@ const PEERS: &[Peer] = &[
         "/usr/lib/python3/dist-packages/dnf-plugins/download.py",
     ),
     ("gpg", "gpg"),
+    // The throwaway CA of the TLS registry tests (tests/it/registries.rs).
+    ("openssl", "openssl"),
     // Container tasks and image builds (tests/it/containers.rs); their base image is
     // Debian's static busybox.
     ("buildah", "buildah"),

@@ -2,4 +2,4 @@
 //! `isobuild-testkit`, shared with `cargo xtask demo` and `cargo xtask bench`.
 
 #[allow(unused_imports)]
-pub(crate) use isobuild_testkit::peers::{Nginx, Registry, free_port, skopeo};
+pub(crate) use isobuild_testkit::peers::{Ca, Nginx, Options, Registry, Tls, free_port, skopeo};

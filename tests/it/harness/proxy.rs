@@ -110,6 +110,8 @@ struct Bearer {
     token: String,
     /// The `Authorization` value `/token` wants, if any (else it hands the token to anyone).
     login: Option<String>,
+    /// The OAuth2 refresh token `POST /token` wants (`grant_type=refresh_token`), if any.
+    refresh: Option<String>,
 }
 
 /// A running proxy; stopped when dropped.
@@ -182,6 +184,18 @@ impl Proxy {
         *self.shared.bearer.lock().unwrap() = Some(Bearer {
             token: token.to_owned(),
             login: None,
+            refresh: None,
+        });
+    }
+
+    /// Like [`Proxy::require_bearer`], but the token is handed out only for OAuth2's
+    /// refresh-token grant with `refresh` (an identity token), in a `POST /token` form, as
+    /// distribution's token spec describes.
+    pub(crate) fn require_bearer_with_refresh_token(&self, token: &str, refresh: &str) {
+        *self.shared.bearer.lock().unwrap() = Some(Bearer {
+            token: token.to_owned(),
+            login: None,
+            refresh: Some(refresh.to_owned()),
         });
     }
 
@@ -195,6 +209,7 @@ impl Proxy {
         *self.shared.bearer.lock().unwrap() = Some(Bearer {
             token: token.to_owned(),
             login: Some(format!("Basic {login}")),
+            refresh: None,
         });
     }
 
@@ -279,7 +294,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut body = vec![0; usize::try_from(length).unwrap()];
     reader.read_exact(&mut body)?;
 
-    if let Some(done) = check_bearer(&mut client, shared, &path, &headers) {
+    if let Some(done) = check_bearer(&mut client, shared, (&method, &path), &headers, &body) {
         return done;
     }
 
@@ -418,8 +433,9 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
 fn check_bearer(
     client: &mut TcpStream,
     shared: &Shared,
-    path: &str,
+    (method, path): (&str, &str),
     headers: &[(String, String)],
+    body: &[u8],
 ) -> Option<io::Result<()>> {
     let bearer = shared.bearer.lock().unwrap();
     let bearer = bearer.as_ref()?;
@@ -428,6 +444,26 @@ fn check_bearer(
         .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
         .map(|(_, value)| value.as_str());
     if path.starts_with("/token") {
+        if let Some(refresh) = &bearer.refresh {
+            let form = String::from_utf8_lossy(body);
+            let fields: Vec<&str> = form.split('&').collect();
+            let granted = method == "POST"
+                && fields.contains(&"grant_type=refresh_token")
+                && fields.contains(&format!("refresh_token={refresh}").as_str())
+                && fields
+                    .iter()
+                    .any(|field| field.starts_with("scope=repository"));
+            return Some(if granted {
+                respond(
+                    client,
+                    200,
+                    &[],
+                    format!(r#"{{"access_token":"{}"}}"#, bearer.token).as_bytes(),
+                )
+            } else {
+                respond(client, 401, &[], br#"{"error":"invalid_grant"}"#)
+            });
+        }
         if let Some(login) = &bearer.login
             && authorization != Some(login.as_str())
         {

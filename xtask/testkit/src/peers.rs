@@ -1,6 +1,7 @@
 //! Real peers the tests start: Debian's `docker-registry` (distribution 2.x) on a free
-//! loopback port, with or without basic auth. Each peer lives in its own temporary folder
-//! and is killed when dropped.
+//! loopback port, with or without basic auth, over plain HTTP or over TLS with a throwaway
+//! CA ([`Ca`], made with `openssl`), optionally asking for client certificates. Each peer
+//! lives in its own temporary folder and is killed when dropped.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -16,6 +17,159 @@ pub struct Registry {
     port: u16,
     credentials: Option<(String, String)>,
     dir: tempfile::TempDir,
+}
+
+/// A throwaway certificate authority, with a server certificate for `127.0.0.1` and
+/// `localhost` and a client certificate, all made by `openssl` in a temporary folder.
+pub struct Ca {
+    dir: tempfile::TempDir,
+}
+
+impl Ca {
+    pub fn new() -> Self {
+        Self::for_names("IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A CA whose server certificate is for `names` only (an openssl `subjectAltName`
+    /// value), to make a certificate that does not match the host.
+    pub fn for_names(names: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("isobuild-ca-")
+            .tempdir()
+            .unwrap();
+        let run = |args: &[&str]| {
+            let output = match Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+            {
+                Ok(output) => output,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    panic!(
+                        "`openssl` is not installed; the TLS tests need it: `apt-get install openssl`"
+                    )
+                }
+                Err(e) => panic!("cannot run openssl: {e}"),
+            };
+            assert!(
+                output.status.success(),
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let key = ["-newkey", "rsa:2048", "-nodes"];
+        run(&[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=isobuild test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
+        fs_err::write(
+            dir.path().join("server.ext"),
+            format!(
+                "subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        fs_err::write(
+            dir.path().join("client.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        for (name, cert) in [("server", "server.crt"), ("client", "client.cert")] {
+            run(&[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                cert,
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        Self { dir }
+    }
+
+    /// The CA certificate (PEM), what a client must trust.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The client certificate and key (PEM), docker's `client.cert` and `client.key`.
+    pub fn client_pair(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.cert"),
+            self.dir.path().join("client.key"),
+        )
+    }
+
+    fn server_pair(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        )
+    }
+}
+
+impl Default for Ca {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How a registry serves TLS: `ca`'s server certificate, and whether it wants a client
+/// certificate signed by `ca` (distribution's `http.tls.clientcas`).
+#[derive(Clone, Copy)]
+pub struct Tls<'a> {
+    pub ca: &'a Ca,
+    pub client_certificates: bool,
+}
+
+/// What a registry started by [`Registry::start_with_options`] does differently.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Basic auth as `username:password`.
+    pub credentials: Option<(String, String)>,
+    /// HTTPS instead of plain HTTP.
+    pub tls: Option<Tls<'a>>,
+    /// Serve the storage of this registry (push to it over plain HTTP, pull from this one
+    /// over TLS) instead of its own.
+    pub storage_of: Option<&'a Registry>,
 }
 
 impl Registry {
@@ -43,21 +197,62 @@ impl Registry {
     }
 
     fn start_with(credentials: Option<(String, String)>) -> Self {
+        Self::start_with_options(&Options {
+            credentials,
+            ..Options::default()
+        })
+    }
+
+    /// A registry with TLS, auth or another registry's storage.
+    pub fn start_with_options(options: &Options<'_>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("isobuild-registry-")
             .tempdir()
             .unwrap();
-        Self::start_at(dir, credentials)
+        Self::start_at_with(dir, options)
     }
 
     fn start_at(dir: tempfile::TempDir, credentials: Option<(String, String)>) -> Self {
+        Self::start_at_with(
+            dir,
+            &Options {
+                credentials,
+                ..Options::default()
+            },
+        )
+    }
+
+    fn start_at_with(dir: tempfile::TempDir, options: &Options<'_>) -> Self {
+        let credentials = options.credentials.clone();
+        let storage = options.storage_of.map_or_else(
+            || dir.path().join("data"),
+            |other| other.dir.path().join("data"),
+        );
         let config_path = dir.path().join("config.yml");
         let log_path = dir.path().join("registry.log");
         // The port is free when probed but could be taken before the registry binds it:
         // try a few.
         for _ in 0..5 {
             let port = free_port();
-            fs_err::write(&config_path, config(dir.path(), port, credentials.as_ref())).unwrap();
+            let mut tls_text = String::new();
+            if let Some(tls) = options.tls {
+                let (cert, key) = tls.ca.server_pair();
+                let _ = write!(
+                    tls_text,
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                );
+                if tls.client_certificates {
+                    let _ = write!(
+                        tls_text,
+                        "    clientcas:\n      - {}\n",
+                        tls.ca.ca_cert().display()
+                    );
+                }
+            }
+            let text = config(dir.path(), &storage, port, credentials.as_ref(), &tls_text);
+            fs_err::write(&config_path, text).unwrap();
             let log = std::fs::File::create(&log_path).unwrap();
             let mut child = match Command::new("docker-registry")
                 .arg("serve")
@@ -74,10 +269,14 @@ impl Registry {
                 ),
                 Err(e) => panic!("cannot start docker-registry: {e}"),
             };
-            // Ready once `/v2/` answers at all: 200, or 401 with auth.
-            if wait_http(&mut child, port, "/v2/", |status| {
-                matches!(status, 200 | 401)
-            }) {
+            // Ready once `/v2/` answers at all: 200, or 401 with auth; a TLS server answers
+            // plain HTTP with 400.
+            let ready: fn(u16) -> bool = if options.tls.is_some() {
+                |status| status == 400
+            } else {
+                |status| matches!(status, 200 | 401)
+            };
+            if wait_http(&mut child, port, "/v2/", ready) {
                 return Self {
                     child,
                     port,
@@ -117,6 +316,12 @@ impl Registry {
             .join("data")
     }
 
+    /// What the registry logged (its standard error): access lines, and for a TLS registry
+    /// each failed handshake.
+    pub fn log(&self) -> String {
+        fs_err::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
     /// The credentials it wants, if any.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
@@ -137,13 +342,19 @@ fn report_log(log: &str) {
     eprintln!("docker-registry did not become ready; its log:\n{log}");
 }
 
-fn config(dir: &Path, port: u16, credentials: Option<&(String, String)>) -> String {
+fn config(
+    dir: &Path,
+    storage: &Path,
+    port: u16,
+    credentials: Option<&(String, String)>,
+    tls: &str,
+) -> String {
     let mut config = format!(
         "version: 0.1\n\
          log:\n  level: warn\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-         http:\n  addr: 127.0.0.1:{port}\n",
-        dir.join("data").display()
+         http:\n  addr: 127.0.0.1:{port}\n{tls}",
+        storage.display()
     );
     if let Some((username, password)) = credentials {
         // Cost 4, the minimum: the registry checks it on every request.
