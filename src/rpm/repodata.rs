@@ -232,3 +232,39 @@ fn write_gz(repodata: &Path, kind: &'static str, document: &[u8]) -> std::io::Re
         open_size: document.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use super::{Kind, extract_entries};
+
+    #[test]
+    fn copied_entries_sit_flat_with_the_epoch_as_file_time() {
+        let primary = r#"<metadata packages="2">
+<package type="rpm"><name>jq</name><checksum type="sha256" pkgid="YES">AB12</checksum><time file="1690000000" build="1680000000"/><location xml:base="https://mirror.example/epel/" href="Packages/j/jq-1.6-3.el8.x86_64.rpm"/></package>
+<package type="rpm"><name>other</name><checksum type="sha256" pkgid="YES">cd34</checksum><location href="Packages/o/other.rpm"/></package>
+</metadata>"#;
+        let wanted: HashSet<String> = ["ab12".to_owned()].into_iter().collect();
+        let found = extract_entries(
+            primary.as_bytes(),
+            Path::new("primary.xml"),
+            Kind::Primary,
+            &wanted,
+            1_700_000_000,
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        let entry = String::from_utf8(found["ab12"].clone()).unwrap();
+        assert!(
+            entry.contains(r#"<location href="jq-1.6-3.el8.x86_64.rpm"/>"#),
+            "{entry}"
+        );
+        assert!(
+            entry.contains(r#"<time file="1700000000" build="1680000000"/>"#),
+            "{entry}"
+        );
+        assert!(!entry.contains("xml:base"), "{entry}");
+    }
+}
