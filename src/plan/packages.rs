@@ -95,6 +95,15 @@ pub enum PackageError {
         "repository `{repo}`: the key `{url}` changed since it was locked; run `isobuild lock` again"
     )]
     KeyChanged { repo: String, url: String },
+    #[error(
+        "repository `{repo}`: `{first}` and `{second}` would both be `{name}` in the shipped folder"
+    )]
+    NameClash {
+        repo: String,
+        name: String,
+        first: String,
+        second: String,
+    },
     #[error("repository `{repo}`: `{nevra}` is not in its metadata any more")]
     NotInMetadata { repo: String, nevra: String },
     #[error("seed `{seed}` matches no package of any repository")]
@@ -1232,12 +1241,19 @@ fn write_repo(
     }
     let mut bytes = 0;
     let wanted: HashSet<String> = rpms.iter().map(|rpm| rpm.sha256.hex().to_owned()).collect();
+    crate::fs::create_dirs_0755(dest).map_err(io_error(dest))?;
+    let mut names = std::collections::HashMap::new();
     for rpm in rpms {
-        let file = dest.join(rpm_file_location(rpm));
-        if let Some(parent) = file.parent() {
-            crate::fs::create_dirs_0755(parent).map_err(io_error(parent))?;
+        let name = crate::rpm::repodata::flat_name(&rpm.location);
+        if let Some(first) = names.insert(name, &rpm.location) {
+            return Err(PackageError::NameClash {
+                repo: repo.to_owned(),
+                name: name.to_owned(),
+                first: first.clone(),
+                second: rpm.location.clone(),
+            });
         }
-        placer.place(&rpm.sha256, &file)?;
+        placer.place(&rpm.sha256, &dest.join(name))?;
         bytes += rpm.size;
     }
     let mut entries = Vec::new();
@@ -1279,15 +1295,4 @@ fn write_repo(
         crate::fs::write_atomic(&path, key, 0o644).map_err(io_error(&path))?;
     }
     Ok(JobOutput { bytes })
-}
-
-/// Where an RPM goes under its repository's folder: its location, or for one that lived
-/// elsewhere (`xml:base`) its file name under `Packages/`.
-fn rpm_file_location(rpm: &ShippedRpm) -> String {
-    if rpm.location.contains("://") {
-        let name = rpm.location.rsplit('/').next().unwrap_or(&rpm.nevra);
-        format!("Packages/{name}")
-    } else {
-        rpm.location.clone()
-    }
 }

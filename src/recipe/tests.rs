@@ -1112,3 +1112,12 @@ recipe_error! {
     field: "packages.repos[0].builds",
     message: "`builds` is for a built repository (`from`)",
 }
+
+recipe_error! {
+    name: a_built_repository_has_no_keys,
+    yaml: format!("{HEAD}{PACKAGES}  seeds: [tool]\n  repos:\n    - {{ id: own, from: ['a/*.rpm'], gpgkey: ['https://r.example/k'], dest: pkgs }}\n"),
+    line: 9,
+    column: 45,
+    field: "packages.repos[0].gpgkey",
+    message: "`gpgkey` is for a downloaded repository; a built one (`from`) is checked by its RPMs' header digests",
+}

@@ -3,8 +3,8 @@
 //!
 //! The packages' entries come from the source repository's primary.xml and filelists.xml
 //! (copied event by event with quick-xml, so every field createrepo_c wrote is kept), with
-//! what would make two builds differ pinned: `xml:base` dropped (the RPM now sits beside
-//! the metadata), `<time file=…>` set to the build's epoch, entries sorted by location,
+//! what would make two builds differ pinned: `xml:base` dropped and `href` made the file
+//! name (the RPM now sits at the top of the folder, beside `repodata/`), `<time file=…>` set to the build's epoch, entries sorted by location,
 //! gzip without a timestamp or a name, and repomd.xml's `revision` and `timestamp` set to
 //! the epoch.
 
@@ -111,15 +111,27 @@ pub fn extract_entries<S: std::hash::BuildHasher>(
     Ok(found)
 }
 
-/// `element` with what must not vary pinned: no `xml:base` on `<location>`, the file time
-/// of `<time>` set to `epoch`.
+/// Where a package goes in a written repository: its file name, at the top of the folder,
+/// as MetalK8s' `yumdownloader` leaves it (`Packages/p/python3-boto3-….rpm` →
+/// `python3-boto3-….rpm`).
+pub fn flat_name(location: &str) -> &str {
+    location.rsplit('/').next().unwrap_or(location)
+}
+
+/// `element` with what must not vary pinned: no `xml:base` on `<location>` and its `href`
+/// the package's file name ([`flat_name`]), the file time of `<time>` set to `epoch`.
 fn pinned<'a>(element: &BytesStart<'a>, epoch: i64) -> BytesStart<'a> {
     match element.name().as_ref() {
         b"location" => {
             let mut out = BytesStart::new("location");
             for attribute in element.attributes().flatten() {
-                if attribute.key.as_ref() != b"xml:base" {
-                    out.push_attribute(attribute);
+                match attribute.key.as_ref() {
+                    b"xml:base" => {}
+                    b"href" => {
+                        let href = attribute.unescape_value().unwrap_or_default();
+                        out.push_attribute(("href", flat_name(&href)));
+                    }
+                    _ => out.push_attribute(attribute),
                 }
             }
             out
@@ -219,4 +231,40 @@ fn write_gz(repodata: &Path, kind: &'static str, document: &[u8]) -> std::io::Re
         size: compressed.len(),
         open_size: document.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use super::{Kind, extract_entries};
+
+    #[test]
+    fn copied_entries_sit_flat_with_the_epoch_as_file_time() {
+        let primary = r#"<metadata packages="2">
+<package type="rpm"><name>jq</name><checksum type="sha256" pkgid="YES">AB12</checksum><time file="1690000000" build="1680000000"/><location xml:base="https://mirror.example/epel/" href="Packages/j/jq-1.6-3.el8.x86_64.rpm"/></package>
+<package type="rpm"><name>other</name><checksum type="sha256" pkgid="YES">cd34</checksum><location href="Packages/o/other.rpm"/></package>
+</metadata>"#;
+        let wanted: HashSet<String> = ["ab12".to_owned()].into_iter().collect();
+        let found = extract_entries(
+            primary.as_bytes(),
+            Path::new("primary.xml"),
+            Kind::Primary,
+            &wanted,
+            1_700_000_000,
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        let entry = String::from_utf8(found["ab12"].clone()).unwrap();
+        assert!(
+            entry.contains(r#"<location href="jq-1.6-3.el8.x86_64.rpm"/>"#),
+            "{entry}"
+        );
+        assert!(
+            entry.contains(r#"<time file="1700000000" build="1680000000"/>"#),
+            "{entry}"
+        );
+        assert!(!entry.contains("xml:base"), "{entry}");
+    }
 }

@@ -386,12 +386,15 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
             }
         })
         .map(|relative| {
-            // Stand-in RPM names start with the build group's index.
-            match relative.split_once("/Packages/") {
-                Some((repo, file)) => {
-                    format!("{repo}/Packages/{}", file.split_once('-').unwrap().1)
+            // Stand-in RPM names start with the build group's index (`5-python3-…`).
+            match relative.split_once('/') {
+                Some((repo, file))
+                    if Path::new(file).extension().is_some_and(|ext| ext == "rpm")
+                        && file.starts_with(|c: char| c.is_ascii_digit()) =>
+                {
+                    format!("{repo}/{}", file.split_once('-').unwrap().1)
                 }
-                None => relative,
+                _ => relative,
             }
         })
         .collect();
@@ -412,9 +415,9 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
     expected.extend(within(
         "metalk8s-epel-el8",
         &[
-            "Packages/python3-boto3-1.6.1-1.noarch.rpm",
-            "Packages/python3-botocore-1.0-1.noarch.rpm",
-            "Packages/python3-m2crypto-1.0-1.noarch.rpm",
+            "python3-boto3-1.6.1-1.noarch.rpm",
+            "python3-botocore-1.0-1.noarch.rpm",
+            "python3-m2crypto-1.0-1.noarch.rpm",
             "RPM-GPG-KEY-metalk8s-epel-8_1",
         ],
     ));
@@ -422,10 +425,10 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
     expected.extend(within(
         "metalk8s-kubernetes-el8",
         &[
-            "Packages/cri-tools-1.0-1.noarch.rpm",
-            "Packages/kubectl-1.29.8-1.noarch.rpm",
-            "Packages/kubelet-1.29.8-1.noarch.rpm",
-            "Packages/kubernetes-cni-1.0-1.noarch.rpm",
+            "cri-tools-1.0-1.noarch.rpm",
+            "kubectl-1.29.8-1.noarch.rpm",
+            "kubelet-1.29.8-1.noarch.rpm",
+            "kubernetes-cni-1.0-1.noarch.rpm",
             "RPM-GPG-KEY-metalk8s-kubernetes-8_1",
         ],
     ));
@@ -433,8 +436,8 @@ fn check_packages(extracted: &Path, standins: &StandInRepos, scratch: &Path) {
     expected.extend(within(
         "metalk8s-saltstack-el8",
         &[
-            "Packages/salt-3002.9-1.noarch.rpm",
-            "Packages/salt-minion-3002.9-1.noarch.rpm",
+            "salt-3002.9-1.noarch.rpm",
+            "salt-minion-3002.9-1.noarch.rpm",
             "RPM-GPG-KEY-metalk8s-saltstack-8_1",
         ],
     ));

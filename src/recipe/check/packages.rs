@@ -309,6 +309,20 @@ impl Checker<'_> {
             }
             return (Some(Vec::new()), builds);
         };
+        for (field, at) in [
+            ("gpgkey", raw.gpgkey.as_ref().map(|f| &f.at)),
+            ("repo_gpgcheck", raw.repo_gpgcheck.as_ref().map(|f| &f.at)),
+            ("exclude", raw.exclude.as_ref().map(|f| &f.at)),
+        ] {
+            if let Some(at) = at {
+                self.problems.add(
+                    at,
+                    format!(
+                        "`{field}` is for a downloaded repository; a built one (`from`) is checked by its RPMs' header digests"
+                    ),
+                );
+            }
+        }
         let Some(items) = &from.value else {
             return (None, builds);
         };
