@@ -523,6 +523,50 @@ impl RpmBench {
         measure::run(&self.dnf_job("resolve", &args), &self.dir)
     }
 
+    /// Whether dnf's closure (its EPEL packages in the shipped arches, plus the seeds) is the
+    /// set `isobuild lock` last wrote: `(dnf's count, isobuild's count, equal)`. Not timed.
+    pub(super) fn closures_agree(&self) -> Result<(usize, usize, bool)> {
+        let job = self.dnf_job("resolve", &[]);
+        let mut args = job.args.clone();
+        args.extend(
+            [
+                "repoquery",
+                "--requires",
+                "--resolve",
+                "--recursive",
+                "--latest-limit=1",
+                "--qf",
+                "%{name}-%{version}-%{release}.%{arch} %{repoid}",
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(self.seeds.iter().cloned());
+        let output = run(Command::new("dnf").args(&args).current_dir(&self.dir))?;
+        let lock = fs_err::read_to_string(self.dir.join("resolve.yaml.lock"))?;
+        let ours: std::collections::BTreeSet<String> = lock
+            .lines()
+            .filter_map(|line| line.trim().trim_start_matches("- ").strip_prefix("nevra: "))
+            .map(str::to_owned)
+            .collect();
+        let mut theirs: std::collections::BTreeSet<String> = output
+            .lines()
+            .filter_map(|line| line.strip_suffix(" epel"))
+            .filter(|nevra| !nevra.ends_with(".i686"))
+            .map(str::to_owned)
+            .collect();
+        // repoquery lists what the seeds need; MetalK8s asks for the seeds themselves apart.
+        theirs.extend(
+            ours.iter()
+                .filter(|nevra| {
+                    self.seeds
+                        .iter()
+                        .any(|seed| nevra.starts_with(&format!("{seed}-")))
+                })
+                .cloned(),
+        );
+        Ok((theirs.len(), ours.len(), theirs == ours))
+    }
+
     /// `isobuild fetch --locked` of the download closure into an empty cache.
     pub(super) fn download_isobuild(&self) -> Result<Usage> {
         self.cold("cache-download")?;
