@@ -753,7 +753,7 @@ fn sha256(stage: &Path) -> Result<Usage> {
 }
 
 /// Flush every dirty page, so that the next measure does not pay for the last one's writes.
-fn sync_disks() -> Result<()> {
+pub(super) fn sync_disks() -> Result<()> {
     let status = Command::new("sync").status().context("cannot run sync")?;
     if !status.success() {
         bail!("`sync` failed ({status})");

@@ -25,7 +25,7 @@ use isobuild::reference::Digest;
 use isobuild_testkit::peers::Nginx;
 
 use super::measure::{self, Job, Usage};
-use super::remove;
+use super::{remove, sync_disks};
 use super::report::escape;
 
 /// Sizes of the generated repositories.
@@ -489,12 +489,14 @@ impl RpmBench {
         Job::new("dnf", &all, &self.dir)
     }
 
-    /// Empty dnf's cache and install root, and isobuild's `cache`.
+    /// Empty dnf's cache and install root, and isobuild's `cache`; then `sync`, so that no
+    /// measure pays for the writeback of the one before (as the image half does).
     fn cold(&self, cache: &str) -> Result<()> {
         remove(&self.dir.join("dnf/cache"))?;
         remove(&self.dir.join("dnf/root"))?;
         fs_err::create_dir_all(self.dir.join("dnf/root"))?;
-        remove(&self.dir.join(cache))
+        remove(&self.dir.join(cache))?;
+        sync_disks()
     }
 
     /// `isobuild lock` of the EPEL-sized recipe, cold; and how many packages it locked.
@@ -581,6 +583,7 @@ impl RpmBench {
         self.cold("cache-download")?;
         let dest = self.dir.join("dnf-download");
         remove(&dest)?;
+        sync_disks()?;
         let dest_arg = format!("--destdir={}", dest.display());
         let mut args = vec!["download", dest_arg.as_str()];
         args.extend(self.downloads.iter().map(String::as_str));
@@ -600,6 +603,7 @@ impl RpmBench {
     pub(super) fn noop(&self) -> Result<Usage> {
         let build = self.isobuild_job(&["build", "download.yaml", "--locked"], "cache-download");
         measure::run(&build, &self.dir)?;
+        sync_disks()?;
         let usage = measure::run(&build, &self.dir)?;
         for dir in ["tree-download", "iso"] {
             remove(&self.dir.join(dir))?;
