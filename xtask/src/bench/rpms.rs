@@ -25,8 +25,8 @@ use isobuild::reference::Digest;
 use isobuild_testkit::peers::Nginx;
 
 use super::measure::{self, Job, Usage};
-use super::{remove, sync_disks};
 use super::report::escape;
+use super::{remove, sync_disks};
 
 /// Sizes of the generated repositories.
 struct Sizes {
