@@ -553,7 +553,11 @@ impl RpmBench {
         let mut theirs: std::collections::BTreeSet<String> = output
             .lines()
             .filter_map(|line| line.strip_suffix(" epel"))
-            .filter(|nevra| !nevra.ends_with(".i686"))
+            .filter(|nevra| {
+                nevra
+                    .rsplit_once('.')
+                    .is_none_or(|(_, arch)| arch != "i686")
+            })
             .map(str::to_owned)
             .collect();
         // repoquery lists what the seeds need; MetalK8s asks for the seeds themselves apart.
