@@ -120,7 +120,9 @@ impl FreshnessStore {
             fingerprint: fingerprint.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
-        crate::fs::write_atomic(&self.file(task), &bytes, 0o644)
+        // Unsynced: a fingerprint lost in a crash only makes the task run again, and its
+        // output was made durable before this is written.
+        crate::fs::write_atomic_unsynced(&self.file(task), &bytes, 0o644)
     }
 
     /// Forget `task`, so that it runs next time.

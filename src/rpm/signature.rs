@@ -73,16 +73,41 @@ impl Keyring {
             .collect()
     }
 
-    /// Check the RPM at `path`: digests, then the header signature with `pinned` (a
-    /// fingerprint) or, without a pin, any of the keys. Returns the fingerprint of the key
-    /// that verified it.
+    /// Check the RPM at `path`: its header-only signature with `pinned` (a fingerprint) or,
+    /// without a pin, any of the keys, the header's sha256 and the payload's sha256 the signed
+    /// header declares, which together authenticate every byte after the lead. A package
+    /// without a payload digest (rpm before 4.14) is checked the older way, by the `rpm`
+    /// crate (every digest and signature in its signature header). Returns the fingerprint
+    /// of the key that verified it.
     pub fn verify(&self, path: &Path, pinned: Option<&str>) -> Result<String, SignatureError> {
-        let package =
-            rpm::Package::open(path).map_err(|error| SignatureError::Package(error.to_string()))?;
-        let mut last = match pinned {
-            Some(pin) => SignatureError::Invalid(format!("the repository has no key {pin}")),
-            None => SignatureError::Invalid("no key to check it with".into()),
-        };
+        let bytes =
+            fs_err::read(path).map_err(|error| SignatureError::Package(error.to_string()))?;
+        let (fingerprint, metadata, end) = self.check_header(&bytes, pinned)?;
+        let algorithm = metadata
+            .header
+            .get_entry_data_as_u32_array(rpm::IndexTag::RPMTAG_PAYLOADDIGESTALGO)
+            .ok()
+            .and_then(|values| values.first().copied());
+        let declared = metadata
+            .header
+            .get_entry_data_as_string_array(rpm::IndexTag::RPMTAG_PAYLOADSHA256)
+            .ok()
+            .and_then(|values| values.first().cloned());
+        // 8 is SHA-256 in rpm's PGPHASHALGO numbering (the default when the tag is absent).
+        if let Some(declared) = declared
+            && algorithm.is_none_or(|algorithm| algorithm == 8)
+        {
+            use sha2::Digest as _;
+            if hex::encode(sha2::Sha256::digest(&bytes[end..])) != declared {
+                return Err(SignatureError::Invalid(
+                    "its payload does not match the sha256 digest its header declares".into(),
+                ));
+            }
+            return Ok(fingerprint);
+        }
+        let package = rpm::Package::parse(&mut std::io::Cursor::new(&bytes))
+            .map_err(|error| SignatureError::Package(error.to_string()))?;
+        let mut last = SignatureError::Invalid("no key to check it with".into());
         for key in self.candidates(pinned) {
             match package.verify_signature(key.verifier.clone()) {
                 Ok(()) => return Ok(key.fingerprint.clone()),
@@ -130,6 +155,17 @@ impl Keyring {
     /// of the key that verified it. The header's sha256 in the signature header is checked
     /// too.
     pub fn verify_header(&self, bytes: &[u8]) -> Result<String, SignatureError> {
+        self.check_header(bytes, None)
+            .map(|(fingerprint, _, _)| fingerprint)
+    }
+
+    /// [`Keyring::verify_header`] with `pinned` (or any key): the fingerprint, the parsed
+    /// headers, and where the header ends (the payload starts).
+    fn check_header(
+        &self,
+        bytes: &[u8],
+        pinned: Option<&str>,
+    ) -> Result<(String, rpm::PackageMetadata, usize), SignatureError> {
         let (header_start, end) = Self::header_range(bytes)?
             .filter(|(_, end)| *end <= bytes.len())
             .ok_or_else(|| SignatureError::Package("its header is cut short".into()))?;
@@ -163,7 +199,8 @@ impl Keyring {
             .ok_or_else(|| {
                 SignatureError::Invalid("its signature header holds no OpenPGP signature".into())
             })?;
-        self.first_verifying(&signature, header)
+        let fingerprint = self.first_verifying(&signature, header, pinned)?;
+        Ok((fingerprint, metadata, end))
     }
 
     /// Check a detached ASCII-armoured signature (`repomd.xml.asc`) of `data` with any of the
@@ -173,18 +210,22 @@ impl Keyring {
             .map_err(|_| SignatureError::Invalid("the signature is not ASCII-armoured".into()))?;
         let (signature, _) = DetachedSignature::from_string(text)
             .map_err(|error| SignatureError::Invalid(format!("unreadable signature: {error}")))?;
-        self.first_verifying(&signature.signature, data)
+        self.first_verifying(&signature.signature, data, None)
     }
 
-    /// The fingerprint of the first key whose primary key or a subkey verifies `signature`
-    /// over `data`.
+    /// The fingerprint of the first key (`pinned`, or any) whose primary key or a subkey
+    /// verifies `signature` over `data`.
     fn first_verifying(
         &self,
         signature: &pgp::packet::Signature,
         data: &[u8],
+        pinned: Option<&str>,
     ) -> Result<String, SignatureError> {
-        let mut last = "no key to check it with".to_owned();
-        for key in &self.keys {
+        let mut last = match pinned {
+            Some(pin) => format!("the repository has no key {pin}"),
+            None => "no key to check it with".to_owned(),
+        };
+        for key in self.candidates(pinned) {
             let mut checks = vec![signature.verify(&key.public, data)];
             checks.extend(
                 key.public

@@ -402,3 +402,37 @@ fn cache_gc_keeps_what_the_recipes_packages_use() {
         names(&cache.join("packages-v1"))
     );
 }
+
+#[test]
+fn a_payload_changed_under_a_valid_header_signature_is_refused() {
+    use isobuild::rpm::signature::Keyring;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = crate::harness::rpms::Signer::new();
+    let repos = make_repos(dir.path(), &[rpm("epel", "dep", "1.0")], "", Some(&signer));
+    let file = fs_err::read_dir(repos["epel"].join("Packages"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let keyring = Keyring::new(&[signer.public_key.as_bytes().to_vec()]).unwrap();
+    let fingerprint = signer.fingerprint();
+    assert_eq!(keyring.verify(&file, None).unwrap(), fingerprint);
+    assert_eq!(
+        keyring.verify(&file, Some(&fingerprint)).unwrap(),
+        fingerprint
+    );
+    let bytes = fs_err::read(&file).unwrap();
+    assert_eq!(keyring.verify_header(&bytes).unwrap(), fingerprint);
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    let refused = keyring.verify(&file, Some(other)).unwrap_err().to_string();
+    assert!(refused.contains(other), "{refused}");
+
+    // The last payload byte changed: the header (and its signature) still hold.
+    let mut changed = bytes.clone();
+    *changed.last_mut().unwrap() ^= 0xff;
+    fs_err::write(&file, &changed).unwrap();
+    assert_eq!(keyring.verify_header(&changed).unwrap(), fingerprint);
+    let refused = keyring.verify(&file, None).unwrap_err().to_string();
+    assert!(refused.contains("payload does not match"), "{refused}");
+}

@@ -404,10 +404,15 @@ fn rpm_round(
 }
 
 fn rpm_context(rpm: &rpms::RpmBench, locked: usize) -> (String, serde_json::Value) {
+    let agree = match rpm.closures_agree() {
+        Ok((_, _, true)) => "the same set as dnf's".to_owned(),
+        Ok((theirs, ours, false)) => format!("NOT dnf's set ({theirs} there, {ours} here)"),
+        Err(error) => format!("not compared with dnf's ({error})"),
+    };
     (
         "rpm set".to_owned(),
         json!(format!(
-            "EPEL-sized repository of {} packages plus two OS repositories; {} seeds resolve to {locked} shipped packages; {} signed RPMs downloaded",
+            "EPEL-sized repository of {} packages plus two OS repositories; {} seeds resolve to {locked} shipped packages, {agree}; {} signed RPMs downloaded",
             rpm.epel_packages,
             rpm.seed_count(),
             rpm.download_count()
@@ -748,7 +753,7 @@ fn sha256(stage: &Path) -> Result<Usage> {
 }
 
 /// Flush every dirty page, so that the next measure does not pay for the last one's writes.
-fn sync_disks() -> Result<()> {
+pub(super) fn sync_disks() -> Result<()> {
     let status = Command::new("sync").status().context("cannot run sync")?;
     if !status.success() {
         bail!("`sync` failed ({status})");

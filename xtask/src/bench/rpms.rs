@@ -25,8 +25,8 @@ use isobuild::reference::Digest;
 use isobuild_testkit::peers::Nginx;
 
 use super::measure::{self, Job, Usage};
-use super::remove;
 use super::report::escape;
+use super::{remove, sync_disks};
 
 /// Sizes of the generated repositories.
 struct Sizes {
@@ -489,12 +489,14 @@ impl RpmBench {
         Job::new("dnf", &all, &self.dir)
     }
 
-    /// Empty dnf's cache and install root, and isobuild's `cache`.
+    /// Empty dnf's cache and install root, and isobuild's `cache`; then `sync`, so that no
+    /// measure pays for the writeback of the one before (as the image half does).
     fn cold(&self, cache: &str) -> Result<()> {
         remove(&self.dir.join("dnf/cache"))?;
         remove(&self.dir.join("dnf/root"))?;
         fs_err::create_dir_all(self.dir.join("dnf/root"))?;
-        remove(&self.dir.join(cache))
+        remove(&self.dir.join(cache))?;
+        sync_disks()
     }
 
     /// `isobuild lock` of the EPEL-sized recipe, cold; and how many packages it locked.
@@ -523,6 +525,54 @@ impl RpmBench {
         measure::run(&self.dnf_job("resolve", &args), &self.dir)
     }
 
+    /// Whether dnf's closure (its EPEL packages in the shipped arches, plus the seeds) is the
+    /// set `isobuild lock` last wrote: `(dnf's count, isobuild's count, equal)`. Not timed.
+    pub(super) fn closures_agree(&self) -> Result<(usize, usize, bool)> {
+        let job = self.dnf_job("resolve", &[]);
+        let mut args = job.args.clone();
+        args.extend(
+            [
+                "repoquery",
+                "--requires",
+                "--resolve",
+                "--recursive",
+                "--latest-limit=1",
+                "--qf",
+                "%{name}-%{version}-%{release}.%{arch} %{repoid}",
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(self.seeds.iter().cloned());
+        let output = run(Command::new("dnf").args(&args).current_dir(&self.dir))?;
+        let lock = fs_err::read_to_string(self.dir.join("resolve.yaml.lock"))?;
+        let ours: std::collections::BTreeSet<String> = lock
+            .lines()
+            .filter_map(|line| line.trim().trim_start_matches("- ").strip_prefix("nevra: "))
+            .map(str::to_owned)
+            .collect();
+        let mut theirs: std::collections::BTreeSet<String> = output
+            .lines()
+            .filter_map(|line| line.strip_suffix(" epel"))
+            .filter(|nevra| {
+                nevra
+                    .rsplit_once('.')
+                    .is_none_or(|(_, arch)| arch != "i686")
+            })
+            .map(str::to_owned)
+            .collect();
+        // repoquery lists what the seeds need; MetalK8s asks for the seeds themselves apart.
+        theirs.extend(
+            ours.iter()
+                .filter(|nevra| {
+                    self.seeds
+                        .iter()
+                        .any(|seed| nevra.starts_with(&format!("{seed}-")))
+                })
+                .cloned(),
+        );
+        Ok((theirs.len(), ours.len(), theirs == ours))
+    }
+
     /// `isobuild fetch --locked` of the download closure into an empty cache.
     pub(super) fn download_isobuild(&self) -> Result<Usage> {
         self.cold("cache-download")?;
@@ -537,6 +587,7 @@ impl RpmBench {
         self.cold("cache-download")?;
         let dest = self.dir.join("dnf-download");
         remove(&dest)?;
+        sync_disks()?;
         let dest_arg = format!("--destdir={}", dest.display());
         let mut args = vec!["download", dest_arg.as_str()];
         args.extend(self.downloads.iter().map(String::as_str));
@@ -556,6 +607,7 @@ impl RpmBench {
     pub(super) fn noop(&self) -> Result<Usage> {
         let build = self.isobuild_job(&["build", "download.yaml", "--locked"], "cache-download");
         measure::run(&build, &self.dir)?;
+        sync_disks()?;
         let usage = measure::run(&build, &self.dir)?;
         for dir in ["tree-download", "iso"] {
             remove(&self.dir.join(dir))?;
