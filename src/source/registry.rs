@@ -305,6 +305,16 @@ enum Failure {
 }
 
 impl Failure {
+    /// A few words for a retry line (the full error comes only when giving up).
+    fn brief(&self) -> String {
+        match self {
+            Self::Transport(error) => crate::engine::render_chain(&**error),
+            Self::Status { status, .. } => format!("HTTP {status}"),
+            Self::BlobMismatch(_) => "the bytes did not match the digest".to_owned(),
+            _ => "the registry's answer was not usable".to_owned(),
+        }
+    }
+
     fn into_error(
         self,
         image: &ImageRef,
@@ -820,6 +830,7 @@ impl RegistryClient {
         let label = format!("{image} {}", short(&blob.digest));
         let id = reporter.on_download_start(&label, Some(blob.size));
         if writer.offset() > 0 {
+            reporter.on_download_resumed(id, writer.offset());
             reporter.on_download_progress(id, writer.offset());
         }
         let mut downloaded = 0;
@@ -832,9 +843,17 @@ impl RegistryClient {
             match self.try_blob(&access, blob, writer, &mut progress).await {
                 Ok(()) => break Ok(()),
                 Err((failure, returned)) => {
+                    let brief = failure.brief();
                     if let Err(failure) = attempts.failed(failure).await {
                         break Err(error(failure, attempts.tries, had_credentials));
                     }
+                    // The retry is seen at default verbosity: a slow build says why.
+                    reporter.on_download_retry(
+                        id,
+                        attempts.tries + 1,
+                        self.inner.retry.attempts,
+                        &brief,
+                    );
                     writer = match returned {
                         Some(writer) => writer,
                         // The partial was dropped (wrong bytes): start a new one, unless
@@ -851,6 +870,9 @@ impl RegistryClient {
                             }
                         },
                     };
+                    if writer.offset() > 0 {
+                        reporter.on_download_resumed(id, writer.offset());
+                    }
                 }
             }
         };
