@@ -415,6 +415,7 @@ impl<'a> Session<'a> {
                 images,
                 packages,
                 scope,
+                reporter: Arc::clone(&self.reporter),
             },
         )
         .map_err(|source| Error::Plan {
@@ -859,6 +860,7 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
             images,
             packages: None,
             scope: Scope::Tree,
+            reporter: Arc::new(report::NullReporter),
         },
     )
     .map_err(|source| Error::Plan {

@@ -130,7 +130,13 @@ impl Reporter for Relabel<'_> {
     fn on_download_complete(&self, id: crate::report::DownloadId) {
         self.inner.on_download_complete(id);
     }
-    fn on_download_retry(&self, id: crate::report::DownloadId, attempt: u32, attempts: u32, error: &str) {
+    fn on_download_retry(
+        &self,
+        id: crate::report::DownloadId,
+        attempt: u32,
+        attempts: u32,
+        error: &str,
+    ) {
         self.inner.on_download_retry(id, attempt, attempts, error);
     }
     fn on_download_resumed(&self, id: crate::report::DownloadId, offset: u64) {

@@ -71,6 +71,8 @@ pub struct PlanOptions {
     /// The RPMs; `None` when the recipe has no `packages:`.
     pub packages: Option<PackagePlan>,
     pub scope: Scope,
+    /// Where tasks say what the user should know (the ISO task's pruning notice).
+    pub reporter: Arc<dyn crate::report::Reporter>,
 }
 
 /// Why a plan cannot be made.
@@ -212,7 +214,12 @@ impl Plan {
                 .images
                 .as_ref()
                 .map(|images| images.services.store.clone());
-            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone(), claim, store)));
+            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(
+                request.clone(),
+                claim,
+                store,
+                Arc::clone(&options.reporter),
+            )));
             for writer in writers {
                 graph.add_edge(writer, iso, ());
             }

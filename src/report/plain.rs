@@ -153,7 +153,11 @@ impl State {
     fn heartbeat(&mut self, now: Instant) {
         let count = self.downloads.len();
         let elapsed = now.saturating_duration_since(self.origin).as_secs_f64();
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
         let rate = if elapsed > 0.0 {
             (self.transferred as f64 / elapsed) as u64
         } else {
@@ -161,14 +165,20 @@ impl State {
         };
         let done = human_bytes(self.transferred);
         let of = if self.transfer_total > 0 {
-            format!(" of {}", human_bytes(self.transfer_total.max(self.transferred)))
+            format!(
+                " of {}",
+                human_bytes(self.transfer_total.max(self.transferred))
+            )
         } else {
             String::new()
         };
         let blobs = if count == 1 { "download" } else { "downloads" };
         self.line(
             now,
-            format_args!("{count} {blobs} running: {done}{of}, {}/s", human_bytes(rate)),
+            format_args!(
+                "{count} {blobs} running: {done}{of}, {}/s",
+                human_bytes(rate)
+            ),
         );
     }
 }

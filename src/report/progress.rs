@@ -234,7 +234,11 @@ impl TerminalReporter {
 
     /// `bar` is done: remove it, and give its place to the oldest waiting line.
     fn retire(&self, lines: &mut Lines, key: usize, bar: &ProgressBar) {
-        if let Some(at) = lines.waiting.iter().position(|(waiting, _)| *waiting == key) {
+        if let Some(at) = lines
+            .waiting
+            .iter()
+            .position(|(waiting, _)| *waiting == key)
+        {
             lines.waiting.remove(at);
             bar.finish_and_clear();
             return;
