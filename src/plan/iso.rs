@@ -117,8 +117,8 @@ async fn xorriso_version() -> String {
 }
 
 /// Delete what no task of this plan wrote (left by an earlier version of the recipe, or put
-/// there by hand) and return how many files that was, then
-/// the folders that became empty, so the ISO holds exactly what the recipe says.
+/// there by hand), then the folders that became empty, so the ISO holds exactly what the
+/// recipe says. Returns how many files it deleted.
 ///
 /// Also the last check of the tree before it becomes an ISO: it holds only regular files
 /// and folders (a link in it would be followed by nginx on the node), and files of image

@@ -174,7 +174,7 @@ pub(super) fn did_you_mean<'a>(field: &str, expected: &[&'a str]) -> Option<&'a 
     expected
         .iter()
         .map(|name| (strsim::jaro_winkler(field, name), *name))
-        .filter(|(score, _)| *score >= 0.8)
+        .filter(|(score, _)| *score >= 0.7)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, name)| name)
 }
