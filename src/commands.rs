@@ -372,7 +372,7 @@ impl<'a> Session<'a> {
                 .inspect_err(|error| self.resolve_failure_summary(error, facts))?;
             facts.images = image_infos(&self.recipe, &resolutions);
             let (needed, missing, count) = blob_bytes(&resolutions, &services.store);
-            facts.needed_blob_bytes = needed;
+            facts.cached_blob_bytes = needed - missing;
             self.reporter.on_transfer_total(missing, count);
             Some(ImagePlan {
                 services,
@@ -464,7 +464,7 @@ impl<'a> Session<'a> {
         facts.summary = Some(summary);
         let summary = facts.summary.as_ref().expect("just set");
         self.reporter
-            .on_message(&summary_line(summary, facts.needed_blob_bytes));
+            .on_message(&summary_line(summary, facts.cached_blob_bytes));
         if has_images
             && scope == Scope::Tree
             && matches!(outcome, RunOutcome::Success)
@@ -977,8 +977,9 @@ struct RunFacts {
     summary: Option<report::RunSummary>,
     images: Vec<report::ImageInfo>,
     iso: Option<report::IsoInfo>,
-    /// The bytes of every distinct blob the resolved images need.
-    needed_blob_bytes: u64,
+    /// The bytes of the distinct blobs the resolved images need that were in the cache
+    /// before the run.
+    cached_blob_bytes: u64,
 }
 
 /// Bytes fetched from the network by the tasks of `summary`.
@@ -1026,7 +1027,7 @@ fn run_report(
         warnings,
         bytes: report::ByteCounts {
             downloaded,
-            cached: facts.needed_blob_bytes.saturating_sub(downloaded),
+            cached: facts.cached_blob_bytes,
             written,
         },
         summary: facts.summary,
@@ -1099,7 +1100,7 @@ fn blob_bytes(resolutions: &[Resolution], store: &Store) -> (u64, u64, usize) {
 
 /// `12 tasks: 3 ran, 9 up to date in 4.20s; 1.2 GiB downloaded, 300.0 MiB from the cache,
 /// 1.5 GiB written`.
-fn summary_line(summary: &report::RunSummary, needed_blob_bytes: u64) -> String {
+fn summary_line(summary: &report::RunSummary, cached: u64) -> String {
     let ran = summary
         .tasks
         .iter()
@@ -1117,11 +1118,11 @@ fn summary_line(summary: &report::RunSummary, needed_blob_bytes: u64) -> String 
         "{} tasks: {ran} ran, {fresh} up to date in {seconds:.2}s;",
         summary.tasks.len()
     );
-    if downloaded > 0 || needed_blob_bytes > 0 {
+    if downloaded > 0 || cached > 0 {
         line.push_str(&format!(
             " {} downloaded, {} from the cache,",
             report::human_bytes(downloaded),
-            report::human_bytes(needed_blob_bytes.saturating_sub(downloaded))
+            report::human_bytes(cached)
         ));
     }
     line.push_str(&format!(" {} written", report::human_bytes(written)));

@@ -67,6 +67,8 @@ pub struct TerminalReporter {
     finished: AtomicBool,
     /// Where lines go when there are no bars to print them above.
     out: Mutex<Box<dyn Write + Send>>,
+    /// `ECHOCTL` off while bars are drawn on a real terminal.
+    controls: Mutex<Option<QuietControls>>,
 }
 
 /// Which task and download lines are drawn and which wait for a place.
@@ -105,13 +107,13 @@ impl Styles {
         };
         Self {
             overall_tasks: template(
-                "{prefix:>8.cyan.bold} [{bar:25.cyan/blue}] {pos}/{len} tasks, {elapsed} {wide_msg}",
-                "{prefix:>8} [{bar:25}] {pos}/{len} tasks, {elapsed} {wide_msg}",
+                "{prefix:>8.cyan.bold} [{bar:25.cyan/blue}] {pos}/{len} tasks, {elapsed} {msg}",
+                "{prefix:>8} [{bar:25}] {pos}/{len} tasks, {elapsed} {msg}",
             )
             .progress_chars("=> "),
             overall_bytes: template(
-                "{prefix:>8.cyan.bold} [{bar:25.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta} {wide_msg}",
-                "{prefix:>8} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta} {wide_msg}",
+                "{prefix:>8.cyan.bold} [{bar:25.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta} {msg}",
+                "{prefix:>8} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta} {msg}",
             )
             .progress_chars("=> "),
             resolving: template(
@@ -141,12 +143,14 @@ impl TerminalReporter {
         let rows = console::Term::stderr()
             .size_checked()
             .map_or(24, |(rows, _)| rows);
-        Self::with_target(
+        let reporter = Self::with_target(
             verbosity,
             ProgressDrawTarget::stderr(),
             Box::new(std::io::stderr()),
             visible_lines(rows),
-        )
+        );
+        *lock(&reporter.controls) = Some(QuietControls::new());
+        reporter
     }
 
     /// Colour on or off (off for `NO_COLOR`).
@@ -193,6 +197,7 @@ impl TerminalReporter {
             bytes_mode: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             out: Mutex::new(out),
+            controls: Mutex::new(None),
         }
     }
 
@@ -220,6 +225,12 @@ impl TerminalReporter {
     fn show(&self, lines: &mut Lines, bar: ProgressBar) -> (usize, ProgressBar) {
         let key = lines.next_key;
         lines.next_key += 1;
+        if self.finished.load(Ordering::Acquire) {
+            // A task that started as the run ended (Ctrl-C): drawing it now would leave a
+            // line behind that nothing clears.
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+            return (key, bar);
+        }
         if lines.shown < lines.cap {
             lines.shown += 1;
             let bar = self.multi.insert_before(&self.overall, bar);
@@ -273,6 +284,45 @@ impl TerminalReporter {
             parts.push(self.paint(&text, "1;31").to_string());
         }
         self.overall.set_message(parts.join(", "));
+    }
+}
+
+/// While bars are drawn, the terminal does not echo control characters (`ECHOCTL` off).
+/// indicatif pads each line to the terminal's width, which leaves the cursor in the last
+/// column waiting to wrap: the `^C` the terminal echoes on Ctrl-C would wrap to a new line,
+/// every cursor move after it would be one row off, and clearing the bars would leave their
+/// top line on screen. The setting is restored when the run finishes (or the reporter goes).
+struct QuietControls(Option<rustix::termios::Termios>);
+
+impl QuietControls {
+    fn new() -> Self {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return Self(None);
+        };
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHOCTL);
+        match tcsetattr(&stdin, OptionalActions::Now, &quiet) {
+            Ok(()) => Self(Some(saved)),
+            Err(_) => Self(None),
+        }
+    }
+
+    fn restore(&mut self) {
+        if let Some(saved) = self.0.take() {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                &saved,
+            );
+        }
+    }
+}
+
+impl Drop for QuietControls {
+    fn drop(&mut self) {
+        self.restore();
     }
 }
 
@@ -422,10 +472,11 @@ impl Reporter for TerminalReporter {
             None => ProgressBar::no_length().with_style(self.styles.unsized_download.clone()),
         }
         .with_message(label.to_owned());
+        // Both locks, lines first: `on_run_finish` either sees this download or makes it
+        // hidden, never a drawn line it does not know of.
         let mut lines = lock(&self.lines);
         let (key, bar) = self.show(&mut lines, bar);
         let waiting = lines.waiting.len();
-        drop(lines);
         lock(&self.downloads).insert(
             id,
             Download {
@@ -434,6 +485,7 @@ impl Reporter for TerminalReporter {
                 label: label.to_owned(),
             },
         );
+        drop(lines);
         self.refresh_overall(waiting);
         id
     }
@@ -506,24 +558,29 @@ impl Reporter for TerminalReporter {
         // Tasks and downloads that never finished (cancelled, or their job panicked) still
         // have bars: nothing must stay drawn once the run is over.
         let mut lines = lock(&self.lines);
+        // Under the lines lock: from here on no line is drawn (see `show`).
+        self.finished.store(true, Ordering::Release);
+
         for (_, (_, bar)) in lines.tasks.drain() {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }
         lines.waiting.clear();
         lines.shown = 0;
-        drop(lines);
         for (_, download) in lock(&self.downloads).drain() {
             download.bar.finish_and_clear();
             self.multi.remove(&download.bar);
         }
+        drop(lines);
         if let Some(bar) = lock(&self.resolving).take() {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }
         self.overall.finish_and_clear();
         let _ = self.multi.clear();
-        self.finished.store(true, Ordering::Release);
+        if let Some(mut controls) = lock(&self.controls).take() {
+            controls.restore();
+        }
     }
 }
 

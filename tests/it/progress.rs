@@ -80,8 +80,17 @@ fn wait_for(tmux: &Tmux, what: &str, done: impl Fn(&str) -> bool) -> String {
     }
 }
 
-#[test]
-fn a_14_row_terminal_keeps_the_overall_line_with_bytes_in_view() {
+/// A registry of twenty slowed images behind the proxy, a recipe of them, and a tmux
+/// session running `isobuild fetch` of it, with what the overall line looks like.
+struct Run {
+    tmux: Tmux,
+    overall: regex::Regex,
+    _registry: Registry,
+    _proxy: Proxy,
+    _test: Test,
+}
+
+fn start_slow_fetch() -> Run {
     let registry = Registry::start();
     let pusher = Pusher::new(&registry);
     // Twenty images of two layers: one of their own, one shared by all (its line names
@@ -122,7 +131,19 @@ fn a_14_row_terminal_keeps_the_overall_line_with_bytes_in_view() {
         r"Fetching \[[=> ]+\] +\d+(\.\d+)? ?[KMG]?i?B/\d+(\.\d+)? ?[KMG]i?B .*ETA",
     )
     .unwrap();
-    let screen = wait_for(&tmux, "the overall line with bytes", |screen| {
+    Run {
+        tmux,
+        overall,
+        _registry: registry,
+        _proxy: proxy,
+        _test: test,
+    }
+}
+
+#[test]
+fn a_14_row_terminal_keeps_the_overall_line_with_bytes_in_view() {
+    let Run { tmux, overall, .. } = &start_slow_fetch();
+    let screen = wait_for(tmux, "the overall line with bytes", |screen| {
         overall.is_match(screen) && screen.contains("sha256:") && screen.contains(" waiting")
     });
     eprintln!("captured screen ({ROWS} rows):\n{screen}");
@@ -145,7 +166,7 @@ fn a_14_row_terminal_keeps_the_overall_line_with_bytes_in_view() {
         "{downloads} lines:\n{screen}"
     );
     assert!(last.contains(" waiting"), "{screen}");
-    let end = wait_for(&tmux, "the end of the run", |screen| {
+    let end = wait_for(tmux, "the end of the run", |screen| {
         screen.contains("exit=")
     });
     eprintln!("screen at the end:\n{end}");
@@ -156,4 +177,27 @@ fn a_14_row_terminal_keeps_the_overall_line_with_bytes_in_view() {
         "a download line stayed drawn:\n{end}"
     );
     assert!(end.contains(" downloaded, "), "{end}");
+}
+
+#[test]
+fn ctrl_c_leaves_no_line_drawn() {
+    let Run { tmux, overall, .. } = &start_slow_fetch();
+    wait_for(tmux, "downloads", |screen| overall.is_match(screen));
+    let status = tmux
+        .command()
+        .args(["send-keys", "-t", "run", "C-c"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let end = wait_for(tmux, "the end of the run", |screen| {
+        screen.contains("exit=")
+    });
+    eprintln!("screen after Ctrl-C:\n{end}");
+    assert!(end.contains("exit=130"), "{end}");
+    assert!(!end.contains("Fetching ["), "a bar stayed drawn:\n{end}");
+    assert!(
+        !end.contains("sha256:"),
+        "a download line stayed drawn:\n{end}"
+    );
+    assert!(end.contains("error: interrupted"), "{end}");
 }
