@@ -152,7 +152,7 @@ fn rfc3339(time: SystemTime) -> String {
 
 fn to_json(report: &RunReport) -> std::io::Result<Vec<u8>> {
     #[derive(Serialize)]
-    struct Version {
+    struct Build {
         version: &'static str,
         commit: &'static str,
         commit_date: &'static str,
@@ -173,7 +173,7 @@ fn to_json(report: &RunReport) -> std::io::Result<Vec<u8>> {
     #[derive(Serialize)]
     struct Report<'a> {
         schema: u32,
-        isobuild: Version,
+        isobuild: Build,
         command: &'static str,
         outcome: Outcome,
         exit_code: u8,
@@ -212,7 +212,7 @@ fn to_json(report: &RunReport) -> std::io::Result<Vec<u8>> {
         .collect();
     serde_json::to_vec_pretty(&Report {
         schema: SCHEMA_VERSION,
-        isobuild: Version {
+        isobuild: Build {
             version: env!("CARGO_PKG_VERSION"),
             commit: env!("ISOBUILD_COMMIT"),
             commit_date: env!("ISOBUILD_COMMIT_DATE"),

@@ -2,7 +2,10 @@
 //! screen against a registry slowed by the fault proxy, its screen captured while blobs
 //! download. The overall line (bytes done out of the total) stays on the last row however
 //! many blobs there are, the download lines are capped (the rest counted as waiting), and
-//! nothing stays drawn at the end.
+//! nothing stays drawn at the end (nor after Ctrl-C). The screens are printed (`--no-capture`)
+//! for whoever wants to see them.
+
+#![allow(clippy::print_stderr)]
 
 use std::path::Path;
 use std::process::Command;
