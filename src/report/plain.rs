@@ -101,6 +101,18 @@ impl PlainReporter {
         }
     }
 
+    /// A line about download `id`, made from its label.
+    fn download_line(&self, id: DownloadId, text: impl FnOnce(&str) -> String) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let label = state
+            .downloads
+            .get(&id)
+            .map_or_else(String::new, |download| download.label.clone());
+        let text = text(&label);
+        state.line(now, format_args!("{text}"));
+    }
+
     /// Start the heartbeat thread, once. It holds the state weakly and ends with the run or
     /// the reporter.
     fn start_heartbeat(&self) {
@@ -196,7 +208,8 @@ impl Reporter for PlainReporter {
         let now = (self.clock)();
         let mut state = self.lock();
         state.resolving = Some((now, total));
-        state.line(now, format_args!("resolving {total} images"));
+        let images = if total == 1 { "image" } else { "images" };
+        state.line(now, format_args!("resolving {total} {images}"));
     }
 
     fn on_image_resolved(&self, label: &str) {
@@ -211,7 +224,8 @@ impl Reporter for PlainReporter {
         let mut state = self.lock();
         if let Some((started, total)) = state.resolving.take() {
             let took = seconds(now.saturating_duration_since(started));
-            state.line(now, format_args!("resolved {total} images in {took}"));
+            let images = if total == 1 { "image" } else { "images" };
+            state.line(now, format_args!("resolved {total} {images} in {took}"));
         }
     }
 
@@ -229,29 +243,15 @@ impl Reporter for PlainReporter {
     }
 
     fn on_download_retry(&self, id: DownloadId, attempt: u32, attempts: u32, error: &str) {
-        let now = (self.clock)();
-        let mut state = self.lock();
-        let label = state
-            .downloads
-            .get(&id)
-            .map_or_else(String::new, |download| download.label.clone());
-        state.line(
-            now,
-            format_args!("retrying {label} (try {attempt} of {attempts}): {error}"),
-        );
+        self.download_line(id, |label| {
+            format!("retrying {label} (try {attempt} of {attempts}): {error}")
+        });
     }
 
     fn on_download_resumed(&self, id: DownloadId, offset: u64) {
-        let now = (self.clock)();
-        let mut state = self.lock();
-        let label = state
-            .downloads
-            .get(&id)
-            .map_or_else(String::new, |download| download.label.clone());
-        state.line(
-            now,
-            format_args!("resuming {label} at {}", human_bytes(offset)),
-        );
+        self.download_line(id, |label| {
+            format!("resuming {label} at {}", human_bytes(offset))
+        });
     }
 
     fn on_run_finish(&self) {

@@ -804,6 +804,7 @@ impl RegistryClient {
         reporter: &dyn Reporter,
     ) -> Result<u64, SourceError> {
         if store.has_blob(&blob.digest) {
+            tracing::debug!(digest = %blob.digest, "blob in the cache");
             return Ok(0);
         }
         let endpoint = self.endpoint(image);
@@ -897,6 +898,7 @@ impl RegistryClient {
                 Err(failure) => return Err((failure, Some(writer))),
             };
             let url = api_url(access, "blobs", &blob.digest.to_string());
+            tracing::debug!(%url, offset, "GET blob");
             let mut request = auth.apply(self.inner.http.get(&url));
             if offset > 0 {
                 request = request.header(header::RANGE, format!("bytes={offset}-"));
