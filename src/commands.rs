@@ -372,7 +372,7 @@ impl<'a> Session<'a> {
                 .inspect_err(|error| self.resolve_failure_summary(error, facts))?;
             facts.images = image_infos(&self.recipe, &resolutions);
             let (needed, missing, count) = blob_bytes(&resolutions, &services.store);
-            facts.cached_blob_bytes = needed - missing;
+            facts.cached_blob_bytes = needed.saturating_sub(missing);
             self.reporter.on_transfer_total(missing, count);
             Some(ImagePlan {
                 services,
@@ -447,7 +447,9 @@ impl<'a> Session<'a> {
                 stop
             });
             let result = engine.run(&plan.graph).await;
-            let stop = if stopped.is_finished() {
+            // Only the signal task cancels: when it did, wait for the signal it names (the
+            // engine may return before that task does, and SIGTERM must not exit as Ctrl-C).
+            let stop = if cancel.is_cancelled() || stopped.is_finished() {
                 stopped.await.ok()
             } else {
                 stopped.abort();
@@ -1086,9 +1088,10 @@ fn blob_bytes(resolutions: &[Resolution], store: &Store) -> (u64, u64, usize) {
         if let Resolution::Resolved(image) = resolution {
             for blob in image.blobs() {
                 if seen.insert(blob.digest.clone()) {
-                    needed += blob.size;
+                    // Sizes come from manifests: a hostile one may claim anything.
+                    needed = u64::saturating_add(needed, blob.size);
                     if !store.has_blob(&blob.digest) {
-                        missing += blob.size;
+                        missing = u64::saturating_add(missing, blob.size);
                         count += 1;
                     }
                 }
