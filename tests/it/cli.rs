@@ -128,3 +128,29 @@ fn colour_is_a_choice() {
             .success();
     }
 }
+
+#[test]
+fn v_v_counts_as_vv_and_the_default_shows_no_logs_and_no_colour() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Demo\nversion: 1.0.0\nfiles:\n  - { src: a.txt, dest: a.txt }\n",
+        )
+        .file("a.txt", "a\n")
+        // Empty is unset (no-color.org): colour would be allowed, but stderr is a pipe.
+        .env("NO_COLOR", "");
+    let quiet = test
+        .run(["build", "recipe.yaml", "--progress", "plain"])
+        .success();
+    assert!(!quiet.stderr.contains("DEBUG"), "{quiet}");
+    assert!(!quiet.stderr.contains('\x1b'), "ANSI in a pipe:\n{quiet}");
+    for flags in [&["-vv"][..], &["-v", "-v"][..]] {
+        let mut args = vec!["build", "recipe.yaml", "--progress", "plain"];
+        args.extend_from_slice(flags);
+        let run = test.run(args).success();
+        assert!(
+            run.stderr.contains("DEBUG isobuild::engine: task finished"),
+            "{flags:?}\n{run}"
+        );
+        assert!(!run.stderr.contains('\x1b'), "ANSI in a pipe:\n{run}");
+    }
+}
