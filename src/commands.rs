@@ -1,8 +1,9 @@
 //! One function per subcommand: load what it needs, call the layers, report.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use clap::CommandFactory as _;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -28,10 +29,12 @@ use crate::store::{DigestMemo, Store};
 
 /// Run the command the user typed.
 pub fn dispatch(cli: Cli) -> Result<(), Error> {
+    let color = cli.color;
     match cli.command {
-        Command::Build { build, output } => {
-            let settings = BuildSettings::resolve(&build)?;
-            let session = Session::new(&settings)?;
+        Command::Build { build, run, output } => {
+            let settings = BuildSettings::resolve(&build, Some(&run), color)?;
+            let session =
+                Session::new(&settings).inspect_err(|e| early_report("build", &settings, e))?;
             let output = output
                 .map(|path| settings::current_dir().map(|cwd| cwd.join(path)))
                 .transpose()?;
@@ -39,25 +42,29 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             let request = iso_request(&session.recipe, output, Some(memo));
             check_outputs(&session.recipe, &request, &settings)?;
             let tree_root = session.recipe.iso.root.clone();
-            session.run(&tree_root, Some(request), Scope::Tree)
+            session.run("build", &tree_root, Some(request), Scope::Tree)
         }
-        Command::Layout { build, dir } => {
-            let settings = BuildSettings::resolve(&build)?;
-            let session = Session::new(&settings)?;
+        Command::Layout { build, run, dir } => {
+            let settings = BuildSettings::resolve(&build, Some(&run), color)?;
+            let session =
+                Session::new(&settings).inspect_err(|e| early_report("layout", &settings, e))?;
             let dir = settings::current_dir()?.join(dir);
-            session.run(&dir, None, Scope::Tree)
+            session.run("layout", &dir, None, Scope::Tree)
         }
-        Command::Fetch { build } => {
-            let settings = BuildSettings::resolve(&build)?;
-            let session = Session::new(&settings)?;
+        Command::Fetch { build, run } => {
+            let settings = BuildSettings::resolve(&build, Some(&run), color)?;
+            let session =
+                Session::new(&settings).inspect_err(|e| early_report("fetch", &settings, e))?;
             let tree_root = session.recipe.iso.root.clone();
-            session.run(&tree_root, None, Scope::Fetch)
+            session.run("fetch", &tree_root, None, Scope::Fetch)
         }
         Command::Lock { build } => {
-            let settings = BuildSettings::resolve(&build)?;
+            let settings = BuildSettings::resolve(&build, None, color)?;
             Session::new(&settings)?.lock()
         }
-        Command::Verify { target, output } => verify(&target, OutputSettings::resolve(&output)),
+        Command::Verify { target, output } => {
+            verify(&target, OutputSettings::resolve(&output, color))
+        }
         Command::Inspect {
             cache_dir,
             output,
@@ -69,7 +76,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             format,
             lock.as_deref(),
             cache_dir.as_deref(),
-            OutputSettings::resolve(&output),
+            OutputSettings::resolve(&output, color),
         ),
         Command::Diff {
             old,
@@ -86,6 +93,23 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             let dir = settings::resolve_cache_dir(&settings::current_dir()?, cache_dir.as_deref())?;
             cache(command, &dir)
         }
+        Command::Completions { shell } => {
+            let mut bytes = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "isobuild", &mut bytes);
+            print_stdout(&String::from_utf8_lossy(&bytes));
+            Ok(())
+        }
+        Command::Man => {
+            let mut bytes = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut bytes)
+                .map_err(|source| Error::Io {
+                    path: PathBuf::from("(stdout)"),
+                    source,
+                })?;
+            print_stdout(&String::from_utf8_lossy(&bytes));
+            Ok(())
+        }
     }
 }
 
@@ -100,6 +124,8 @@ struct Session<'a> {
     recipe: Recipe,
     reporter: Arc<dyn Reporter>,
     runtime: tokio::runtime::Runtime,
+    /// What `--report` lists under `warnings`, gathered as the run goes.
+    warnings: Mutex<Vec<report::Warning>>,
 }
 
 impl<'a> Session<'a> {
@@ -115,9 +141,14 @@ impl<'a> Session<'a> {
         Ok(Self {
             settings,
             recipe,
-            reporter: report::reporter_for(settings.output.progress, settings.output.verbosity),
+            reporter: report::reporter_for(settings.output),
             runtime: runtime()?,
+            warnings: Mutex::default(),
         })
+    }
+
+    fn warnings(&self) -> std::sync::MutexGuard<'_, Vec<report::Warning>> {
+        self.warnings.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cache, the registry client and the daemon endpoint for this recipe's images.
@@ -212,52 +243,140 @@ impl<'a> Session<'a> {
                 resolutions = resolving => Ok(resolutions),
                 stop = stop_signal() => Err(stop),
             }
-        })??;
-        resolve::into_images(resolutions.clone())?;
+        });
+        // Also when interrupted: no spinner may stay on screen.
+        self.reporter.on_resolve_finish();
+        let resolutions = resolutions??;
+        resolve::into_images(resolutions.clone()).map_err(|mut error| {
+            if self.settings.offline {
+                error.hint = Some(self.offline_hint());
+            }
+            error
+        })?;
+        if self.settings.ignore_pins {
+            let mut warnings = self.warnings();
+            for (entry, resolution) in self.recipe.images.list.iter().zip(&resolutions) {
+                if let Resolution::Resolved(image) = resolution
+                    && let Some(mismatch) = resolve::check_pins(entry, image)
+                {
+                    warnings.push(report::Warning {
+                        kind: "ignored-pin",
+                        subject: Some(format!("{}:{}", entry.name, entry.tag)),
+                        message: format!("{mismatch} (not checked: --ignore-pins)"),
+                    });
+                }
+            }
+        }
         Ok(resolutions)
     }
 
-    /// `--report` and `--timings` when resolving the images failed, before any task: the
-    /// usual shape, with one failed `resolve images` task carrying the error. Best effort:
-    /// the resolution error is what the run reports.
-    fn report_resolve_failure(&self, error: &Error) {
-        let summary = report::RunSummary {
-            started_at: std::time::SystemTime::now(),
-            duration: None,
-            jobs: self.settings.jobs,
-            tasks: vec![report::TaskRecord {
-                name: "resolve images".to_owned(),
-                kind: "resolve",
-                start: None,
-                end: None,
-                status: report::TaskStatus::Failed {
-                    reason: "images are resolved before any task runs".to_owned(),
-                    error: error.to_string(),
-                },
-                bytes: 0,
-            }],
-        };
-        if let Some(path) = &self.settings.report
-            && let Err(error) = report::write_json_report(path, &summary)
-        {
-            tracing::warn!("cannot write the report `{}`: {error}", path.display());
+    /// Check that every program this run will start is installed, before the first download
+    /// rather than after the last: xorriso (and implantisomd5) for the ISO, buildah for
+    /// container tasks and image builds.
+    fn preflight(&self, makes_iso: bool, scope: Scope) -> Result<(), Error> {
+        let mut needed = Vec::new();
+        if makes_iso {
+            needed.push(("xorriso", "xorriso"));
+            if self.recipe.iso.implant_md5 {
+                needed.push(("implantisomd5", "isomd5sum"));
+            }
         }
-        if let Some(path) = &self.settings.timings
-            && let Err(error) = report::write_timings_html(path, &summary)
-        {
-            tracing::warn!("cannot write the timings `{}`: {error}", path.display());
+        let containers = self
+            .recipe
+            .tasks
+            .iter()
+            .any(|task| task.container.is_some())
+            || self
+                .recipe
+                .images
+                .list
+                .iter()
+                .any(|image| image.build.is_some());
+        if scope == Scope::Tree && containers {
+            needed.push(("buildah", "buildah"));
+        }
+        let missing: Vec<String> = needed
+            .into_iter()
+            .filter_map(|(program, package)| {
+                crate::iso::require(program, package)
+                    .err()
+                    .map(|error| error.to_string())
+            })
+            .collect();
+        tracing::debug!(?missing, "preflight: external programs checked");
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Setup(missing.join("\n")))
         }
     }
 
-    /// Plan and run the recipe into `tree_root` (and the ISO when asked).
-    fn run(&self, tree_root: &Path, iso: Option<IsoRequest>, scope: Scope) -> Result<(), Error> {
+    /// What to do when `--offline` found the cache lacking: fill that very cache online.
+    fn offline_hint(&self) -> String {
+        let cache = self.settings.cache_dir.display();
+        format!(
+            "`--offline` looked in the cache `{cache}`; fill it with network access first: `isobuild fetch {} --cache-dir {cache}`",
+            self.settings.recipe.display()
+        )
+    }
+
+    /// Plan and run the recipe into `tree_root` (and the ISO when asked), then write
+    /// `--report` whatever the outcome.
+    fn run(
+        &self,
+        command: &'static str,
+        tree_root: &Path,
+        iso: Option<IsoRequest>,
+        scope: Scope,
+    ) -> Result<(), Error> {
+        let mut facts = RunFacts::default();
+        let result = self.run_tasks(tree_root, iso, scope, &mut facts);
+        if let Some(path) = &self.settings.report {
+            let report = run_report(
+                command,
+                &self.settings.recipe,
+                Some(&self.recipe),
+                facts,
+                std::mem::take(&mut *self.warnings()),
+                result.as_ref().err(),
+            );
+            if let Err(source) = report::write_json_report(path, &report) {
+                let error = Error::Io {
+                    path: path.clone(),
+                    source,
+                };
+                // The run's own error matters more than the report's.
+                return match result {
+                    Ok(()) => Err(error),
+                    Err(run) => {
+                        tracing::warn!("{error}");
+                        Err(run)
+                    }
+                };
+            }
+        }
+        result
+    }
+
+    fn run_tasks(
+        &self,
+        tree_root: &Path,
+        iso: Option<IsoRequest>,
+        scope: Scope,
+        facts: &mut RunFacts,
+    ) -> Result<(), Error> {
+        self.preflight(iso.is_some(), scope)?;
         let images = if self.recipe.images.list.is_empty() {
             None
         } else {
             let services = self.image_services(self.settings.offline)?;
             let resolutions = self
                 .resolve(&services, true)
-                .inspect_err(|error| self.report_resolve_failure(error))?;
+                .inspect_err(|error| self.resolve_failure_summary(error, facts))?;
+            facts.images = image_infos(&self.recipe, &resolutions);
+            let (needed, missing, count) = blob_bytes(&resolutions, &services.store);
+            facts.cached_blob_bytes = needed.saturating_sub(missing);
+            self.reporter.on_transfer_total(missing, count);
             Some(ImagePlan {
                 services,
                 resolutions,
@@ -281,6 +400,9 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
+        let iso_output = iso
+            .as_ref()
+            .map(|request| (request.output.clone(), request.digest_memo.clone()));
         let iso_outputs: Vec<PathBuf> = iso
             .iter()
             .flat_map(|request| {
@@ -296,6 +418,7 @@ impl<'a> Session<'a> {
                 images,
                 packages,
                 scope,
+                reporter: Arc::clone(&self.reporter),
             },
         )
         .map_err(|source| Error::Plan {
@@ -327,7 +450,9 @@ impl<'a> Session<'a> {
                 stop
             });
             let result = engine.run(&plan.graph).await;
-            let stop = if stopped.is_finished() {
+            // Only the signal task cancels: when it did, wait for the signal it names (the
+            // engine may return before that task does, and SIGTERM must not exit as Ctrl-C).
+            let stop = if cancel.is_cancelled() || stopped.is_finished() {
                 stopped.await.ok()
             } else {
                 stopped.abort();
@@ -335,30 +460,27 @@ impl<'a> Session<'a> {
             };
             (result, stop)
         });
-        if let Some(path) = &self.settings.report {
-            report::write_json_report(path, &summary).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-        }
         if let Some(path) = &self.settings.timings {
             report::write_timings_html(path, &summary).map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
             })?;
         }
-        summarize(&*self.reporter, &summary);
+        facts.summary = Some(summary);
+        let summary = facts.summary.as_ref().expect("just set");
+        self.reporter
+            .on_message(&summary_line(summary, facts.cached_blob_bytes));
         if has_images
             && scope == Scope::Tree
             && matches!(outcome, RunOutcome::Success)
             && let Ok(size) = TreeSize::measure(tree_root)
         {
             self.reporter.on_message(&format!(
-                "tree: {} files, {} bytes, {} bytes stored once ({} bytes saved by hard links)",
+                "tree: {} files, {}, {} stored once ({} saved by hard links)",
                 size.files,
-                size.all_bytes,
-                size.unique_bytes,
-                size.saved_bytes()
+                report::human_bytes(size.all_bytes),
+                report::human_bytes(size.unique_bytes),
+                report::human_bytes(size.saved_bytes())
             ));
         }
         if let (RunOutcome::Success, Some((iso, path, upstream))) = (&outcome, &sbom)
@@ -368,10 +490,47 @@ impl<'a> Session<'a> {
                 .on_message(&format!("SBOM written to {}", path.display()));
         }
         match outcome {
-            RunOutcome::Success => Ok(()),
+            RunOutcome::Success => {
+                if let Some((path, memo)) = iso_output {
+                    let info = iso_info(&path, memo.as_ref())?;
+                    if self.settings.output.verbosity >= 0 {
+                        print_stdout(&finished_line(&info, summary.duration));
+                    }
+                    facts.iso = Some(info);
+                }
+                Ok(())
+            }
             RunOutcome::Failed(failures) => Err(Error::BuildFailed(failures)),
             RunOutcome::Cancelled => Err(stop.unwrap_or(Error::Interrupted)),
         }
+    }
+
+    /// `--timings` when resolving the images failed, before any task, and the summary for
+    /// `--report`: the usual shape, with one failed `resolve images` task carrying the error.
+    /// Best effort: the resolution error is what the run reports.
+    fn resolve_failure_summary(&self, error: &Error, facts: &mut RunFacts) {
+        let summary = report::RunSummary {
+            started_at: std::time::SystemTime::now(),
+            duration: None,
+            jobs: self.settings.jobs,
+            tasks: vec![report::TaskRecord {
+                name: "resolve images".to_owned(),
+                kind: "resolve",
+                start: None,
+                end: None,
+                status: report::TaskStatus::Failed {
+                    reason: "images are resolved before any task runs".to_owned(),
+                    error: error.to_string(),
+                },
+                bytes: 0,
+            }],
+        };
+        if let Some(path) = &self.settings.timings
+            && let Err(error) = report::write_timings_html(path, &summary)
+        {
+            tracing::warn!("cannot write the timings `{}`: {error}", path.display());
+        }
+        facts.summary = Some(summary);
     }
 
     /// Make this run the only one writing `tree_root` and `outputs` (another run into the
@@ -463,10 +622,16 @@ impl<'a> Session<'a> {
             .runtime
             .block_on(crate::plan::packages::resolve_packages(spec, services))?;
         for missing in &notes.unsatisfied {
-            self.reporter.on_message(&format!(
-                "warning: nothing provides `{}`, which `{}` requires",
+            let message = format!(
+                "nothing provides `{}`, which `{}` requires",
                 missing.requirement, missing.package
-            ));
+            );
+            self.reporter.on_message(&format!("warning: {message}"));
+            self.warnings().push(report::Warning {
+                kind: "unsatisfied-requirement",
+                subject: Some(missing.package.clone()),
+                message,
+            });
         }
         if self.settings.output.verbosity > 0 {
             for (nevra, why) in &notes.why {
@@ -715,6 +880,7 @@ fn graph(path: &Path, format: GraphFormat, set: &[String]) -> Result<(), Error> 
             images,
             packages,
             scope: Scope::Tree,
+            reporter: Arc::new(report::NullReporter),
         },
     )
     .map_err(|source| Error::Plan {
@@ -866,7 +1032,136 @@ fn freshness_dir(cache_dir: &Path, recipe: &Recipe, tree_root: &Path, scope: Sco
     cache_dir.join("state-v1").join(&id[..32])
 }
 
-fn summarize(reporter: &dyn Reporter, summary: &report::RunSummary) {
+/// What a run learnt on the way, for `--report`.
+#[derive(Default)]
+struct RunFacts {
+    summary: Option<report::RunSummary>,
+    images: Vec<report::ImageInfo>,
+    iso: Option<report::IsoInfo>,
+    /// The bytes of the distinct blobs the resolved images need that were in the cache
+    /// before the run.
+    cached_blob_bytes: u64,
+}
+
+/// Bytes fetched from the network by the tasks of `summary`.
+fn downloaded_bytes(summary: &report::RunSummary) -> u64 {
+    summary
+        .tasks
+        .iter()
+        .filter(|task| matches!(task.kind, "pull-blob" | "rpm"))
+        .map(|task| task.bytes)
+        .sum()
+}
+
+/// The report of a run that ended with `error` (or succeeded).
+fn run_report(
+    command: &'static str,
+    recipe_path: &Path,
+    recipe: Option<&Recipe>,
+    facts: RunFacts,
+    warnings: Vec<report::Warning>,
+    error: Option<&Error>,
+) -> report::RunReport {
+    let (outcome, exit_code) = match error {
+        None => (report::Outcome::Ok, 0),
+        Some(error @ (Error::Interrupted | Error::Terminated)) => {
+            (report::Outcome::Interrupted, error.exit_code())
+        }
+        Some(error) => (report::Outcome::Failed, error.exit_code()),
+    };
+    let downloaded = facts.summary.as_ref().map_or(0, downloaded_bytes);
+    let written = facts.summary.as_ref().map_or(0, |summary| {
+        summary.tasks.iter().map(|task| task.bytes).sum()
+    });
+    report::RunReport {
+        command,
+        outcome,
+        exit_code,
+        error: error.map(ToString::to_string),
+        recipe: report::RecipeInfo {
+            path: recipe_path.to_owned(),
+            name: recipe.map(|recipe| recipe.name.clone()),
+            version: recipe.map(|recipe| recipe.version.clone()),
+        },
+        iso: facts.iso,
+        images: facts.images,
+        warnings,
+        bytes: report::ByteCounts {
+            downloaded,
+            cached: facts.cached_blob_bytes,
+            written,
+        },
+        summary: facts.summary,
+    }
+}
+
+/// `--report` for a run that stopped before its recipe was loaded. Best effort: the error is
+/// what the run says.
+fn early_report(command: &'static str, settings: &BuildSettings, error: &Error) {
+    if let Some(path) = &settings.report {
+        let report = run_report(
+            command,
+            &settings.recipe,
+            None,
+            RunFacts::default(),
+            Vec::new(),
+            Some(error),
+        );
+        if let Err(error) = report::write_json_report(path, &report) {
+            tracing::warn!("cannot write the report `{}`: {error}", path.display());
+        }
+    }
+}
+
+/// Each registry image as resolved, for the report.
+fn image_infos(recipe: &Recipe, resolutions: &[Resolution]) -> Vec<report::ImageInfo> {
+    recipe
+        .images
+        .list
+        .iter()
+        .zip(resolutions)
+        .filter_map(|(entry, resolution)| {
+            let Resolution::Resolved(image) = resolution else {
+                return None;
+            };
+            Some(report::ImageInfo {
+                name: entry.name.clone(),
+                tag: entry.tag.clone(),
+                reference: image.reference.to_string(),
+                platform: recipe.images.platform.to_string(),
+                digest: image.manifest_digest.to_string(),
+                index_digest: image.index_digest.as_ref().map(ToString::to_string),
+                mirror: image.served_by.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The bytes of every distinct blob the images need, the bytes of those not in the cache,
+/// and how many those are.
+fn blob_bytes(resolutions: &[Resolution], store: &Store) -> (u64, u64, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut needed, mut missing, mut count) = (0, 0, 0);
+    for resolution in resolutions {
+        if let Resolution::Resolved(image) = resolution {
+            for blob in image.blobs() {
+                if seen.insert(blob.digest.clone()) {
+                    // Sizes come from manifests: a hostile one may claim anything.
+                    needed = u64::saturating_add(needed, blob.size);
+                    if !store.has_blob(&blob.digest) {
+                        missing = u64::saturating_add(missing, blob.size);
+                        count += 1;
+                    }
+                }
+            }
+        }
+    }
+    (needed, missing, count)
+}
+
+/// `12 tasks: 3 ran, 9 up to date in 4.20s; 1.2 GiB downloaded, 300.0 MiB from the cache,
+/// 1.5 GiB written`.
+fn summary_line(summary: &report::RunSummary, cached: u64) -> String {
     let ran = summary
         .tasks
         .iter()
@@ -877,12 +1172,57 @@ fn summarize(reporter: &dyn Reporter, summary: &report::RunSummary) {
         .iter()
         .filter(|task| task.status == report::TaskStatus::UpToDate)
         .count();
-    let bytes: u64 = summary.tasks.iter().map(|task| task.bytes).sum();
+    let written: u64 = summary.tasks.iter().map(|task| task.bytes).sum();
+    let downloaded = downloaded_bytes(summary);
     let seconds = summary.duration.map_or(0.0, |d| d.as_secs_f64());
-    reporter.on_message(&format!(
-        "{} tasks: {ran} ran, {fresh} up to date, {bytes} bytes written in {seconds:.2}s",
+    let mut line = format!(
+        "{} tasks: {ran} ran, {fresh} up to date in {seconds:.2}s;",
         summary.tasks.len()
-    ));
+    );
+    if downloaded > 0 || cached > 0 {
+        line.push_str(&format!(
+            " {} downloaded, {} from the cache,",
+            report::human_bytes(downloaded),
+            report::human_bytes(cached)
+        ));
+    }
+    line.push_str(&format!(" {} written", report::human_bytes(written)));
+    line
+}
+
+/// The ISO at `path`: its size and sha256 (remembered by the ISO task in the digest memo, so
+/// a large ISO is not read again; hashed when the memo does not have it).
+fn iso_info(path: &Path, memo: Option<&DigestMemo>) -> Result<report::IsoInfo, Error> {
+    let io_error = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let size = fs_err::metadata(path).map_err(io_error)?.len();
+    let remembered = memo.and_then(|memo| {
+        let identity = crate::store::FileIdentity::of(path).ok()?;
+        memo.lookup(&identity)
+    });
+    let sha256 = match remembered {
+        Some(digest) => digest,
+        None => crate::reference::Digest::of_file(path).map_err(io_error)?,
+    };
+    Ok(report::IsoInfo {
+        path: path.to_owned(),
+        size,
+        sha256: sha256.to_string(),
+    })
+}
+
+/// The last line of a build, on stdout, as cargo ends with `Finished`: what was made, how big,
+/// its sha256 (the same as `SHA256SUM` and `sha256sum` say).
+fn finished_line(iso: &report::IsoInfo, took: Option<std::time::Duration>) -> String {
+    format!(
+        "    Finished {} ({}, {}) in {:.2}s\n",
+        iso.path.display(),
+        report::human_bytes(iso.size),
+        iso.sha256,
+        took.map_or(0.0, |d| d.as_secs_f64())
+    )
 }
 
 /// `isobuild verify DIR|ISO`: check every image folder and the registry rules of a tree.
@@ -955,7 +1295,7 @@ fn inspect(
     if output.verbosity >= 1
         && let Some(origin) = inspected.iso_digest
     {
-        let reporter = report::reporter_for(output.progress, output.verbosity);
+        let reporter = report::reporter_for(output);
         let how = match origin {
             DigestOrigin::Memo => "from the digest memo (not re-hashed)",
             DigestOrigin::Hashed { remembered: true } => "hashed, now in the digest memo",

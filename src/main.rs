@@ -22,20 +22,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG`; `-vv` turns on debug logs for isobuild.
+/// Logs go to stderr: isobuild's warnings by default (library noise stays out), more with
+/// `-v`/`-vv` (counted, so `-v -v` is `-vv`), `RUST_LOG` replacing the filter. Colour only
+/// where [`isobuild::settings::resolve_color`] allows it, so a pipe gets no ANSI.
 fn init_logging(cli: &isobuild::cli::Cli) {
+    use isobuild::cli::Command;
     use tracing_subscriber::EnvFilter;
-    let very_verbose = std::env::args().any(|arg| arg == "-vv" || arg == "--verbose=2");
-    let _ = cli;
-    let default = if very_verbose {
-        "isobuild=debug"
-    } else {
-        "warn"
+    let output = match &cli.command {
+        Command::Build { build, .. }
+        | Command::Fetch { build, .. }
+        | Command::Lock { build }
+        | Command::Layout { build, .. } => Some(&build.output),
+        Command::Verify { output, .. } | Command::Inspect { output, .. } => Some(output),
+        _ => None,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let verbosity = output.map_or(0, |output| {
+        if output.quiet {
+            -1
+        } else {
+            i8::try_from(output.verbose).unwrap_or(i8::MAX)
+        }
+    });
+    let filter = isobuild::settings::log_filter(verbosity);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
+        .with_ansi(isobuild::settings::resolve_color(cli.color))
+        .with_target(verbosity >= 2)
         .without_time()
         .init();
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{BuildArgs, OutputArgs, RegistryArgs};
+use crate::cli::{BuildArgs, ColorChoice, OutputArgs, RegistryArgs, RunArgs};
 use crate::error::Error;
 use crate::recipe::Platform;
 use crate::report::ProgressMode;
@@ -60,10 +60,15 @@ pub struct OutputSettings {
     pub progress: ProgressMode,
     /// -1 quiet, 0 normal, 1 `-v`, 2 `-vv`.
     pub verbosity: i8,
+    /// Whether stderr gets colour (`--color`, `NO_COLOR`, whether it is a terminal).
+    pub color: bool,
+    /// Whether bars may be drawn: stderr is a terminal, `TERM` is not `dumb` and
+    /// `ISOBUILD_NO_PROGRESS` is unset.
+    pub terminal: bool,
 }
 
 impl OutputSettings {
-    pub fn resolve(args: &OutputArgs) -> Self {
+    pub fn resolve(args: &OutputArgs, color: ColorChoice) -> Self {
         let verbosity = if args.quiet {
             -1
         } else {
@@ -72,19 +77,64 @@ impl OutputSettings {
         Self {
             progress: args.progress,
             verbosity,
+            color: resolve_color(color),
+            terminal: stderr_is_terminal() && std::env::var_os("ISOBUILD_NO_PROGRESS").is_none(),
         }
     }
 }
 
+/// Whether stderr is an interactive terminal that understands cursor movement.
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |term| term != "dumb")
+}
+
+/// `--color` against the environment: `auto` is colour on a terminal unless `NO_COLOR` is set
+/// and not empty (<https://no-color.org>).
+pub fn resolve_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            stderr_is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+/// The log filter: `RUST_LOG` when set, else isobuild's own warnings (`-v`: and its info
+/// lines, `-vv`: its debug lines, `-vvv`: every library's debug lines too). Libraries
+/// (rustls, hyper, reqwest) stay silent by default: their errors reach the user as isobuild's.
+pub fn log_filter(verbosity: i8) -> String {
+    if let Ok(filter) = std::env::var("RUST_LOG")
+        && !filter.trim().is_empty()
+    {
+        return filter;
+    }
+    match verbosity {
+        ..=-1 => "isobuild=error",
+        0 => "isobuild=warn",
+        1 => "isobuild=info",
+        2 => "isobuild=debug",
+        _ => "debug",
+    }
+    .to_owned()
+}
+
 impl BuildSettings {
-    pub fn resolve(args: &BuildArgs) -> Result<Self, Error> {
+    /// `run` is `None` for `lock`, which runs no task.
+    pub fn resolve(
+        args: &BuildArgs,
+        run: Option<&RunArgs>,
+        color: ColorChoice,
+    ) -> Result<Self, Error> {
         let cwd = current_dir()?;
-        let jobs = match args.jobs {
+        let jobs = match run.and_then(|run| run.jobs) {
             Some(0) => return Err(Error::Usage("`--jobs` must be at least 1".into())),
             Some(jobs) => jobs,
             None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         };
-        if args.network_jobs == 0 {
+        let network_jobs = run.map_or(32, |run| run.network_jobs);
+        if network_jobs == 0 {
             return Err(Error::Usage("`--network-jobs` must be at least 1".into()));
         }
         let mut mirrors = BTreeMap::new();
@@ -123,27 +173,35 @@ impl BuildSettings {
                 .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
                 .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
         })?;
-        let http_retries = env_number(
-            "ISOBUILD_HTTP_RETRIES",
-            "a number of tries, at least 1",
-            |text| text.parse::<u32>().ok().filter(|tries| *tries >= 1),
-        )?;
+        // `--retry-times N` (retries, as skopeo's) wins over `ISOBUILD_HTTP_RETRIES` (tries).
+        let http_retries = match args.retry_times {
+            Some(retries) => Some(retries.saturating_add(1)),
+            None => env_number(
+                "ISOBUILD_HTTP_RETRIES",
+                "a number of tries, at least 1",
+                |text| text.parse::<u32>().ok().filter(|tries| *tries >= 1),
+            )?,
+        };
         let registry = RegistrySettings::resolve(&cwd, &args.registry)?;
         Ok(Self {
             recipe: absolute(&cwd, &args.recipe),
             jobs,
-            network_jobs: args.network_jobs,
+            network_jobs,
             cache_dir: resolve_cache_dir(&cwd, args.cache_dir.as_deref())?,
             offline: args.offline,
-            locked: args.locked,
+            locked: run.is_some_and(|run| run.locked),
             mirrors,
             insecure_registries: args.registry.insecure_registry.clone(),
             platform,
             overrides,
-            report: args.report.as_deref().map(|path| absolute(&cwd, path)),
-            timings: args.timings.as_deref().map(|path| absolute(&cwd, path)),
-            keep_going: args.keep_going,
-            output: OutputSettings::resolve(&args.output),
+            report: run
+                .and_then(|run| run.report.as_deref())
+                .map(|path| absolute(&cwd, path)),
+            timings: run
+                .and_then(|run| run.timings.as_deref())
+                .map(|path| absolute(&cwd, path)),
+            keep_going: run.is_some_and(|run| run.keep_going),
+            output: OutputSettings::resolve(&args.output, color),
             source_date_epoch,
             ignore_pins: args.ignore_pins,
             auth: registry.auth,

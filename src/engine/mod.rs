@@ -406,6 +406,7 @@ async fn run_one<J: Job>(
     clock: Instant,
 ) -> Finished {
     let start = clock.elapsed();
+    tracing::debug!(task = %label.name, kind = label.kind, "task started");
     reporter.on_task_start(&label);
     let mut reason = String::new();
     let result = async {
@@ -451,6 +452,7 @@ async fn run_one<J: Job>(
             error: error.clone(),
         },
     };
+    tracing::debug!(task = %label.name, status = status.name(), reason = ?status.reason(), "task finished");
     reporter.on_task_finish(&label, &status);
     Finished {
         node: label.id.0,

@@ -372,7 +372,8 @@ pub fn extract_iso(iso: &Path, dest: &Path) -> Result<(), IsoError> {
 }
 
 /// Fail with an install hint when `program` is not on PATH.
-fn require(program: &'static str, package: &'static str) -> Result<(), IsoError> {
+/// Whether `program` is on `PATH`; if not, the error names the package that has it.
+pub fn require(program: &'static str, package: &'static str) -> Result<(), IsoError> {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
     if found {

@@ -41,11 +41,19 @@ pub struct BlobJob {
     image: ImageRef,
     blob: Descriptor,
     services: Arc<ImageServices>,
+    /// What its download line says: the short digest and every image that shares it.
+    label: String,
 }
 
 impl BlobJob {
-    pub(super) fn new(image: ImageRef, blob: Descriptor, services: Arc<ImageServices>) -> Self {
+    pub(super) fn new(
+        image: ImageRef,
+        blob: Descriptor,
+        services: Arc<ImageServices>,
+        images: &[String],
+    ) -> Self {
         Self {
+            label: download_label(&blob.digest, images),
             image,
             blob,
             services,
@@ -75,10 +83,67 @@ impl BlobJob {
                 &self.image,
                 &self.blob,
                 &self.services.store,
-                &*self.services.reporter,
+                &Relabel {
+                    inner: &*self.services.reporter,
+                    label: &self.label,
+                },
             )
             .await?;
         Ok(JobOutput { bytes })
+    }
+}
+
+/// `sha256:0123456789ab (alpine:3.20, busybox:1.36, +2 more)`: a blob as its download line
+/// names it, with the images that share it (a few by name, the rest counted).
+fn download_label(digest: &Digest, images: &[String]) -> String {
+    const NAMED: usize = 2;
+    let text = digest.to_string();
+    let short = match text.split_once(':') {
+        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
+        None => text,
+    };
+    match images {
+        [] => short,
+        _ if images.len() <= NAMED + 1 => format!("{short} ({})", images.join(", ")),
+        _ => format!(
+            "{short} ({}, +{} more)",
+            images[..NAMED].join(", "),
+            images.len() - NAMED
+        ),
+    }
+}
+
+/// A reporter that names the downloads of one blob task with the task's own label (every
+/// image that shares the blob) instead of the one image the source knows of.
+struct Relabel<'a> {
+    inner: &'a dyn Reporter,
+    label: &'a str,
+}
+
+impl Reporter for Relabel<'_> {
+    fn on_download_start(&self, _label: &str, size: Option<u64>) -> crate::report::DownloadId {
+        self.inner.on_download_start(self.label, size)
+    }
+    fn on_download_progress(&self, id: crate::report::DownloadId, bytes: u64) {
+        self.inner.on_download_progress(id, bytes);
+    }
+    fn on_download_complete(&self, id: crate::report::DownloadId) {
+        self.inner.on_download_complete(id);
+    }
+    fn on_download_retry(
+        &self,
+        id: crate::report::DownloadId,
+        attempt: u32,
+        attempts: u32,
+        error: &str,
+    ) {
+        self.inner.on_download_retry(id, attempt, attempts, error);
+    }
+    fn on_download_resumed(&self, id: crate::report::DownloadId, offset: u64) {
+        self.inner.on_download_resumed(id, offset);
+    }
+    fn on_message(&self, message: &str) {
+        self.inner.on_message(message);
     }
 }
 

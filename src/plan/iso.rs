@@ -5,12 +5,14 @@
 //! tree changed, without hashing the tree again.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::process::Command;
 
 use crate::engine::{Fingerprint, JobOutput};
 use crate::iso::{IsoRequest, make_iso};
 use crate::reference::Digest;
+use crate::report::Reporter;
 use crate::store::Store;
 
 use super::{TaskError, TreeClaim};
@@ -22,14 +24,22 @@ pub struct IsoJob {
     /// The cache the image folders were placed from, when the recipe has images: what this
     /// run verified need not be hashed again before the ISO.
     store: Option<Store>,
+    /// Told how many stale files were pruned from the tree.
+    reporter: Arc<dyn Reporter>,
 }
 
 impl IsoJob {
-    pub(super) fn new(request: IsoRequest, claim: TreeClaim, store: Option<Store>) -> Self {
+    pub(super) fn new(
+        request: IsoRequest,
+        claim: TreeClaim,
+        store: Option<Store>,
+        reporter: Arc<dyn Reporter>,
+    ) -> Self {
         Self {
             request,
             claim,
             store,
+            reporter,
         }
     }
 
@@ -71,9 +81,18 @@ impl IsoJob {
         let root = self.request.root.clone();
         let claim = self.claim.clone();
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || prune_tree(&root, &claim, store.as_ref()))
+        let shown = root.clone();
+        let pruned = tokio::task::spawn_blocking(move || prune_tree(&root, &claim, store.as_ref()))
             .await
             .map_err(|join| TaskError::Io(std::io::Error::other(join.to_string())))??;
+        if pruned > 0 {
+            // Files someone put in the tree, or an earlier recipe wrote: gone, and said so.
+            let files = if pruned == 1 { "file" } else { "files" };
+            self.reporter.on_message(&format!(
+                "note: removed {pruned} {files} the recipe does not write from `{}`",
+                shown.display()
+            ));
+        }
         // Not in a blocking task: an interrupted run drops this future, which kills xorriso
         // and deletes its temporary file before anything is renamed to the output.
         let result = make_iso(&self.request).await?;
@@ -97,8 +116,9 @@ async fn xorriso_version() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Delete what no task of this plan wrote (left by an earlier version of the recipe), then
-/// the folders that became empty, so the ISO holds exactly what the recipe says.
+/// Delete what no task of this plan wrote (left by an earlier version of the recipe, or put
+/// there by hand), then the folders that became empty, so the ISO holds exactly what the
+/// recipe says. Returns how many files it deleted.
 ///
 /// Also the last check of the tree before it becomes an ISO: it holds only regular files
 /// and folders (a link in it would be followed by nginx on the node), and files of image
@@ -108,11 +128,12 @@ async fn xorriso_version() -> String {
 /// And a blob of an image folder that this run did not verify (its task was up to date, so
 /// the file is whatever the tree, or the cache it shares inodes with, holds now) is hashed
 /// again: an ISO never ships a byte that was not checked in the run that made it.
-fn prune_tree(root: &Path, claim: &TreeClaim, store: Option<&Store>) -> std::io::Result<()> {
+fn prune_tree(root: &Path, claim: &TreeClaim, store: Option<&Store>) -> std::io::Result<usize> {
     if !root.exists() {
-        return Ok(());
+        return Ok(0);
     }
     let mut dirs = Vec::new();
+    let mut pruned = 0;
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
         let entry = entry.map_err(std::io::Error::from)?;
         let relative = entry
@@ -126,6 +147,7 @@ fn prune_tree(root: &Path, claim: &TreeClaim, store: Option<&Store>) -> std::io:
         } else if !claim.owns(&relative) {
             tracing::debug!("removing stale `{relative}` from the ISO tree");
             fs_err::remove_file(entry.path())?;
+            pruned += 1;
         } else if !entry.file_type().is_file() {
             return Err(std::io::Error::other(format!(
                 "`{relative}` in the ISO tree is not a regular file (a symbolic link or a device); isobuild writes only files and folders there"
@@ -167,7 +189,7 @@ fn prune_tree(root: &Path, claim: &TreeClaim, store: Option<&Store>) -> std::io:
             fs_err::remove_dir(dir)?;
         }
     }
-    Ok(())
+    Ok(pruned)
 }
 
 /// Whether `file` is in an image folder (one holding `version` and `manifest.json`).

@@ -72,6 +72,8 @@ pub struct PlanOptions {
     /// The RPMs; `None` when the recipe has no `packages:`.
     pub packages: Option<PackagePlan>,
     pub scope: Scope,
+    /// Where tasks say what the user should know (the ISO task's pruning notice).
+    pub reporter: Arc<dyn crate::report::Reporter>,
 }
 
 /// Why a plan cannot be made.
@@ -216,7 +218,12 @@ impl Plan {
                 .images
                 .as_ref()
                 .map(|images| images.services.store.clone());
-            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(request.clone(), claim, store)));
+            let iso = graph.add_node(Task::Iso(iso::IsoJob::new(
+                request.clone(),
+                claim,
+                store,
+                Arc::clone(&options.reporter),
+            )));
             for writer in writers {
                 graph.add_edge(writer, iso, ());
             }
@@ -505,6 +512,19 @@ fn add_images(
     let mut ready: Vec<Vec<NodeIndex>> = Vec::new();
     // Builds and the images they use, linked once every image has its nodes.
     let mut builds: Vec<(NodeIndex, Vec<usize>)> = Vec::new();
+    // Every image that has each blob, so that its download line names them all.
+    let mut sharers: BTreeMap<&Digest, Vec<String>> = BTreeMap::new();
+    for (entry, resolution) in recipe.images.list.iter().zip(&images.resolutions) {
+        if let Resolution::Resolved(image) = resolution {
+            for blob in image.blobs() {
+                let names = sharers.entry(&blob.digest).or_default();
+                let name = format!("{}:{}", entry.name, entry.tag);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
     for (entry, resolution) in recipe.images.list.iter().zip(&images.resolutions) {
         let mut digest = None;
         let mut blobs = Vec::new();
@@ -515,6 +535,7 @@ fn add_images(
                         image.reference.clone(),
                         blob.clone(),
                         Arc::clone(services),
+                        sharers.get(&blob.digest).map_or(&[][..], Vec::as_slice),
                     )))
                 });
                 blobs.push(node);

@@ -49,10 +49,17 @@ pub struct ResolveOptions<'a> {
 
 /// Images that could not be resolved.
 #[derive(Debug, thiserror::Error)]
-#[error("{} of {total} images cannot be used:\n  {}", failures.len(), failures.join("\n  "))]
+#[error(
+    "{} of {total} images cannot be used:\n  {}{}",
+    failures.len(),
+    failures.join("\n  "),
+    hint.as_ref().map(|hint| format!("\nhint: {hint}")).unwrap_or_default()
+)]
 pub struct ResolveError {
     pub total: usize,
     pub failures: Vec<String>,
+    /// One line of advice for all of them (what to do offline), said once.
+    pub hint: Option<String>,
 }
 
 /// Resolve every image of `recipe`, in recipe order.
@@ -69,6 +76,14 @@ pub async fn resolve_images(
     };
     let mut tasks = JoinSet::new();
     let mut resolutions = vec![Resolution::Local; recipe.images.list.len()];
+    reporter.on_resolve_start(
+        recipe
+            .images
+            .list
+            .iter()
+            .filter(|entry| matches!(entry.source, ImageSource::Registry(_)))
+            .count(),
+    );
     for (index, entry) in recipe.images.list.iter().enumerate() {
         let ImageSource::Registry(reference) = &entry.source else {
             continue;
@@ -93,6 +108,8 @@ pub async fn resolve_images(
             continue;
         };
         let label = format!("image `{}:{}`", entry.name, entry.tag);
+        tracing::debug!(image = %entry.source, ok = result.is_ok(), "resolved {label}");
+        reporter.on_image_resolved(&format!("{}:{}", entry.name, entry.tag));
         if options.verbose
             && let Ok(image) = &result
             && let Some(host) = &image.served_by
@@ -135,7 +152,11 @@ pub fn into_images(
         })
         .collect();
     if !failures.is_empty() {
-        return Err(ResolveError { total, failures });
+        return Err(ResolveError {
+            total,
+            failures,
+            hint: None,
+        });
     }
     Ok(resolutions
         .into_iter()
@@ -184,7 +205,7 @@ async fn resolve_one(
 }
 
 /// A pin of `entry` that `image` does not match, said for a person.
-fn check_pins(entry: &ImageEntry, image: &ResolvedImage) -> Option<String> {
+pub(crate) fn check_pins(entry: &ImageEntry, image: &ResolvedImage) -> Option<String> {
     if let Some(pin) = &entry.digest
         && *pin != *image.digest()
         && *pin != image.manifest_digest
@@ -218,9 +239,5 @@ fn missing_blobs(image: &ResolvedImage, store: &Store, offline: bool) -> Option<
         .blobs()
         .filter(|blob| !store.has_blob(&blob.digest))
         .count();
-    (missing > 0).then(|| {
-        format!(
-            "{missing} of its {total} blobs are not in the cache (run `isobuild fetch` with network access first)"
-        )
-    })
+    (missing > 0).then(|| format!("{missing} of its {total} blobs are not in the cache"))
 }

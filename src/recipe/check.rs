@@ -140,9 +140,11 @@ pub(super) fn check(
         context: TemplateContext::default(),
         host_outputs: Vec::new(),
         claims: Vec::new(),
+        var_sites: Vec::new(),
     };
     let recipe = raw.and_then(|raw| checker.recipe(&raw, &document, overrides));
     let mut problems = checker.problems.list;
+    collapse_missing_vars(&mut problems, &checker.var_sites, origin);
     match recipe {
         Some(recipe) if problems.is_empty() => Ok(recipe),
         _ => {
@@ -256,6 +258,69 @@ struct Checker<'a> {
     /// Every path of the ISO tree an entry writes, with what writes it: each must have one
     /// writer (see [`Checker::one_writer_per_path`]).
     claims: Vec<Claim>,
+    /// Each variable with its value, where it is declared and whether `--set` gave the
+    /// value: a path variable that points nowhere is said once (see [`collapse_missing_vars`]).
+    var_sites: Vec<VarSite>,
+}
+
+/// A recipe variable as the checker saw it.
+struct VarSite {
+    name: String,
+    value: String,
+    at: At,
+    overridden: bool,
+}
+
+/// A variable whose value is a folder that does not exist makes every path built from it fail:
+/// replace those problems (one per file, image build or rendered file) by one, at the
+/// variable, naming it and `--set`.
+fn collapse_missing_vars(problems: &mut Vec<Problem>, sites: &[VarSite], origin: &Origin) {
+    for site in sites {
+        let value = Path::new(&site.value);
+        if site.value.trim().is_empty() || value.extension().is_some() {
+            continue;
+        }
+        let joined = origin.base_dir.join(value);
+        let resolved = normalize(&joined);
+        if resolved.exists() || resolved == normalize(&origin.base_dir) {
+            continue;
+        }
+        // However a message names a path under it: absolute, lexically normalized or not,
+        // or relative to the current directory.
+        let prefixes: Vec<String> = [&joined, &resolved]
+            .into_iter()
+            .flat_map(|path| [path.clone(), origin.shown(path)])
+            .map(|path| format!("{}/", path.display()))
+            .collect();
+        let before = problems.len();
+        problems.retain(|problem| {
+            !prefixes
+                .iter()
+                .any(|prefix| problem.message.contains(prefix.as_str()))
+        });
+        let under = before - problems.len();
+        if under == 0 {
+            continue;
+        }
+        let given = if site.overridden {
+            format!("`--set {}={}`", site.name, site.value)
+        } else {
+            format!("`{}`", site.value)
+        };
+        let paths = if under == 1 { "path" } else { "paths" };
+        problems.push(Problem {
+            file: origin.shown(&origin.file),
+            line: site.at.line,
+            column: site.at.column,
+            field: site.at.field.clone(),
+            message: format!(
+                "the variable `{}` is {given}: the folder `{}` does not exist ({under} {paths} of the recipe are under it)\nhint: pass the folder: `--set {}=DIR`",
+                site.name,
+                origin.shown(&resolved).display(),
+                site.name
+            ),
+        });
+    }
 }
 
 /// An ISO path some entry of the recipe writes.
@@ -527,11 +592,13 @@ impl Checker<'_> {
         overrides: &BTreeMap<String, String>,
     ) -> BTreeMap<String, String> {
         let mut vars = BTreeMap::new();
+        let mut sites = BTreeMap::new();
         if let Some(entries) = raw.and_then(|raw| raw.value.as_ref()) {
             for (key, value) in &entries.0 {
                 let Some(key) = &key.value else { continue };
-                if let Some(value) = &value.value {
-                    vars.insert(key.clone(), value.text.clone());
+                if let Some(text) = &value.value {
+                    vars.insert(key.clone(), text.text.clone());
+                    sites.insert(key.clone(), value.at.clone());
                 }
             }
         }
@@ -561,6 +628,17 @@ impl Checker<'_> {
                 );
             }
         }
+        self.var_sites = sites
+            .into_iter()
+            .filter_map(|(name, at)| {
+                Some(VarSite {
+                    value: vars.get(&name)?.clone(),
+                    overridden: overrides.contains_key(&name),
+                    name,
+                    at,
+                })
+            })
+            .collect();
         vars
     }
 

@@ -160,7 +160,23 @@ pub(super) fn unknown_field_message(field: &str, expected: &[&str]) -> String {
         .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("unknown field `{field}`; expected one of {known}")
+    match did_you_mean(field, expected) {
+        Some(close) => {
+            format!("unknown field `{field}`; did you mean `{close}`? (expected one of {known})")
+        }
+        None => format!("unknown field `{field}`; expected one of {known}"),
+    }
+}
+
+/// The expected name `field` is most likely a typo of, if one is close enough (Jaro-Winkler,
+/// as cargo and clap suggest).
+pub(super) fn did_you_mean<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|name| (strsim::jaro_winkler(field, name), *name))
+        .filter(|(score, _)| *score >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
 }
 
 /// How a problem names a node's value: `the string `yes``, `a list`.

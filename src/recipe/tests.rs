@@ -151,7 +151,7 @@ recipe_error! {
     line: 4,
     column: 1,
     field: "imgs",
-    message: "unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`",
+    message: "unknown field `imgs`; did you mean `images`? (expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`)",
 }
 
 recipe_error! {

@@ -24,7 +24,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-pub use json::write_json_report;
+pub use json::{
+    ByteCounts, ImageInfo, IsoInfo, JSON_SCHEMA, Outcome, RecipeInfo, RunReport, SCHEMA_VERSION,
+    Warning, write_json_report,
+};
 pub use plain::PlainReporter;
 pub use progress::TerminalReporter;
 pub use recording::{RecordingReporter, ReportEvent};
@@ -119,6 +122,18 @@ pub trait Reporter: Send + Sync {
     /// `bytes` more bytes of download `id` arrived (a delta, not a running total).
     fn on_download_progress(&self, _id: DownloadId, _bytes: u64) {}
     fn on_download_complete(&self, _id: DownloadId) {}
+    /// Download `id` failed with `error` and is tried again (try `attempt` of `attempts`).
+    fn on_download_retry(&self, _id: DownloadId, _attempt: u32, _attempts: u32, _error: &str) {}
+    /// Download `id` goes on from `offset` bytes a previous try or run left.
+    fn on_download_resumed(&self, _id: DownloadId, _offset: u64) {}
+    /// `total` registry images are being resolved (one manifest request each).
+    fn on_resolve_start(&self, _total: usize) {}
+    /// One of them is resolved (or failed; the error comes later, all together).
+    fn on_image_resolved(&self, _label: &str) {}
+    /// Resolution is over (done, failed or interrupted).
+    fn on_resolve_finish(&self) {}
+    /// The run will download about `bytes` in `count` blobs (those not in the cache).
+    fn on_transfer_total(&self, _bytes: u64, _count: usize) {}
     /// A line for the user that is not tied to a task (a warning, a summary).
     fn on_message(&self, _message: &str) {}
     /// The run is over (successfully or not).
@@ -143,27 +158,22 @@ pub enum ProgressMode {
     None,
 }
 
-/// The reporter for a progress mode and verbosity (`-q` is -1, `-v` is 1, `-vv` is 2).
-pub fn reporter_for(mode: ProgressMode, verbosity: i8) -> Arc<dyn Reporter> {
-    use std::io::IsTerminal;
-    if verbosity < 0 || mode == ProgressMode::None {
+/// The reporter for the output settings (`-q` is verbosity -1, `-v` is 1, `-vv` is 2).
+pub fn reporter_for(output: crate::settings::OutputSettings) -> Arc<dyn Reporter> {
+    let verbosity = output.verbosity;
+    if verbosity < 0 || output.progress == ProgressMode::None {
         return Arc::new(NullReporter);
     }
-    let terminal = std::io::stderr().is_terminal()
-        && std::env::var_os("ISOBUILD_NO_PROGRESS").is_none()
-        && std::env::var("TERM").map_or(true, |term| term != "dumb");
-    // https://no-color.org: set and not empty means no colour.
-    let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    match mode {
-        ProgressMode::Auto if terminal => {
-            Arc::new(TerminalReporter::new(verbosity).with_color(color))
+    match output.progress {
+        ProgressMode::Auto if output.terminal => {
+            Arc::new(TerminalReporter::new(verbosity).with_color(output.color))
         }
         _ => Arc::new(PlainReporter::new(verbosity)),
     }
 }
 
 /// `1536` → `1.5 KiB`: sizes as people read them, written the same way in lines and in HTML.
-fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

@@ -10,6 +10,11 @@
 //! | 1         | also why each task ran, and the tasks that were up to date (`fresh …`)   |
 //! | 2         | also each task and download as it starts                                 |
 //!
+//! Always, too: a line when images start and finish resolving, one with the bytes the run
+//! will download, retries and resumed downloads, and while downloads run, a heartbeat line
+//! every few seconds (`downloading 3 blobs: 45.0 MiB of 1.2 GiB, 3.4 MiB/s`), so that a CI
+//! log of a long transfer never looks hung.
+//!
 //! A task's start is not printed below verbosity 2 because the engine reports it before it
 //! knows whether the task is up to date: most starts of a no-op rebuild would be noise. The
 //! finish line carries the task's duration instead.
@@ -17,7 +22,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use super::{DownloadId, Reporter, TaskId, TaskLabel, TaskStatus, human_bytes};
@@ -25,14 +31,28 @@ use super::{DownloadId, Reporter, TaskId, TaskLabel, TaskStatus, human_bytes};
 /// Where the reporter reads the time; tests replace it to get stable timestamps.
 type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
 
+/// How often a line says how the downloads are going while nothing else is printed.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// Timestamped lines on stderr (or any writer).
 pub struct PlainReporter {
     verbosity: i8,
-    clock: Clock,
-    state: Mutex<State>,
+    clock: Arc<Clock>,
+    state: Arc<Mutex<State>>,
+    heartbeat: Duration,
+    /// Whether the heartbeat thread runs (started by the first download).
+    beating: AtomicBool,
 }
 
 struct State {
+    /// When the last line was printed, so that a heartbeat only fills silences.
+    last_line: Instant,
+    /// Bytes to download (announced) and downloaded so far, across downloads.
+    transfer_total: u64,
+    transferred: u64,
+    /// When resolution started, while it runs.
+    resolving: Option<(Instant, usize)>,
+    finished: bool,
     out: Box<dyn Write + Send>,
     /// Timestamps count from here: the reporter's creation, then [`Reporter::on_run_start`].
     origin: Instant,
@@ -63,14 +83,66 @@ impl PlainReporter {
         let origin = clock();
         Self {
             verbosity,
-            clock,
-            state: Mutex::new(State {
+            clock: Arc::new(clock),
+            heartbeat: HEARTBEAT,
+            beating: AtomicBool::new(false),
+            state: Arc::new(Mutex::new(State {
+                last_line: origin,
+                transfer_total: 0,
+                transferred: 0,
+                resolving: None,
+                finished: false,
                 out,
                 origin,
                 started: HashMap::new(),
                 downloads: HashMap::new(),
                 next_download: 0,
-            }),
+            })),
+        }
+    }
+
+    /// A line about download `id`, made from its label.
+    fn download_line(&self, id: DownloadId, text: impl FnOnce(&str) -> String) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        let label = state
+            .downloads
+            .get(&id)
+            .map_or_else(String::new, |download| download.label.clone());
+        let text = text(&label);
+        state.line(now, format_args!("{text}"));
+    }
+
+    /// Start the heartbeat thread, once. It holds the state weakly and ends with the run or
+    /// the reporter.
+    fn start_heartbeat(&self) {
+        if self.beating.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let state: Weak<Mutex<State>> = Arc::downgrade(&self.state);
+        let clock = Arc::clone(&self.clock);
+        let every = self.heartbeat;
+        let spawned = std::thread::Builder::new()
+            .name("isobuild-heartbeat".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every / 4);
+                    let Some(state) = state.upgrade() else { return };
+                    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                    if state.finished {
+                        return;
+                    }
+                    let now = clock();
+                    if !state.downloads.is_empty()
+                        && now.saturating_duration_since(state.last_line) >= every
+                    {
+                        state.heartbeat(now);
+                    }
+                }
+            });
+        if spawned.is_err() {
+            // No thread, no heartbeat: the other lines still come.
+            tracing::debug!("cannot start the heartbeat thread");
         }
     }
 
@@ -86,6 +158,40 @@ impl State {
         // Nothing sensible to do when the log itself cannot be written: the run goes on.
         let _ = writeln!(self.out, "[{at:6.2}s] {text}");
         let _ = self.out.flush();
+        self.last_line = now;
+    }
+
+    /// `downloading 3 blobs: 45.0 MiB of 1.2 GiB, 3.4 MiB/s`.
+    fn heartbeat(&mut self, now: Instant) {
+        let count = self.downloads.len();
+        let elapsed = now.saturating_duration_since(self.origin).as_secs_f64();
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let rate = if elapsed > 0.0 {
+            (self.transferred as f64 / elapsed) as u64
+        } else {
+            0
+        };
+        let done = human_bytes(self.transferred);
+        let of = if self.transfer_total > 0 {
+            format!(
+                " of {}",
+                human_bytes(self.transfer_total.max(self.transferred))
+            )
+        } else {
+            String::new()
+        };
+        let blobs = if count == 1 { "download" } else { "downloads" };
+        self.line(
+            now,
+            format_args!(
+                "{count} {blobs} running: {done}{of}, {}/s",
+                human_bytes(rate)
+            ),
+        );
     }
 }
 
@@ -95,6 +201,63 @@ fn seconds(duration: Duration) -> String {
 }
 
 impl Reporter for PlainReporter {
+    fn on_resolve_start(&self, total: usize) {
+        if total == 0 {
+            return;
+        }
+        let now = (self.clock)();
+        let mut state = self.lock();
+        state.resolving = Some((now, total));
+        let images = if total == 1 { "image" } else { "images" };
+        state.line(now, format_args!("resolving {total} {images}"));
+    }
+
+    fn on_image_resolved(&self, label: &str) {
+        if self.verbosity >= 2 {
+            let now = (self.clock)();
+            self.lock().line(now, format_args!("resolved {label}"));
+        }
+    }
+
+    fn on_resolve_finish(&self) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        if let Some((started, total)) = state.resolving.take() {
+            let took = seconds(now.saturating_duration_since(started));
+            let images = if total == 1 { "image" } else { "images" };
+            state.line(now, format_args!("resolved {total} {images} in {took}"));
+        }
+    }
+
+    fn on_transfer_total(&self, bytes: u64, count: usize) {
+        let now = (self.clock)();
+        let mut state = self.lock();
+        state.transfer_total = bytes;
+        if bytes > 0 {
+            let blobs = if count == 1 { "blob" } else { "blobs" };
+            state.line(
+                now,
+                format_args!("to download: {count} {blobs}, {}", human_bytes(bytes)),
+            );
+        }
+    }
+
+    fn on_download_retry(&self, id: DownloadId, attempt: u32, attempts: u32, error: &str) {
+        self.download_line(id, |label| {
+            format!("retrying {label} (try {attempt} of {attempts}): {error}")
+        });
+    }
+
+    fn on_download_resumed(&self, id: DownloadId, offset: u64) {
+        self.download_line(id, |label| {
+            format!("resuming {label} at {}", human_bytes(offset))
+        });
+    }
+
+    fn on_run_finish(&self) {
+        self.lock().finished = true;
+    }
+
     fn on_run_start(&self, total: usize) {
         let now = (self.clock)();
         let mut state = self.lock();
@@ -165,11 +328,15 @@ impl Reporter for PlainReporter {
                 started: now,
             },
         );
+        drop(state);
+        self.start_heartbeat();
         id
     }
 
     fn on_download_progress(&self, id: DownloadId, bytes: u64) {
-        if let Some(download) = self.lock().downloads.get_mut(&id) {
+        let mut state = self.lock();
+        state.transferred = state.transferred.saturating_add(bytes);
+        if let Some(download) = state.downloads.get_mut(&id) {
             download.received = download.received.saturating_add(bytes);
         }
     }
@@ -382,6 +549,47 @@ mod tests {
             text,
             "[  0.50s] downloaded blob a: 2.0 KiB in 0.50s\n\
              [  0.50s] downloaded blob b: 100 B in 0.50s\n"
+        );
+    }
+
+    #[test]
+    fn a_long_download_gets_heartbeat_lines() {
+        let (mut reporter, capture, clock) = reporter(0);
+        reporter.heartbeat = Duration::from_millis(20);
+        reporter.on_transfer_total(3 << 20, 2);
+        let first = reporter.on_download_start("blob a", Some(2 << 20));
+        reporter.on_download_start("blob b", Some(1 << 20));
+        reporter.on_download_progress(first, 1 << 20);
+        // Ten seconds pass on the reporter's clock: the next tick fills the silence.
+        clock.at(10_000);
+        let mut text = String::new();
+        for _ in 0..500 {
+            text = capture.text();
+            if text.contains("running") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            text,
+            "[  0.00s] to download: 2 blobs, 3.0 MiB\n\
+             [ 10.00s] 2 downloads running: 1.0 MiB of 3.0 MiB, 102.4 KiB/s\n"
+        );
+        reporter.on_run_finish();
+    }
+
+    #[test]
+    fn resolution_is_announced_and_timed() {
+        let (reporter, capture, clock) = reporter(0);
+        reporter.on_resolve_start(12);
+        reporter.on_image_resolved("alpine:3.20");
+        clock.at(7_250);
+        reporter.on_resolve_finish();
+        // Finishing twice (an interrupt after the end) prints nothing more.
+        reporter.on_resolve_finish();
+        assert_eq!(
+            capture.text(),
+            "[  0.00s] resolving 12 images\n[  7.25s] resolved 12 images in 7.25s\n"
         );
     }
 }

@@ -378,6 +378,16 @@ enum Failure {
 }
 
 impl Failure {
+    /// A few words for a retry line (the full error comes only when giving up).
+    fn brief(&self) -> String {
+        match self {
+            Self::Transport(error) => crate::engine::render_chain(&**error),
+            Self::Status { status, .. } => format!("HTTP {status}"),
+            Self::BlobMismatch(_) => "the bytes did not match the digest".to_owned(),
+            _ => "the registry's answer was not usable".to_owned(),
+        }
+    }
+
     fn into_error(
         self,
         image: &ImageRef,
@@ -1010,6 +1020,7 @@ impl RegistryClient {
         reporter: &dyn Reporter,
     ) -> Result<u64, SourceError> {
         if store.has_blob(&blob.digest) {
+            tracing::debug!(digest = %blob.digest, "blob in the cache");
             return Ok(0);
         }
         let served = self
@@ -1074,6 +1085,7 @@ impl RegistryClient {
         let label = format!("{image} {}", short(&blob.digest));
         let id = reporter.on_download_start(&label, Some(blob.size));
         if writer.offset() > 0 {
+            reporter.on_download_resumed(id, writer.offset());
             reporter.on_download_progress(id, writer.offset());
         }
         let mut downloaded = 0;
@@ -1086,9 +1098,17 @@ impl RegistryClient {
             match self.try_blob(&access, blob, writer, &mut progress).await {
                 Ok(()) => break Ok(()),
                 Err((failure, returned)) => {
+                    let brief = failure.brief();
                     if let Err(failure) = attempts.failed(failure).await {
                         break Err(error(failure, attempts.tries, origin));
                     }
+                    // The retry is seen at default verbosity: a slow build says why.
+                    reporter.on_download_retry(
+                        id,
+                        attempts.tries + 1,
+                        self.inner.retry.attempts,
+                        &brief,
+                    );
                     writer = match returned {
                         Some(writer) => writer,
                         // The partial was dropped (wrong bytes): start a new one, unless
@@ -1101,6 +1121,9 @@ impl RegistryClient {
                             }
                         },
                     };
+                    if writer.offset() > 0 {
+                        reporter.on_download_resumed(id, writer.offset());
+                    }
                 }
             }
         };
@@ -1125,6 +1148,7 @@ impl RegistryClient {
                 Err(failure) => return Err((failure, Some(writer))),
             };
             let url = api_url(access, "blobs", &blob.digest.to_string());
+            tracing::debug!(%url, offset, "GET blob");
             let mut request = auth.apply(access.client.get(&url));
             if offset > 0 {
                 request = request.header(header::RANGE, format!("bytes={offset}-"));

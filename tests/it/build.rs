@@ -507,3 +507,70 @@ files:
     assert_eq!(test.read("_build/root/salt/a.sls"), "a\n");
     assert_eq!(test.read("_build/root/salt/sub/b.sls"), "b\n");
 }
+
+#[test]
+fn a_failed_run_reports_its_outcome_and_matches_the_schema() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Demo\nversion: 1.0.0\ntasks:\n  - { name: boom, run: [sh, -c, 'exit 3'] }\n",
+        );
+    test.run(["build", "recipe.yaml", "-q", "--report", "r.json"])
+        .failure(1);
+    crate::harness::assert_matches_report_schema(&test.path().join("r.json"));
+    let report: Value = serde_json::from_str(&test.read("r.json")).unwrap();
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["exit_code"], 1);
+    assert!(
+        report["error"].as_str().unwrap().contains("boom"),
+        "{report}"
+    );
+    assert_eq!(report["iso"], Value::Null);
+    let task = &report["tasks"][0];
+    assert_eq!(
+        (&task["kind"], &task["subject"]),
+        (&"command".into(), &"boom".into())
+    );
+
+    // A recipe that cannot be read still gets a report, in the same shape.
+    test.write("recipe.yaml", "isobuild: 1\nname: Demo\n");
+    test.run(["build", "recipe.yaml", "-q", "--report", "r.json"])
+        .failure(2);
+    crate::harness::assert_matches_report_schema(&test.path().join("r.json"));
+    let report: Value = serde_json::from_str(&test.read("r.json")).unwrap();
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["exit_code"], 2);
+    assert_eq!(report["recipe"]["name"], Value::Null);
+}
+
+#[test]
+fn files_the_recipe_does_not_write_are_pruned_with_one_notice() {
+    let test = Test::new()
+        .recipe(
+            "isobuild: 1\nname: Demo\nversion: 1.0.0\nfiles:\n  - { src: a.txt, dest: a.txt }\n",
+        )
+        .file("a.txt", "a\n");
+    test.run(["build", "recipe.yaml", "--progress", "plain"])
+        .success();
+    test.write("_build/root/stray.txt", "left by hand\n");
+    test.write("_build/root/old/other.txt", "from an older recipe\n");
+    // Pruning comes before the ISO is remade, so something the ISO holds changes too.
+    test.write("a.txt", "a, changed\n");
+    let run = test
+        .run(["build", "recipe.yaml", "--progress", "plain"])
+        .success();
+    let notices: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("note: "))
+        .collect();
+    let root = test.path().join("_build/root");
+    assert_eq!(notices.len(), 1, "{run}");
+    assert!(
+        notices[0].ends_with(&format!(
+            "] note: removed 2 files the recipe does not write from `{}`",
+            root.display()
+        )),
+        "{run}"
+    );
+    assert!(!root.join("stray.txt").exists());
+}

@@ -106,7 +106,7 @@ error_case! {
 error_case! {
     name: unknown_top_level_field,
     recipe: format!("{HEAD}image:\n  list: []\n"),
-    problems: ["recipe.yaml:4:1: image: unknown field `image`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`"],
+    problems: ["recipe.yaml:4:1: image: unknown field `image`; did you mean `images`? (expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`)"],
 }
 
 error_case! {
@@ -279,7 +279,7 @@ error_case! {
 error_case! {
     name: image_unknown_field,
     recipe: format!("{HEAD}images:\n  list:\n    - name: pause\n      ref: registry.k8s.io/pause:3.9\n      digets: sha256:0\n"),
-    problems: ["recipe.yaml:8:7: images.list[0].digets: unknown field `digets`; expected one of `name`, `ref`, `tag`, `digest`, `image_id`, `archive`, `after`, `build`, `ship`"],
+    problems: ["recipe.yaml:8:7: images.list[0].digets: unknown field `digets`; did you mean `digest`? (expected one of `name`, `ref`, `tag`, `digest`, `image_id`, `archive`, `after`, `build`, `ship`)"],
 }
 
 error_case! {
@@ -608,7 +608,7 @@ fn problems_name_the_recipe_relative_to_the_current_directory() {
     let run = test.run(["graph", "recipes/demo.yaml"]).failure(2);
     assert_eq!(
         run.stderr,
-        "error: recipes/demo.yaml:4:1: imgs: unknown field `imgs`; expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`\n"
+        "error: recipes/demo.yaml:4:1: imgs: unknown field `imgs`; did you mean `images`? (expected one of `isobuild`, `name`, `version`, `vars`, `data`, `epoch`, `iso`, `images`, `mirrors`, `files`, `tasks`, `packages`)\n"
     );
 }
 
@@ -660,4 +660,92 @@ tasks:
 fn the_shipped_minimal_recipe_loads() {
     let minimal = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/minimal.yaml");
     Test::new().run(["graph", minimal]).success();
+}
+
+// ---- hints for the common mistakes ----------------------------------------------------------
+
+#[test]
+fn a_path_variable_that_points_nowhere_is_said_once_with_set() {
+    let recipe = format!(
+        "{HEAD}vars:\n  src: ../checkout\nfiles:\n  - {{ src: \"{{{{ vars.src }}}}/a.txt\", dest: a.txt }}\n  - {{ src: \"{{{{ vars.src }}}}/b\", dest: b/ }}\n  - {{ src: here.txt, dest: here.txt }}\n"
+    );
+    let test = Test::new().recipe(&recipe).file("here.txt", "x\n");
+    let run = test.run(["graph", "recipe.yaml"]).failure(2);
+    let checkout = test.path().parent().unwrap().join("checkout");
+    pretty_assertions::assert_eq!(
+        run.stderr,
+        format!(
+            "error: recipe.yaml:5:8: vars.src: the variable `src` is `../checkout`: the folder `{}` does not exist (2 paths of the recipe are under it)\nhint: pass the folder: `--set src=DIR`\n",
+            checkout.display()
+        )
+    );
+    // Given with --set, it says so.
+    let run = test
+        .run(["graph", "recipe.yaml", "--set", "src=elsewhere"])
+        .failure(2);
+    pretty_assertions::assert_eq!(
+        run.stderr,
+        "error: recipe.yaml:5:8: vars.src: the variable `src` is `--set src=elsewhere`: the folder `elsewhere` does not exist (2 paths of the recipe are under it)\nhint: pass the folder: `--set src=DIR`\n"
+    );
+}
+
+#[test]
+fn metalk8s_without_its_checkout_is_one_error_naming_the_variable() {
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/metalk8s.yaml");
+    let run = Test::new()
+        .run([
+            "build".as_ref(),
+            recipe.as_os_str(),
+            "--set".as_ref(),
+            "metalk8s_src=no-checkout-here".as_ref(),
+        ])
+        .failure(2);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{run}");
+    assert!(
+        lines[0].ends_with(&format!(
+            "vars.metalk8s_src: the variable `metalk8s_src` is `--set metalk8s_src=no-checkout-here`: the folder `{}` does not exist (37 paths of the recipe are under it)",
+            recipe.parent().unwrap().join("no-checkout-here").display()
+        )),
+        "{run}"
+    );
+    assert_eq!(lines[1], "hint: pass the folder: `--set metalk8s_src=DIR`");
+}
+
+#[test]
+fn offline_names_the_cache_it_searched_and_how_to_fill_it() {
+    let test = Test::new().recipe(&format!(
+        "{HEAD}images:\n  list:\n    - {{ name: app, ref: \"registry.invalid/app:1.0\" }}\n"
+    ));
+    let cache = test.cache_dir();
+    let run = test
+        .run(["build", "recipe.yaml", "--offline", "--progress", "none"])
+        .failure(1);
+    let recipe = test.path().join("recipe.yaml");
+    pretty_assertions::assert_eq!(
+        run.stderr,
+        format!(
+            "error: 1 of 1 images cannot be used:\n  image `app:1.0`: `registry.invalid/app:1.0` is not in the cache, and `--offline` forbids asking registry `registry.invalid`\nhint: `--offline` looked in the cache `{cache}`; fill it with network access first: `isobuild fetch {recipe} --cache-dir {cache}`\n",
+            cache = cache.display(),
+            recipe = recipe.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_program_is_found_before_anything_runs() {
+    let empty = tempfile::tempdir().unwrap();
+    let test = Test::new()
+        .recipe(&format!(
+            "{HEAD}files:\n  - {{ src: a.txt, dest: a.txt }}\n"
+        ))
+        .file("a.txt", "a\n")
+        .env("PATH", &empty.path().display().to_string());
+    let run = test.run(["build", "recipe.yaml"]).failure(1);
+    pretty_assertions::assert_eq!(
+        run.stderr,
+        "error: `xorriso` is not installed; install it with `apt-get install xorriso` (Debian, Ubuntu) or `dnf install xorriso`\n"
+    );
+    // Nothing ran: no tree, no ISO.
+    assert!(!test.path().join("_build").exists(), "{run}");
 }

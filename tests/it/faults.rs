@@ -692,3 +692,40 @@ fn bad_timeout_and_retry_settings_are_usage_errors() {
             .stderr_contains(&format!("{name}=`{value}` is not {expected}"));
     }
 }
+
+#[test]
+fn retry_times_is_how_often_a_request_is_tried_again_and_each_retry_is_said() {
+    let setup = Setup::new();
+    let blob = blob_path(&setup.set.base.digest);
+    let run = |retries: &str| {
+        setup.proxy.clear_faults();
+        setup.proxy.fault(&blob, server_error(), 2);
+        let test = setup.project();
+        test.run([
+            "layout",
+            "recipe.yaml",
+            "out",
+            "--progress",
+            "plain",
+            "--insecure-registry",
+            &setup.host(),
+            "--retry-times",
+            retries,
+        ])
+    };
+    // One retry: two tries, both answered 500.
+    let failed = run("1").failure(1);
+    assert!(failed.stderr.contains("(try 2 of 2): HTTP 500"), "{failed}");
+    // Two retries: the third try gets through, and both retries were shown.
+    let passed = run("2").success();
+    let short = &setup.set.base.digest.to_string()[..19];
+    for attempt in ["(try 2 of 3): HTTP 500", "(try 3 of 3): HTTP 500"] {
+        assert!(
+            passed
+                .stderr
+                .lines()
+                .any(|line| line.contains(&format!("retrying {short}")) && line.ends_with(attempt)),
+            "lacks a retry line ending {attempt:?}\n{passed}"
+        );
+    }
+}

@@ -336,3 +336,66 @@ fn ctrl_c_during_the_iso_step_leaves_nothing_at_the_output_path() {
     );
     assert!(!temporary(), "no temporary ISO left behind");
 }
+
+#[test]
+fn a_build_says_what_it_made_and_its_report_matches_the_schema() {
+    let registry = registry();
+    let host = registry.host();
+    let test = project(&registry);
+    let run = test
+        .run([
+            "build",
+            "recipe.yaml",
+            "--progress",
+            "plain",
+            "--insecure-registry",
+            &host,
+            "--report",
+            "r.json",
+        ])
+        .success();
+    let iso = test.path().join("_build/demo.iso");
+    let size = fs_err::metadata(&iso).unwrap().len();
+    let finished = regex::Regex::new(&format!(
+        r"^    Finished {} \((\d+\.\d) MiB, sha256:{}\) in \d+\.\d\ds\n$",
+        regex::escape(&iso.display().to_string()),
+        sha256_of(&iso)
+    ))
+    .unwrap();
+    assert!(finished.is_match(&run.stdout), "{run}");
+    #[allow(clippy::cast_precision_loss)]
+    let mib = format!("{:.1} MiB", size as f64 / 1024.0 / 1024.0);
+    assert!(run.stdout.contains(&mib), "{mib}\n{run}");
+    // The summary in human units, downloads apart from the cache.
+    let summary = regex::Regex::new(
+        r"\] \d+ tasks: \d+ ran, 0 up to date in \d+\.\d\ds; \d+\.\d (KiB|MiB) downloaded, 0 B from the cache, \d+\.\d (KiB|MiB) written\n",
+    )
+    .unwrap();
+    assert!(summary.is_match(&run.stderr), "{run}");
+    crate::harness::assert_matches_report_schema(&test.path().join("r.json"));
+    let report: serde_json::Value = serde_json::from_str(&test.read("r.json")).unwrap();
+    assert_eq!(report["schema"], 2);
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["recipe"]["name"], "Demo");
+    assert_eq!(report["iso"]["size"], size);
+    assert_eq!(
+        report["iso"]["sha256"],
+        format!("sha256:{}", sha256_of(&iso))
+    );
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3, "{report}");
+    assert_eq!(images[0]["reference"], format!("{host}/test/alpha:1.0"));
+    assert_eq!(images[0]["platform"], "linux/amd64");
+    assert!(
+        report["bytes"]["downloaded"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+
+    // Again, offline: nothing downloaded, everything from the cache, and the same ISO.
+    let run = test
+        .run(["build", "recipe.yaml", "--progress", "plain", "--offline"])
+        .success();
+    assert!(finished.is_match(&run.stdout), "{run}");
+    assert!(run.stderr.contains(" 0 B downloaded, "), "{run}");
+}

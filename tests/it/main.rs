@@ -24,6 +24,7 @@ mod metalk8s;
 mod metalk8s_doit;
 mod metalk8s_e2e;
 mod packages;
+mod progress;
 mod pull;
 mod registries;
 mod rpm_hardening;

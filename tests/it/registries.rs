@@ -250,7 +250,19 @@ insecure = true
 "#
         ),
     );
-    let run = fetch(&test, &["-v"]).success();
+    let run = fetch(&test, &["-v", "--report", "r.json"]).success();
+    // The JSON report names the mirror that served each image too.
+    crate::harness::assert_matches_report_schema(&test.path().join("r.json"));
+    let report: serde_json::Value = serde_json::from_str(&test.read("r.json")).unwrap();
+    let images = report["images"].as_array().expect("images in the report");
+    assert!(!images.is_empty(), "{report}");
+    for image in images {
+        assert_eq!(
+            image["mirror"],
+            serde_json::Value::from(up.as_str()),
+            "{report}"
+        );
+    }
     assert!(
         run.stdout.contains(&format!(
             "image `alpha:1.0`: served by `{up}` (for `{name}/test/alpha:1.0`)"

@@ -50,6 +50,13 @@ const PEERS: &[Peer] = &[
         "python3-jinja2",
         "/usr/lib/python3/dist-packages/jinja2/__init__.py",
     ),
+    // The `--report` file checked against its JSON Schema (tests/it/harness: draft 2020-12).
+    (
+        "python3-jsonschema",
+        "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
+    ),
+    // The progress screen captured on a 14-row terminal (tests/it/progress.rs).
+    ("tmux", "tmux"),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {

@@ -243,3 +243,31 @@ pub fn tar_raw_member(
     header.set_cksum();
     builder.append(&header, data).unwrap();
 }
+
+/// Check a `--report` file against `src/report/report.schema.json` with python3-jsonschema
+/// (draft 2020-12, formats checked), the validator a consumer of the report would use.
+#[track_caller]
+pub fn assert_matches_report_schema(report: &Path) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/report.schema.json");
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)\n\
+        errors = [f'{list(e.absolute_path)}: {e.message}' for e in validator.iter_errors(json.load(open(sys.argv[2])))]\n\
+        print('\\n'.join(errors))\n\
+        sys.exit(1 if errors else 0)\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&schema)
+        .arg(report)
+        .output()
+        .expect("python3 (with python3-jsonschema) is needed: apt-get install python3-jsonschema");
+    assert!(
+        output.status.success(),
+        "{} does not match the schema:\n{}{}\n{}",
+        report.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        fs_err::read_to_string(report).unwrap_or_default()
+    );
+}

@@ -329,10 +329,21 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         ("disk".to_owned(), json!(out.display().to_string())),
         rpm_context,
     ];
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |output| String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        );
     let mut results = Results {
         context,
         measures,
         targets: Vec::new(),
+        quick: options.quick,
+        commit,
     };
     results.targets = targets(&results, iso_size, unique_bytes, largest);
     results.targets.extend(rpm_targets(&results));

@@ -94,6 +94,10 @@ pub(crate) struct Results {
     pub(crate) context: Vec<(String, Value)>,
     pub(crate) measures: Vec<Measure>,
     pub(crate) targets: Vec<Target>,
+    /// `--quick`: a smoke run whose numbers say nothing about the targets.
+    pub(crate) quick: bool,
+    /// The commit the bench ran on (`unknown` outside a git checkout).
+    pub(crate) commit: String,
 }
 
 impl Results {
@@ -195,7 +199,29 @@ impl Results {
              body{font-family:sans-serif;margin:2em;max-width:60em}\
              table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}\
              td.n{text-align:right}.no{color:#b00;font-weight:bold}\
-             </style></head><body>\n<h1>isobuild bench</h1>\n<table>\n",
+             </style></head><body>\n<h1>isobuild bench</h1>\n",
+        );
+        let runs = self.measures.first().map_or(0, |m| m.samples.len());
+        let _ = writeln!(
+            page,
+            "<p>Commit <code>{}</code>; {runs} run(s) of each measure.</p>",
+            escape(&self.commit)
+        );
+        if self.quick {
+            page.push_str(
+                "<p class=\"no\">This is a <code>--quick</code> run: eight small images, one run \
+                 each, usually a debug build. It shows that the bench works, not how fast isobuild \
+                 is: the targets below apply to the full release run (<code>cargo xtask bench</code>), \
+                 and are judged here only so that the page has the same shape.</p>\n",
+            );
+        }
+        page.push_str(
+            "<p>Legend: <span style=\"color:#2b6cb0\">&#9632;</span> isobuild, \
+             <span style=\"color:#a0aec0\">&#9632;</span> the other tools and the floors (a plain \
+             <code>cp</code>, <code>cp</code> + <code>sync</code>, sha256 in process). Units: wall \
+             time in seconds (median of the runs), peak resident memory of the largest process in \
+             MiB (2<sup>20</sup> bytes), bytes written to the page cache in MB (10<sup>6</sup> \
+             bytes; a hard link writes nothing), throughput in MB/s.</p>\n<table>\n",
         );
         for (key, value) in &self.context {
             let value = match value {
@@ -229,7 +255,14 @@ impl Results {
         page.push_str(&bar_chart("Wall time, median (s)", &time, 3));
         page.push_str(&bar_chart("Peak RSS, largest process (MiB)", &rss, 1));
         page.push_str(&bar_chart("Bytes written, median (MB)", &written, 0));
-        page.push_str("<h2>Targets</h2>\n<table>\n<tr><th>target</th><th>wanted</th><th>measured</th><th>holds</th></tr>\n");
+        page.push_str(if self.quick {
+            "<h2>Targets (of the full release run; not meaningful for this quick run)</h2>\n"
+        } else {
+            "<h2>Targets</h2>\n"
+        });
+        page.push_str(
+            "<table>\n<tr><th>target</th><th>wanted</th><th>measured</th><th>holds</th></tr>\n",
+        );
         for target in &self.targets {
             let _ = writeln!(
                 page,
