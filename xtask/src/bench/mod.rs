@@ -329,15 +329,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         ("disk".to_owned(), json!(out.display().to_string())),
         rpm_context,
     ];
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |output| String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-        );
+    let commit = head_commit();
     let mut results = Results {
         context,
         measures,
@@ -505,6 +497,8 @@ fn run_rpms_only(options: &Options, isobuild: &Path, out: &Path, load_before: &s
         context,
         measures,
         targets: Vec::new(),
+        quick: options.quick,
+        commit: head_commit(),
     };
     results.targets = rpm_targets(&results);
     println!(
@@ -832,4 +826,17 @@ fn version(program: &str, flag: &str) -> String {
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The commit the bench runs on (`unknown` outside a git checkout).
+fn head_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |output| String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        )
 }
