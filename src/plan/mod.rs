@@ -329,6 +329,7 @@ fn add_packages(
                     Arc::clone(&plan.services),
                 )))
             });
+        let keyring = packages::RpmJob::keyring_cell();
         let downloads: Vec<NodeIndex> = rpms
             .iter()
             .map(|rpm| {
@@ -336,6 +337,7 @@ fn add_packages(
                     (*rpm).clone(),
                     repo,
                     locked,
+                    Arc::clone(&keyring),
                     Arc::clone(&plan.services),
                 )));
                 if let Some(metadata) = metadata {
