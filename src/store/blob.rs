@@ -129,14 +129,23 @@ impl BlobWriter {
                 }
             }
         };
-        // Hash what an interrupted run left, so the caller can ask only for the rest.
+        // Hash what an interrupted run left, so the caller can ask only for the rest. A new,
+        // empty partial (the usual case) has nothing to hash: no trip to the blocking pool.
         let partial_path = partial.path().to_owned();
-        let (file, hasher, written) = tokio::task::spawn_blocking(move || {
-            rehash(file, expected_size).map_err(|e| StoreError::io(&partial_path, e))
-        })
-        .await
-        .map_err(|e| StoreError::io(partial.path(), std::io::Error::other(e)))??;
-        // `rehash` left the position at the end, where the next byte goes.
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io(&partial_path, e))?
+            .len();
+        let (file, hasher, written) = if len == 0 {
+            (file, Sha256::new(), 0)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                rehash(file, expected_size).map_err(|e| StoreError::io(&partial_path, e))
+            })
+            .await
+            .map_err(|e| StoreError::io(partial.path(), std::io::Error::other(e)))??
+        };
+        // At the end, where the next byte goes (`rehash` left it there; an empty file is).
         let file = tokio::fs::File::from_std(file);
         Ok(Some(Self {
             dest: store.blob_path(&digest),
