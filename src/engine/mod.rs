@@ -375,6 +375,13 @@ impl Engine {
                 }
             }
         }
+        // The fingerprints saved into the pack: lost if this fails, they only rerun tasks.
+        if let Err(error) = self.freshness.flush() {
+            tracing::warn!(
+                "cannot record which tasks are up to date in `{}`: {error}",
+                self.freshness.dir().display()
+            );
+        }
         self.reporter.on_run_finish();
         let summary = RunSummary {
             started_at,

@@ -336,6 +336,7 @@ fn add_packages(
                     Arc::clone(&plan.services),
                 )))
             });
+        let keyring = packages::RpmJob::keyring_cell();
         let downloads: Vec<NodeIndex> = rpms
             .iter()
             .map(|rpm| {
@@ -343,6 +344,7 @@ fn add_packages(
                     (*rpm).clone(),
                     repo,
                     locked,
+                    Arc::clone(&keyring),
                     Arc::clone(&plan.services),
                 )));
                 if let Some(metadata) = metadata {

@@ -879,14 +879,31 @@ pub struct RpmJob {
     url: String,
     /// The repository's key URLs and their pinned sha256 (no keys: no signature check).
     keys: Vec<(String, Digest)>,
+    /// The repository's keys, read and parsed by the first of its RPM jobs to need them and
+    /// shared by the others (see [`RpmJob::keyring_cell`]).
+    keyring: KeyringCell,
     services: Arc<PackageServices>,
 }
 
+/// One repository's parsed keyring, shared by its RPM jobs.
+pub(super) type KeyringCell = Arc<
+    tokio::sync::OnceCell<
+        Arc<Result<crate::rpm::signature::Keyring, crate::rpm::signature::SignatureError>>,
+    >,
+>;
+
 impl RpmJob {
+    /// A cell for [`RpmJob::new`]: one per repository, so that its keys are read from the
+    /// cache, checked against their pins and parsed once per run, not once per RPM.
+    pub(super) fn keyring_cell() -> KeyringCell {
+        KeyringCell::default()
+    }
+
     pub(super) fn new(
         rpm: ShippedRpm,
         spec: &PackageRepo,
         locked: Option<&LockedRepo>,
+        keyring: KeyringCell,
         services: Arc<PackageServices>,
     ) -> Self {
         let url = rpm_url(spec, &rpm.location);
@@ -903,6 +920,7 @@ impl RpmJob {
             rpm,
             url,
             keys,
+            keyring,
             services,
         }
     }
@@ -950,13 +968,27 @@ impl RpmJob {
         )
         .await?;
         if !self.keys.is_empty() {
-            let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
+            // Keys that cannot be read stop the job as they did per RPM; keys that do not
+            // parse are this package's signature error below (and it leaves the cache).
+            let keyring = self
+                .keyring
+                .get_or_try_init(|| async {
+                    let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
+                    super::blocking(move || {
+                        Ok(Arc::new(crate::rpm::signature::Keyring::new(&keys)))
+                    })
+                    .await
+                })
+                .await?;
+            let keyring = Arc::clone(keyring);
             let urls: Vec<String> = self.keys.iter().map(|(url, _)| url.clone()).collect();
             let (repo, nevra) = (self.rpm.repo.clone(), self.rpm.nevra.clone());
             let pinned = self.rpm.signing_key.clone();
             super::blocking(move || {
-                let checked = crate::rpm::signature::Keyring::new(&keys)
-                    .and_then(|keyring| keyring.verify(&path, pinned.as_deref()));
+                let checked = match keyring.as_ref() {
+                    Ok(keyring) => keyring.verify(&path, pinned.as_deref()),
+                    Err(error) => Err(error.clone()),
+                };
                 if let Err(error) = checked {
                     let keys = match &pinned {
                         Some(pin) => format!("{pin} the lock file pins ({})", urls.join(", ")),

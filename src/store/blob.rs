@@ -129,17 +129,24 @@ impl BlobWriter {
                 }
             }
         };
-        // Hash what an interrupted run left, so the caller can ask only for the rest.
+        // Hash what an interrupted run left, so the caller can ask only for the rest. A new,
+        // empty partial (the usual case) has nothing to hash: no trip to the blocking pool.
         let partial_path = partial.path().to_owned();
-        let (file, hasher, written) = tokio::task::spawn_blocking(move || {
-            rehash(file, expected_size).map_err(|e| StoreError::io(&partial_path, e))
-        })
-        .await
-        .map_err(|e| StoreError::io(partial.path(), std::io::Error::other(e)))??;
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(std::io::SeekFrom::End(0))
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io(&partial_path, e))?
+            .len();
+        let (file, hasher, written) = if len == 0 {
+            (file, Sha256::new(), 0)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                rehash(file, expected_size).map_err(|e| StoreError::io(&partial_path, e))
+            })
             .await
-            .map_err(|e| StoreError::io(partial.path(), e))?;
+            .map_err(|e| StoreError::io(partial.path(), std::io::Error::other(e)))??
+        };
+        // At the end, where the next byte goes (`rehash` left it there; an empty file is).
+        let file = tokio::fs::File::from_std(file);
         Ok(Some(Self {
             dest: store.blob_path(&digest),
             store: store.clone(),
@@ -247,14 +254,20 @@ impl BlobWriter {
             }
             return Err(error);
         }
-        let file = self.file.get_mut();
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(BLOB_MODE))
-            .await
-            .map_err(|e| StoreError::io(&path, e))?;
         // Data on disk before the rename makes it visible: a crash never leaves a short blob.
-        file.sync_data()
-            .await
+        // The mode and the sync are one trip to the blocking pool (each `tokio::fs` call is
+        // one), on a duplicate of the descriptor; the flush above left no write in flight.
+        let fd = std::os::fd::AsFd::as_fd(self.file.get_ref())
+            .try_clone_to_owned()
             .map_err(|e| StoreError::io(&path, e))?;
+        let synced = path.clone();
+        tokio::task::spawn_blocking(move || {
+            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(BLOB_MODE))?;
+            rustix::fs::fdatasync(&fd)
+        })
+        .await
+        .map_err(|e| StoreError::io(&synced, std::io::Error::other(e)))?
+        .map_err(|e| StoreError::io(&synced, e.into()))?;
         let temp = match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
             Partial::Resumable(path) => {
                 tempfile::TempPath::try_from_path(&path).map_err(|e| StoreError::io(&path, e))?
@@ -346,5 +359,7 @@ fn rehash(
     let mut hasher = Sha256::new();
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
     let written = std::io::copy(&mut file, &mut hasher)?;
+    // Where the next byte goes (`copy` stops at the end; this says so, for the writer).
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
     Ok((file, hasher, written))
 }
