@@ -365,8 +365,10 @@ pub fn dnf_install(scratch: &Path, repos: &[ConsumerRepo<'_>], seeds: &[&str]) -
         ),
     )
     .unwrap();
+    // dnf-plugins-core's `local` plugin (on by default) would add a `_dnf_local` repository
+    // of every package dnf ever downloaded on this machine, other tests' included.
     run(Command::new("dnf")
-        .args(["-y", "-q"])
+        .args(["-y", "-q", "--disableplugin=local"])
         .arg(format!("--installroot={}", root.display()))
         .arg("-c")
         .arg(&conf)
