@@ -120,6 +120,20 @@ fn a_private_ca_is_refused_with_a_hint_then_trusted_from_certs_d_or_cert_dir() {
         setup.tls.log()
     );
 
+    // At default verbosity (an empty RUST_LOG is the default filter) the TLS library's own
+    // ERROR log lines (5 a run before) never reach the user: only the error and its hint.
+    let quiet = fetch(&project(&host).env("RUST_LOG", ""), &[]).failure(1);
+    assert!(
+        !quiet.stderr.contains("rustls") && !quiet.stderr.contains("ERROR"),
+        "library log noise\n{quiet}"
+    );
+    assert!(
+        quiet
+            .stderr
+            .contains("certificate signed by an unknown authority"),
+        "{quiet}"
+    );
+
     // The CA in a certs.d folder for the host (the root overridden for the test).
     let test = project(&host);
     let root = test.path().join("certs.d");
