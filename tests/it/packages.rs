@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::Test;
 use crate::harness::peers::Nginx;
 use crate::harness::rpms::{
     self, ConsumerRepo, Rpm, Signer, assert_checksig, assert_same_as_createrepo, dnf_install,
     make_repos, rpm, run,
 };
+use crate::harness::{Run, Test};
 
 pub(crate) fn universe() -> Vec<Rpm> {
     vec![
@@ -102,6 +102,24 @@ pub(crate) fn project_with(rpms: &[Rpm]) -> Project {
         repos,
         signer,
     }
+}
+
+/// `layout --locked` of `recipe.yaml` into `out` through `mirror`, with the cache folder
+/// `cache` under the test's folder: the run and that folder.
+pub(crate) fn layout_locked_in(test: &Test, mirror: &str, cache: &str) -> (Run, PathBuf) {
+    let cache = test.path().join(cache);
+    let run = test.run([
+        "layout",
+        "recipe.yaml",
+        "out",
+        "--locked",
+        "--mirror",
+        mirror,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-q",
+    ]);
+    (run, cache)
 }
 
 pub(crate) fn mirror(nginx: &Nginx) -> String {
@@ -264,21 +282,7 @@ fn faults_are_clear_errors() {
         .unwrap();
     let original = fs_err::read(&dep).unwrap();
     let dep_sha = isobuild::reference::Digest::of(&original);
-    let layout = |cache: &str| {
-        let cache = test.path().join(cache);
-        let run = test.run([
-            "layout",
-            "recipe.yaml",
-            "out",
-            "--locked",
-            "--mirror",
-            &mirror,
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "-q",
-        ]);
-        (run, cache)
-    };
+    let layout = |cache: &str| layout_locked_in(&test, &mirror, cache);
 
     // A corrupt RPM: refused, named, and not in the cache.
     let mut corrupt = original.clone();

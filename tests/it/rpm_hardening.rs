@@ -9,7 +9,7 @@ use isobuild::reference::Digest;
 
 use crate::harness::proxy::{Fault, Proxy};
 use crate::harness::rpms::{Rpm, make_repos, rpm, run};
-use crate::packages::{Project, cached, mirror, names, project_with, universe};
+use crate::packages::{Project, cached, layout_locked_in, mirror, names, project_with, universe};
 
 /// `epel` with `repo_gpgcheck: true`.
 fn require_signed_repomd(project: &Project) {
@@ -32,24 +32,6 @@ fn lock_in(project: &Project, cache: &str) -> crate::harness::Run {
         "--cache-dir",
         cache.to_str().unwrap(),
     ])
-}
-
-/// `layout --locked` into `out` with the cache `cache`; the run and the cache folder.
-fn layout_locked_in(project: &Project, cache: &str) -> (crate::harness::Run, std::path::PathBuf) {
-    let mirror = mirror(&project.nginx);
-    let cache = project.test.path().join(cache);
-    let run = project.test.run([
-        "layout",
-        "recipe.yaml",
-        "out",
-        "--locked",
-        "--mirror",
-        &mirror,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "-q",
-    ]);
-    (run, cache)
 }
 
 #[test]
@@ -105,7 +87,7 @@ fn the_lock_pins_each_rpms_signing_key_and_locked_builds_check_it() {
     let other = "0123456789abcdef0123456789abcdef01234567";
     let edited = lock.replacen(&fingerprint, other, 1);
     project.test.write("recipe.yaml.lock", &edited);
-    let (failed, cache) = layout_locked_in(&project, "cache-pin");
+    let (failed, cache) = layout_locked_in(&project.test, &mirror(&project.nginx), "cache-pin");
     let failed = failed
         .failure(1)
         .stderr_contains("is refused: its signature does not verify with the key")
@@ -226,7 +208,7 @@ fn a_repository_changed_after_lock_downloads_nothing() {
     run(Command::new("createrepo_c")
         .args(["--quiet", "--no-database"])
         .arg(epel));
-    let (failed, cache) = layout_locked_in(&project, "cache-build");
+    let (failed, cache) = layout_locked_in(&project.test, &mirror(&project.nginx), "cache-build");
     failed
         .failure(1)
         .stderr_contains("repository `epel` changed since it was locked");
