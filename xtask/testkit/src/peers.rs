@@ -425,8 +425,9 @@ impl Nginx {
                 let _ = writeln!(server, "        include {};", rule.display());
             }
             let prefix = dir.path();
+            // One process: a killed master leaves no orphaned worker serving the port.
             let conf = format!(
-                "worker_processes 1;\n\
+                "master_process off;\n\
                  error_log {prefix}/error.log warn;\n\
                  pid {prefix}/nginx.pid;\n\
                  events {{ worker_connections 64; }}\n\
