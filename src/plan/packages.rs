@@ -647,7 +647,18 @@ async fn pin_signing_keys(
         let (spec, keyring) = keyrings.get(&rpm.repo)?;
         Some(async move {
             let url = rpm_url(spec, &rpm.location);
-            let bytes = get_header(services, &rpm.repo, &url).await?;
+            // A package already in the cache is read there: no request, and `--offline`
+            // resolves without one.
+            let bytes = if services.store.has_blob(&rpm.sha256) {
+                cached_header(&services.store.blob_path(&rpm.sha256))?
+            } else if services.offline {
+                return Err(PackageError::OfflineMissing {
+                    nevra: rpm.nevra.clone(),
+                    url,
+                });
+            } else {
+                get_header(services, &rpm.repo, &url).await?
+            };
             let fingerprint =
                 keyring
                     .verify_header(&bytes)
@@ -677,6 +688,36 @@ fn rpm_url(spec: &PackageRepo, location: &str) -> String {
         location.to_owned()
     } else {
         format!("{}{location}", spec.baseurl)
+    }
+}
+
+/// The first bytes of the cached RPM at `path`, up to the end of its header (as
+/// [`get_header`] fetches them).
+fn cached_header(path: &Path) -> Result<Vec<u8>, PackageError> {
+    use crate::rpm::signature::Keyring;
+    use std::io::Read as _;
+    let io_error = |source| PackageError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs_err::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    let mut wanted = Keyring::HEADER_PROBE;
+    loop {
+        let start = bytes.len();
+        (&mut file)
+            .take((wanted - start) as u64)
+            .read_to_end(&mut bytes)
+            .map_err(io_error)?;
+        let end = Keyring::header_range(&bytes)
+            .ok()
+            .flatten()
+            .map(|(_, end)| end);
+        match end {
+            // The file holds more than was read: read on to the header's end.
+            Some(end) if end > bytes.len() && bytes.len() == wanted => wanted = end,
+            _ => return Ok(bytes),
+        }
     }
 }
 
