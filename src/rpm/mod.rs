@@ -12,6 +12,7 @@
 pub mod built;
 pub mod dep;
 pub mod evr;
+mod fast_rsa;
 pub mod header;
 pub mod metadata;
 pub mod modules;

@@ -16,6 +16,8 @@ use pgp::composed::{Deserializable as _, DetachedSignature, SignedPublicKey};
 use pgp::types::KeyDetails as _;
 use rpm::IndexSignatureTag;
 
+use super::fast_rsa::{FastKey, RsaKey};
+
 /// Why a signature does not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -32,6 +34,8 @@ struct Key {
     fingerprint: String,
     public: SignedPublicKey,
     verifier: rpm::signature::pgp::Verifier,
+    /// AWS-LC's copy of the primary key, then of each subkey, where it is RSA.
+    rsa: Vec<Option<RsaKey>>,
 }
 
 /// Parsed repository keys, ready to verify packages and metadata with.
@@ -55,10 +59,14 @@ impl Keyring {
                     .map_err(|error| SignatureError::Key(error.to_string()))?;
                 let verifier = rpm::signature::pgp::Verifier::load_from_asc_bytes(key)
                     .map_err(|error| SignatureError::Key(error.to_string()))?;
+                let rsa = std::iter::once(RsaKey::new(&public))
+                    .chain(public.public_subkeys.iter().map(RsaKey::new))
+                    .collect();
                 Ok(Key {
                     fingerprint: format!("{:x}", public.fingerprint()),
                     public,
                     verifier,
+                    rsa,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -226,14 +234,28 @@ impl Keyring {
             None => "no key to check it with".to_owned(),
         };
         for key in self.candidates(pinned) {
-            let mut checks = vec![signature.verify(&key.public, data)];
-            checks.extend(
-                key.public
-                    .public_subkeys
-                    .iter()
-                    .map(|subkey| signature.verify(subkey, data)),
+            let fast = |index: usize| key.rsa.get(index).and_then(Option::as_ref);
+            let primary = signature.verify(
+                &FastKey {
+                    key: &key.public,
+                    rsa: fast(0),
+                },
+                data,
             );
-            for check in checks {
+            // Subkeys are tried only while nothing verified (a lazy chain).
+            let subkeys = key
+                .public
+                .public_subkeys
+                .iter()
+                .enumerate()
+                .map(|(index, subkey)| {
+                    let subkey = FastKey {
+                        key: subkey,
+                        rsa: fast(index + 1),
+                    };
+                    signature.verify(&subkey, data)
+                });
+            for check in std::iter::once(primary).chain(subkeys) {
                 match check {
                     Ok(()) => return Ok(key.fingerprint.clone()),
                     Err(error) => last = error.to_string(),
