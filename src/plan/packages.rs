@@ -24,7 +24,7 @@ use crate::report::Reporter;
 use crate::rpm::metadata::{self, Hasher};
 use crate::rpm::modules::{ModularFilter, ModuleIndex};
 use crate::rpm::{Checksum, ChecksumKind, MetadataError, Pool, RepoMd};
-use crate::store::{Store, StoreError};
+use crate::store::{FinishError, Store, StoreError};
 
 use super::TaskError;
 
@@ -287,6 +287,10 @@ async fn get_small(
     Ok(body)
 }
 
+/// A check of a file's bytes beyond its checksum (an RPM's signature), run before the file
+/// enters the cache.
+pub type ContentCheck = Arc<dyn Fn(&[u8]) -> Result<(), PackageError> + Send + Sync>;
+
 /// Fetch `url` into the cache, verified against `checksum` (and `size` when known); returns
 /// the cached file. A sha256 checksum is the cache key, so a second run fetches nothing.
 pub async fn fetch_verified(
@@ -297,13 +301,50 @@ pub async fn fetch_verified(
     size: Option<u64>,
     label: &str,
 ) -> Result<PathBuf, PackageError> {
+    fetch_checked(services, repo, url, checksum, size, label, None).await
+}
+
+/// [`fetch_verified`], and `check` on the bytes: a download it refuses never enters the
+/// cache, and a cached file it refuses leaves it.
+async fn fetch_checked(
+    services: &PackageServices,
+    repo: &str,
+    url: &str,
+    checksum: &Checksum,
+    size: Option<u64>,
+    label: &str,
+    check: Option<ContentCheck>,
+) -> Result<PathBuf, PackageError> {
     let store = &services.store;
+    // A cached file was checked when it came in; it is checked again, since the keys it
+    // must verify with may have changed since.
+    let check_cached = |path: PathBuf, check: Option<ContentCheck>| async move {
+        let Some(check) = check else {
+            return Ok(path);
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let bytes = fs_err::read(&path).map_err(|source| PackageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            if let Err(error) = check(&bytes) {
+                let _ = fs_err::remove_file(&path);
+                return Err(error);
+            }
+            Ok(path)
+        })
+        .await;
+        joined.map_err(|join| PackageError::Io {
+            path: PathBuf::from("(signature check)"),
+            source: std::io::Error::other(join.to_string()),
+        })?
+    };
     if checksum.kind == ChecksumKind::Sha256
         && let Ok(digest) = Digest::from_hex(&checksum.hex)
     {
         let path = store.blob_path(&digest);
         if store.has_blob(&digest) {
-            return Ok(path);
+            return check_cached(path, check).await;
         }
         if services.offline {
             return Err(PackageError::OfflineMissing {
@@ -312,7 +353,7 @@ pub async fn fetch_verified(
             });
         }
         let Some(mut writer) = store.blob_writer(&digest, size).await? else {
-            return Ok(path);
+            return check_cached(path, check).await;
         };
         let url = services.mirrored(url);
         let http_error = |message: String| PackageError::Http {
@@ -369,7 +410,16 @@ pub async fn fetch_verified(
                 .on_download_progress(id, chunk.len() as u64);
         }
         services.reporter.on_download_complete(id);
-        writer.finish().await.map_err(store_error)?;
+        match check {
+            Some(check) => writer
+                .finish_checked(move |bytes| check(bytes))
+                .await
+                .map_err(|error| match error {
+                    FinishError::Store(error) => store_error(error),
+                    FinishError::Check(error) => error,
+                })?,
+            None => writer.finish().await.map_err(store_error)?,
+        };
         return Ok(path);
     }
     // Another hash: check it while writing, then file the bytes under their sha256.
@@ -390,6 +440,9 @@ pub async fn fetch_verified(
             expected: checksum.clone(),
             actual,
         });
+    }
+    if let Some(check) = check {
+        check(&bytes)?;
     }
     let digest = Digest::of(&bytes);
     store.put_blob_bytes(&digest, &bytes)?;
@@ -999,59 +1052,61 @@ impl RpmJob {
             kind: ChecksumKind::Sha256,
             hex: self.rpm.sha256.hex().to_owned(),
         };
-        let path = fetch_verified(
+        let check = self.signature_check().await?;
+        fetch_checked(
             &self.services,
             &self.rpm.repo,
             &self.url,
             &checksum,
             Some(self.rpm.size),
             &self.rpm.nevra,
+            check,
         )
         .await?;
-        if !self.keys.is_empty() {
-            // Keys that cannot be read stop the job as they did per RPM; keys that do not
-            // parse are this package's signature error below (and it leaves the cache).
-            let keyring = self
-                .keyring
-                .get_or_try_init(|| async {
-                    let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
-                    super::blocking(move || {
-                        Ok(Arc::new(crate::rpm::signature::Keyring::new(&keys)))
-                    })
-                    .await
-                })
-                .await?;
-            let keyring = Arc::clone(keyring);
-            let urls: Vec<String> = self.keys.iter().map(|(url, _)| url.clone()).collect();
-            let (repo, nevra) = (self.rpm.repo.clone(), self.rpm.nevra.clone());
-            let pinned = self.rpm.signing_key.clone();
-            super::blocking(move || {
-                let checked = match keyring.as_ref() {
-                    Ok(keyring) => keyring.verify(&path, pinned.as_deref()),
-                    Err(error) => Err(error.clone()),
-                };
-                if let Err(error) = checked {
-                    let keys = match &pinned {
-                        Some(pin) => format!("{pin} the lock file pins ({})", urls.join(", ")),
-                        None => urls.join(", "),
-                    };
-                    // Checksummed but not signed by the repository's key: keep it out of the
-                    // cache, so nothing that failed a check is ever reused.
-                    let _ = fs_err::remove_file(&path);
-                    return Err(TaskError::from(PackageError::Signature {
-                        repo,
-                        nevra,
-                        keys,
-                        message: error.to_string(),
-                    }));
-                }
-                Ok(())
-            })
-            .await?;
-        }
         Ok(JobOutput {
             bytes: self.rpm.size,
         })
+    }
+
+    /// The check of the package's header signature with the repository's keys (the one
+    /// the lock pins, if any), run on its bytes before they enter the cache; `None` for a
+    /// repository without keys.
+    async fn signature_check(&self) -> Result<Option<ContentCheck>, TaskError> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        // Keys that cannot be read stop the job; keys that do not parse are this package's
+        // signature error (and it never enters the cache).
+        let keyring = self
+            .keyring
+            .get_or_try_init(|| async {
+                let keys = load_keys(&self.services, &self.rpm.repo, &self.keys).await?;
+                super::blocking(move || Ok(Arc::new(crate::rpm::signature::Keyring::new(&keys))))
+                    .await
+            })
+            .await?;
+        let keyring = Arc::clone(keyring);
+        let urls: Vec<String> = self.keys.iter().map(|(url, _)| url.clone()).collect();
+        let (repo, nevra) = (self.rpm.repo.clone(), self.rpm.nevra.clone());
+        let pinned = self.rpm.signing_key.clone();
+        Ok(Some(Arc::new(move |bytes: &[u8]| {
+            let checked = match keyring.as_ref() {
+                Ok(keyring) => keyring.verify_bytes(bytes, pinned.as_deref()),
+                Err(error) => Err(error.clone()),
+            };
+            checked.map(drop).map_err(|error| {
+                let keys = match &pinned {
+                    Some(pin) => format!("{pin} the lock file pins ({})", urls.join(", ")),
+                    None => urls.join(", "),
+                };
+                PackageError::Signature {
+                    repo: repo.clone(),
+                    nevra: nevra.clone(),
+                    keys,
+                    message: error.to_string(),
+                }
+            })
+        })))
     }
 }
 

@@ -90,7 +90,16 @@ impl Keyring {
     pub fn verify(&self, path: &Path, pinned: Option<&str>) -> Result<String, SignatureError> {
         let bytes =
             fs_err::read(path).map_err(|error| SignatureError::Package(error.to_string()))?;
-        let (fingerprint, metadata, end) = self.check_header(&bytes, pinned)?;
+        self.verify_bytes(&bytes, pinned)
+    }
+
+    /// [`Keyring::verify`] of an RPM's bytes.
+    pub fn verify_bytes(
+        &self,
+        bytes: &[u8],
+        pinned: Option<&str>,
+    ) -> Result<String, SignatureError> {
+        let (fingerprint, metadata, end) = self.check_header(bytes, pinned)?;
         let algorithm = metadata
             .header
             .get_entry_data_as_u32_array(rpm::IndexTag::RPMTAG_PAYLOADDIGESTALGO)
@@ -113,7 +122,7 @@ impl Keyring {
             }
             return Ok(fingerprint);
         }
-        let package = rpm::Package::parse(&mut std::io::Cursor::new(&bytes))
+        let package = rpm::Package::parse(&mut std::io::Cursor::new(bytes))
             .map_err(|error| SignatureError::Package(error.to_string()))?;
         let mut last = SignatureError::Invalid("no key to check it with".into());
         for key in self.candidates(pinned) {

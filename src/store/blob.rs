@@ -152,7 +152,14 @@ impl BlobWriter {
             store: store.clone(),
             digest,
             expected_size,
-            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            // No larger than the blob: a small blob's buffer is all of it (see `finish`), and
+            // a 40 KiB RPM does not map and unmap a MiB.
+            file: tokio::io::BufWriter::with_capacity(
+                expected_size.map_or(WRITE_BUFFER, |size| {
+                    usize::try_from(size).map_or(WRITE_BUFFER, |size| size.min(WRITE_BUFFER))
+                }),
+                file,
+            ),
             partial,
             hasher,
             written,
@@ -222,12 +229,30 @@ impl BlobWriter {
 
     /// Check size and digest; on a match, move the blob into the cache and return its size.
     /// On a mismatch the partial is deleted (its bytes are wrong, resuming it cannot help).
-    pub async fn finish(mut self) -> Result<u64, StoreError> {
+    pub async fn finish(self) -> Result<u64, StoreError> {
+        match self.finish_inner(None::<NoCheck>).await {
+            Ok(size) => Ok(size),
+            Err(FinishError::Store(error)) => Err(error),
+            Err(FinishError::Check(never)) => match never {},
+        }
+    }
+
+    /// [`finish`](Self::finish), and before the blob enters the cache, `check` on all its
+    /// bytes (an RPM's signature): a blob it refuses is deleted, never filed. A blob small
+    /// enough to have stayed in the write buffer is checked there, written, synced and
+    /// renamed in one trip to the blocking pool; a larger one is read back for the check.
+    pub async fn finish_checked<E: Send + 'static>(
+        self,
+        check: impl FnOnce(&[u8]) -> Result<(), E> + Send + 'static,
+    ) -> Result<u64, FinishError<E>> {
+        self.finish_inner(Some(check)).await
+    }
+
+    async fn finish_inner<E: Send + 'static>(
+        mut self,
+        check: Option<impl FnOnce(&[u8]) -> Result<(), E> + Send + 'static>,
+    ) -> Result<u64, FinishError<E>> {
         let path = self.partial.path().to_owned();
-        self.file
-            .flush()
-            .await
-            .map_err(|e| StoreError::io(&path, e))?;
         let actual = Digest::from_hasher(self.hasher.clone());
         let mismatch = if let Some(expected) = self.expected_size
             && expected != self.written
@@ -246,28 +271,23 @@ impl BlobWriter {
             None
         };
         if let Some(error) = mismatch {
-            // A private partial is deleted when its `TempPath` drops.
-            if let Partial::Resumable(path) =
-                std::mem::replace(&mut self.partial, Partial::Gone(path.clone()))
-            {
-                fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-            }
-            return Err(error);
+            self.discard()?;
+            return Err(FinishError::Store(error));
         }
-        // Data on disk before the rename makes it visible: a crash never leaves a short blob.
-        // The mode and the sync are one trip to the blocking pool (each `tokio::fs` call is
-        // one), on a duplicate of the descriptor; the flush above left no write in flight.
+        // The whole blob is still in the buffer when nothing was flushed or resumed: it is
+        // written out below, with the sync, rather than in a trip of its own.
+        let buffered =
+            (self.file.buffer().len() as u64 == self.written).then(|| self.file.buffer().to_vec());
+        if buffered.is_none() {
+            self.file
+                .flush()
+                .await
+                .map_err(|e| StoreError::io(&path, e))?;
+        }
+        // The blocking work goes on a duplicate of the descriptor; no write is in flight.
         let fd = std::os::fd::AsFd::as_fd(self.file.get_ref())
             .try_clone_to_owned()
             .map_err(|e| StoreError::io(&path, e))?;
-        let synced = path.clone();
-        tokio::task::spawn_blocking(move || {
-            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(BLOB_MODE))?;
-            rustix::fs::fdatasync(&fd)
-        })
-        .await
-        .map_err(|e| StoreError::io(&synced, std::io::Error::other(e)))?
-        .map_err(|e| StoreError::io(&synced, e.into()))?;
         let temp = match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
             Partial::Resumable(path) => {
                 tempfile::TempPath::try_from_path(&path).map_err(|e| StoreError::io(&path, e))?
@@ -275,14 +295,92 @@ impl BlobWriter {
             Partial::Private(temp) => temp,
             Partial::Gone(_) => return Ok(self.written),
         };
-        // Never over a blob already there (another process's copy, same bytes): files of the
-        // ISO tree may be hard links to it. Then ours is deleted as the error drops.
-        match temp.persist_noclobber(&self.dest) {
-            Ok(()) => self.store.mark_verified(&self.digest),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(StoreError::io(&self.dest, e.error)),
+        let dest = self.dest.clone();
+        let placed = tokio::task::spawn_blocking(move || {
+            place(
+                std::fs::File::from(fd),
+                temp,
+                &dest,
+                buffered.as_deref(),
+                check,
+            )
+        })
+        .await
+        .map_err(|e| StoreError::io(&path, std::io::Error::other(e)))??;
+        if placed {
+            self.store.mark_verified(&self.digest);
         }
         Ok(self.written)
+    }
+
+    /// Delete the partial of a blob whose bytes are wrong (a private one is deleted when its
+    /// `TempPath` drops).
+    fn discard(&mut self) -> Result<(), StoreError> {
+        let path = self.partial.path().to_owned();
+        if let Partial::Resumable(path) = std::mem::replace(&mut self.partial, Partial::Gone(path))
+        {
+            fs_err::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The check of a plain [`BlobWriter::finish`]: none.
+type NoCheck = fn(&[u8]) -> Result<(), std::convert::Infallible>;
+
+/// Why [`BlobWriter::finish_checked`] filed nothing: the store failed, or the check refused
+/// the bytes.
+#[derive(Debug)]
+pub enum FinishError<E> {
+    Store(StoreError),
+    Check(E),
+}
+
+impl<E> From<StoreError> for FinishError<E> {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// The blocking end of [`BlobWriter::finish_inner`]: run `check` on the blob's bytes (the
+/// `buffered` ones, else the partial's), write the buffered ones, then mode, sync (data on
+/// disk before the rename makes it visible: a crash never leaves a short blob) and rename
+/// into place. Never over a blob already there (another process's copy, same bytes): files
+/// of the ISO tree may be hard links to it; then ours is deleted. Whether ours was placed.
+fn place<E>(
+    mut file: std::fs::File,
+    temp: tempfile::TempPath,
+    dest: &std::path::Path,
+    buffered: Option<&[u8]>,
+    check: Option<impl FnOnce(&[u8]) -> Result<(), E>>,
+) -> Result<bool, FinishError<E>> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let io = |e: std::io::Error| StoreError::io(&temp, e);
+    if let Some(check) = check {
+        let checked = if let Some(bytes) = buffered {
+            check(bytes)
+        } else {
+            let mut bytes = Vec::new();
+            file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+            file.read_to_end(&mut bytes).map_err(io)?;
+            check(&bytes)
+        };
+        if let Err(error) = checked {
+            // Checksummed but refused: out of the cache, and no partial to resume (the
+            // `TempPath` deletes it as it drops).
+            return Err(FinishError::Check(error));
+        }
+    }
+    if let Some(bytes) = buffered {
+        file.write_all(bytes).map_err(io)?;
+    }
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(BLOB_MODE))
+        .map_err(|e| io(e.into()))?;
+    rustix::fs::fdatasync(&file).map_err(|e| io(e.into()))?;
+    match temp.persist_noclobber(dest) {
+        Ok(()) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(FinishError::Store(StoreError::io(dest, e.error))),
     }
 }
 

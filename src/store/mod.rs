@@ -93,7 +93,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Deserialize, Serialize};
 
-pub use blob::BlobWriter;
+pub use blob::{BlobWriter, FinishError};
 pub use digests::{DigestMemo, FileIdentity};
 use lock::LockFile;
 pub use packages::PackagesRecord;

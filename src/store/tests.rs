@@ -92,6 +92,40 @@ async fn blob_writer_renames_only_on_match() {
 }
 
 #[tokio::test]
+async fn a_checked_blob_enters_only_if_the_check_passes_in_memory_or_from_disk() {
+    let (_dir, store) = store();
+    // 3 MiB without a size: more than the write buffer, read back from the partial.
+    for (data, size) in [
+        (b"small".repeat(100), Some(500)),
+        (b"large".repeat(600_000), None),
+    ] {
+        let digest = Digest::of(&data);
+        for accept in [false, true] {
+            let mut writer = store.blob_writer(&digest, size).await.unwrap().unwrap();
+            for chunk in data.chunks(4096) {
+                writer.write(chunk).await.unwrap();
+            }
+            let expected = data.clone();
+            let result = writer
+                .finish_checked(move |bytes| {
+                    assert_eq!(bytes, expected.as_slice());
+                    if accept { Ok(()) } else { Err("refused") }
+                })
+                .await;
+            match result {
+                Ok(written) => assert!(accept && written == data.len() as u64),
+                Err(super::FinishError::Check(reason)) => assert!(!accept && reason == "refused"),
+                Err(super::FinishError::Store(error)) => panic!("{error}"),
+            }
+            assert_eq!(store.has_blob(&digest), accept);
+            // Refused bytes leave no partial to resume either.
+            assert!(names(&store.root().join("tmp")).is_empty());
+        }
+        assert_eq!(fs_err::read(store.blob_path(&digest)).unwrap(), data);
+    }
+}
+
+#[tokio::test]
 async fn wrong_bytes_never_enter_the_store() {
     let (_dir, store) = store();
     let digest = Digest::of(b"expected");
