@@ -291,22 +291,11 @@ async fn get_small(
 /// enters the cache.
 pub type ContentCheck = Arc<dyn Fn(&[u8]) -> Result<(), PackageError> + Send + Sync>;
 
-/// Fetch `url` into the cache, verified against `checksum` (and `size` when known); returns
-/// the cached file. A sha256 checksum is the cache key, so a second run fetches nothing.
+/// Fetch `url` into the cache, verified against `checksum` (and `size` when known), and
+/// `check` on the bytes: a download it refuses never enters the cache, and a cached file it
+/// refuses leaves it. Returns the cached file. A sha256 checksum is the cache key, so a
+/// second run fetches nothing.
 pub async fn fetch_verified(
-    services: &PackageServices,
-    repo: &str,
-    url: &str,
-    checksum: &Checksum,
-    size: Option<u64>,
-    label: &str,
-) -> Result<PathBuf, PackageError> {
-    fetch_checked(services, repo, url, checksum, size, label, None).await
-}
-
-/// [`fetch_verified`], and `check` on the bytes: a download it refuses never enters the
-/// cache, and a cached file it refuses leaves it.
-async fn fetch_checked(
     services: &PackageServices,
     repo: &str,
     url: &str,
@@ -477,6 +466,7 @@ impl FetchedRepo {
             &record.checksum,
             record.size,
             &format!("{} {kind}", self.spec.id),
+            None,
         )
         .await?;
         Ok(Some((path, record.location.clone())))
@@ -584,6 +574,7 @@ async fn fetch_repo(
         &record.checksum,
         record.size,
         &format!("{} primary", spec.id),
+        None,
     )
     .await?;
     let primary = (primary, record.location.clone());
@@ -1053,7 +1044,7 @@ impl RpmJob {
             hex: self.rpm.sha256.hex().to_owned(),
         };
         let check = self.signature_check().await?;
-        fetch_checked(
+        fetch_verified(
             &self.services,
             &self.rpm.repo,
             &self.url,
@@ -1309,6 +1300,7 @@ async fn locked_metadata(
             &record.checksum,
             record.size,
             &format!("{repo} {kind}"),
+            None,
         )
         .await?;
         sources.push((path, record.location.clone()));
