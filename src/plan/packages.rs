@@ -305,29 +305,6 @@ pub async fn fetch_verified(
     check: Option<ContentCheck>,
 ) -> Result<PathBuf, PackageError> {
     let store = &services.store;
-    // A cached file was checked when it came in; it is checked again, since the keys it
-    // must verify with may have changed since.
-    let check_cached = |path: PathBuf, check: Option<ContentCheck>| async move {
-        let Some(check) = check else {
-            return Ok(path);
-        };
-        let joined = tokio::task::spawn_blocking(move || {
-            let bytes = fs_err::read(&path).map_err(|source| PackageError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            if let Err(error) = check(&bytes) {
-                let _ = fs_err::remove_file(&path);
-                return Err(error);
-            }
-            Ok(path)
-        })
-        .await;
-        joined.map_err(|join| PackageError::Io {
-            path: PathBuf::from("(signature check)"),
-            source: std::io::Error::other(join.to_string()),
-        })?
-    };
     if checksum.kind == ChecksumKind::Sha256
         && let Ok(digest) = Digest::from_hex(&checksum.hex)
     {
@@ -436,6 +413,39 @@ pub async fn fetch_verified(
     let digest = Digest::of(&bytes);
     store.put_blob_bytes(&digest, &bytes)?;
     Ok(store.blob_path(&digest))
+}
+
+/// `check` on a file already in the cache (it was checked when it came in, but the keys it
+/// must verify with may have changed since); a file it refuses leaves the cache.
+async fn check_cached(path: PathBuf, check: Option<ContentCheck>) -> Result<PathBuf, PackageError> {
+    let Some(check) = check else {
+        return Ok(path);
+    };
+    blocking_io("(signature check)", move || {
+        let bytes = fs_err::read(&path).map_err(|source| PackageError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if let Err(error) = check(&bytes) {
+            let _ = fs_err::remove_file(&path);
+            return Err(error);
+        }
+        Ok(path)
+    })
+    .await
+}
+
+/// `work` on the blocking pool; `what` names it if it panics.
+async fn blocking_io<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, PackageError> + Send + 'static,
+) -> Result<T, PackageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| PackageError::Io {
+            path: PathBuf::from(what),
+            source: std::io::Error::other(join.to_string()),
+        })?
 }
 
 /// A repository's metadata, fetched and verified.
@@ -650,14 +660,10 @@ pub async fn resolve_packages(
     let spec = packages.clone();
     let blocking_services = Arc::clone(services);
     let handle = tokio::runtime::Handle::current();
-    let (mut set, notes) = tokio::task::spawn_blocking(move || {
+    let (mut set, notes) = blocking_io("(resolver)", move || {
         resolve_blocking(&spec, fetched, &filter, &blocking_services, &handle)
     })
-    .await
-    .map_err(|error| PackageError::Io {
-        path: PathBuf::from("(resolver)"),
-        source: std::io::Error::other(error.to_string()),
-    })??;
+    .await?;
     pin_signing_keys(services, packages, &mut set).await?;
     Ok((set, notes))
 }
@@ -694,7 +700,8 @@ async fn pin_signing_keys(
             // A package already in the cache is read there: no request, and `--offline`
             // resolves without one.
             let bytes = if services.store.has_blob(&rpm.sha256) {
-                cached_header(&services.store.blob_path(&rpm.sha256))?
+                let path = services.store.blob_path(&rpm.sha256);
+                blocking_io("(header read)", move || cached_header(&path)).await?
             } else if services.offline {
                 return Err(PackageError::OfflineMissing {
                     nevra: rpm.nevra.clone(),

@@ -23,7 +23,11 @@ pub(super) struct RsaKey {
     /// The modulus' length in bytes: OpenPGP drops a signature's leading zero bytes, AWS-LC
     /// wants them back.
     size: usize,
-    parsed: Vec<(HashAlgorithm, ParsedPublicKey)>,
+    parsed: Vec<(
+        HashAlgorithm,
+        &'static aws_lc_rs::digest::Algorithm,
+        ParsedPublicKey,
+    )>,
 }
 
 impl RsaKey {
@@ -38,29 +42,12 @@ impl RsaKey {
 
     fn from_rsa(key: &rsa::RsaPublicKey) -> Option<Self> {
         let der = rsa::pkcs8::EncodePublicKey::to_public_key_der(key).ok()?;
-        // The widest key-size ranges AWS-LC has for each digest: rPGP sets no lower bound,
-        // and a key outside these falls back to it.
-        let algorithms: [(HashAlgorithm, &'static lc::RsaParameters); 4] = [
-            (
-                HashAlgorithm::Sha256,
-                &lc::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
-            ),
-            (
-                HashAlgorithm::Sha512,
-                &lc::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY,
-            ),
-            (HashAlgorithm::Sha384, &lc::RSA_PKCS1_2048_8192_SHA384),
-            (
-                HashAlgorithm::Sha1,
-                &lc::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            ),
-        ];
-        let parsed: Vec<_> = algorithms
-            .into_iter()
-            .filter_map(|(hash, algorithm)| {
+        let parsed: Vec<_> = ALGORITHMS
+            .iter()
+            .filter_map(|&(hash, digest, algorithm)| {
                 ParsedPublicKey::new(algorithm, der.as_bytes())
                     .ok()
-                    .map(|parsed| (hash, parsed))
+                    .map(|parsed| (hash, digest, parsed))
             })
             .collect();
         let size = rsa::traits::PublicKeyParts::size(key);
@@ -69,7 +56,8 @@ impl RsaKey {
 
     /// Whether `signature` is a valid PKCS#1 v1.5 signature of the `hashed` digest.
     fn verifies(&self, hash: HashAlgorithm, hashed: &[u8], signature: &SignatureBytes) -> bool {
-        let Some((_, parsed)) = self.parsed.iter().find(|(known, _)| *known == hash) else {
+        let Some((_, digest, parsed)) = self.parsed.iter().find(|(known, ..)| *known == hash)
+        else {
             return false;
         };
         let Ok(mpis) = <&[pgp::types::Mpi]>::try_from(signature) else {
@@ -84,23 +72,39 @@ impl RsaKey {
         }
         let mut padded = vec![0; self.size];
         padded[self.size - bytes.len()..].copy_from_slice(bytes);
-        let Some(algorithm) = digest_algorithm(hash) else {
-            return false;
-        };
-        aws_lc_rs::digest::Digest::import_less_safe(hashed, algorithm)
+        aws_lc_rs::digest::Digest::import_less_safe(hashed, digest)
             .is_ok_and(|digest| parsed.verify_digest_sig(&digest, &padded).is_ok())
     }
 }
 
-fn digest_algorithm(hash: HashAlgorithm) -> Option<&'static aws_lc_rs::digest::Algorithm> {
-    match hash {
-        HashAlgorithm::Sha256 => Some(&aws_lc_rs::digest::SHA256),
-        HashAlgorithm::Sha384 => Some(&aws_lc_rs::digest::SHA384),
-        HashAlgorithm::Sha512 => Some(&aws_lc_rs::digest::SHA512),
-        HashAlgorithm::Sha1 => Some(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY),
-        _ => None,
-    }
-}
+/// The OpenPGP hashes AWS-LC checks, with its digest and the widest key-size range it has
+/// for each: rPGP sets no lower bound, and a key outside these falls back to it.
+const ALGORITHMS: [(
+    HashAlgorithm,
+    &aws_lc_rs::digest::Algorithm,
+    &lc::RsaParameters,
+); 4] = [
+    (
+        HashAlgorithm::Sha256,
+        &aws_lc_rs::digest::SHA256,
+        &lc::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+    ),
+    (
+        HashAlgorithm::Sha512,
+        &aws_lc_rs::digest::SHA512,
+        &lc::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY,
+    ),
+    (
+        HashAlgorithm::Sha384,
+        &aws_lc_rs::digest::SHA384,
+        &lc::RSA_PKCS1_2048_8192_SHA384,
+    ),
+    (
+        HashAlgorithm::Sha1,
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        &lc::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY,
+    ),
+];
 
 /// A key of the keyring as rPGP's signature check sees it: itself, but with the RSA step
 /// done by AWS-LC when it can be.

@@ -288,19 +288,23 @@ impl BlobWriter {
         let fd = std::os::fd::AsFd::as_fd(self.file.get_ref())
             .try_clone_to_owned()
             .map_err(|e| StoreError::io(&path, e))?;
-        let temp = match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
-            Partial::Resumable(path) => {
-                tempfile::TempPath::try_from_path(&path).map_err(|e| StoreError::io(&path, e))?
-            }
-            Partial::Private(temp) => temp,
-            Partial::Gone(_) => return Ok(self.written),
-        };
+        let (temp, resumable) =
+            match std::mem::replace(&mut self.partial, Partial::Gone(path.clone())) {
+                Partial::Resumable(path) => (
+                    tempfile::TempPath::try_from_path(&path)
+                        .map_err(|e| StoreError::io(&path, e))?,
+                    true,
+                ),
+                Partial::Private(temp) => (temp, false),
+                Partial::Gone(_) => return Ok(self.written),
+            };
         let dest = self.dest.clone();
         let placed = tokio::task::spawn_blocking(move || {
             place(
                 std::fs::File::from(fd),
                 temp,
                 &dest,
+                resumable,
                 buffered.as_deref(),
                 check,
             )
@@ -345,12 +349,13 @@ impl<E> From<StoreError> for FinishError<E> {
 /// The blocking end of [`BlobWriter::finish_inner`]: run `check` on the blob's bytes (the
 /// `buffered` ones, else the partial's), write the buffered ones, then mode, sync (data on
 /// disk before the rename makes it visible: a crash never leaves a short blob) and rename
-/// into place. Never over a blob already there (another process's copy, same bytes): files
+/// into place. A `resumable` partial outlives a failed write or sync. Never over a blob already there (another process's copy, same bytes): files
 /// of the ISO tree may be hard links to it; then ours is deleted. Whether ours was placed.
 fn place<E>(
     mut file: std::fs::File,
     temp: tempfile::TempPath,
     dest: &std::path::Path,
+    resumable: bool,
     buffered: Option<&[u8]>,
     check: Option<impl FnOnce(&[u8]) -> Result<(), E>>,
 ) -> Result<bool, FinishError<E>> {
@@ -371,12 +376,22 @@ fn place<E>(
             return Err(FinishError::Check(error));
         }
     }
-    if let Some(bytes) = buffered {
-        file.write_all(bytes).map_err(io)?;
+    let written = (|| {
+        if let Some(bytes) = buffered {
+            file.write_all(bytes)?;
+        }
+        rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(BLOB_MODE))?;
+        rustix::fs::fdatasync(&file)?;
+        Ok::<_, std::io::Error>(())
+    })();
+    if let Err(error) = written {
+        let error = io(error);
+        // Verified bytes stay for the next run to resume, as any interrupted download's do.
+        if resumable {
+            let _ = temp.keep();
+        }
+        return Err(FinishError::Store(error));
     }
-    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(BLOB_MODE))
-        .map_err(|e| io(e.into()))?;
-    rustix::fs::fdatasync(&file).map_err(|e| io(e.into()))?;
     match temp.persist_noclobber(dest) {
         Ok(()) => Ok(true),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
